@@ -1,0 +1,90 @@
+# M3Diff kit — every command a user needs. `make help` lists them.
+#
+# Variables (BACKBONE, DATA, EXP, CKPT, ARGS, ...) reach the Python entry points as environment
+# variables read with "$$VAR" inside double quotes, and their raw text is taken with $(value ...):
+# neither make nor the shell ever evaluates what a user typed, so `ARGS='x; rm -rf ~'` is only
+# an (invalid) override, never a command.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The stamp is keyed on everything that decides the install: change one of these files and
+# `make setup` reinstalls; otherwise it is a no-op.
+SETUP_KEY := $(shell cat requirements.txt requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.setup-$(SETUP_KEY)
+
+# User-facing variables, copied verbatim (no expansion) into M3_* and exported; the originals
+# are unexported so make never expands them on the way into a recipe's environment.
+USER_VARS := BACKBONE BACKBONES DATA EXP CKPT ARGS OUT N SPLIT GT PRED CATEGORIES ROOT JSON RESUME BEFORE AFTER PORT
+$(foreach v,$(USER_VARS),$(eval export M3_$(v) := $$(value $(v))))
+unexport $(USER_VARS)
+
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: help setup test test-fast lint format train eval score caption data-info synth compare tb bench clean
+
+help: ## list the commands
+	@echo "M3Diff kit — make targets (variables in CAPS):"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv and install the pinned kit (idempotent)
+
+$(STAMP): requirements.txt requirements.lock pyproject.toml
+	@command -v java >/dev/null 2>&1 || echo "WARNING: java not found: the COCO caption metrics (PTB tokenizer, METEOR) need Java 8+ (e.g. apt install openjdk-17-jre-headless). Training runs; scoring will report what it cannot compute."
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c requirements.lock 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import torch, torchvision, lightning, timm, open_clip, transformers, pycocoevalcap, mdp"
+	@rm -f $(VENV)/.setup-*
+	@touch $@
+	@echo "setup complete: $(VENV)"
+
+test: setup ## run the whole test suite (lint + pytest, slow tests included)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest tests
+
+test-fast: setup ## run the fast tests only
+	$(PY) -m pytest tests -m "not slow"
+
+lint: setup ## ruff lint and format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup ## apply ruff fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+train: setup ## train (BACKBONE=siglip|clip|<timm name>, DATA=synthetic|..., EXP=, RESUME=last, ARGS="k=v ...")
+	$(PY) -m experiments.train --backbone "$$M3_BACKBONE" --data "$$M3_DATA" --exp "$$M3_EXP" --resume "$$M3_RESUME" --args "$$M3_ARGS"
+
+eval: setup ## evaluate CKPT on DATA's SPLIT (default test), writing COCO files and metrics
+	$(PY) -m experiments.evaluate --ckpt "$$M3_CKPT" --data "$$M3_DATA" --split "$$M3_SPLIT" --out "$$M3_OUT" --args "$$M3_ARGS"
+
+score: setup ## score GT=<coco gt.json> PRED=<pred.json> [OUT=metrics.json] [CATEGORIES=map.json]
+	$(PY) -m experiments.score --gt "$$M3_GT" --pred "$$M3_PRED" --out "$$M3_OUT" --categories "$$M3_CATEGORIES"
+
+caption: setup ## caption one pair: CKPT=<ckpt> BEFORE=<png> AFTER=<png> [OUT=<dir>]
+	$(PY) -m experiments.caption --ckpt "$$M3_CKPT" --before "$$M3_BEFORE" --after "$$M3_AFTER" --out "$$M3_OUT" --args "$$M3_ARGS"
+
+data-info: setup ## inspect a dataset: DATA=<benchmark> ROOT=<dir> [SPLIT=test] [JSON=1]
+	$(PY) -m experiments.data_info --data "$$M3_DATA" --root "$$M3_ROOT" --split "$$M3_SPLIT" --json "$$M3_JSON" --args "$$M3_ARGS"
+
+synth: setup ## export the embedded benchmark: OUT=<dir> N=<count> [SPLIT=train|val|test]
+	$(PY) -m experiments.synth --out "$$M3_OUT" --n "$$M3_N" --split "$$M3_SPLIT" --args "$$M3_ARGS"
+
+compare: setup ## train each of BACKBONES="siglip clip ..." (or EXP="a b") with one budget, write a table
+	$(PY) -m experiments.compare --backbones "$$M3_BACKBONES" --exp "$$M3_EXP" --data "$$M3_DATA" --args "$$M3_ARGS"
+
+tb: setup ## TensorBoard on 127.0.0.1 over logs/ [PORT=6006]
+	$(VENV)/bin/tensorboard --logdir logs --host 127.0.0.1 --port "$${M3_PORT:-6006}"
+
+bench: setup ## speed benchmarks: prints a table, writes bench_results/bench.json
+	$(PY) -m experiments.bench --out "$$M3_OUT" --args "$$M3_ARGS"
+
+clean: ## remove logs, caches and build files (keeps .venv)
+	rm -rf logs lightning_logs .pytest_cache .ruff_cache bench_results *.egg-info

@@ -1,0 +1,80 @@
+"""The sample contract every DataModule yields — written down once, here.
+
+One **sample** (what ``Dataset.__getitem__`` returns) is a ``dict`` with:
+
+==============  ==========================  ==================================================
+key             type                        meaning
+==============  ==========================  ==================================================
+``pair_id``     ``str``                     the benchmark's own evaluation id (e.g. ``"000123.png"``,
+                                            ``"000123.png_n"``, ``"256.png"``, ``"Reddit_1052"``)
+``before``      ``Tensor (3, H, W)`` fp32   the "before" image after the backbone's preprocessing
+``after``       ``Tensor (3, H, W)`` fp32   the "after" image, same preprocessing
+``captions``    ``list[str]``               every reference caption of the pair (>= 1)
+``categories``  ``list[str]``               the pair's change categories (may be empty)
+``benchmark``   ``str``                     benchmark name (``synthetic``, ``clevr_change``, ...)
+==============  ==========================  ==================================================
+
+A **batch** (what :func:`collate_pairs` makes of a list of samples) holds ``before``/``after`` as
+``(B, 3, H, W)`` tensors and the other keys as lists of length ``B``.
+
+Training picks one reference per pair per step (the LightningModule does it, seeded by the step, so a
+resumed run picks the same ones); evaluation scores against all references.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import torch
+
+SAMPLE_KEYS = ("pair_id", "before", "after", "captions", "categories", "benchmark")
+
+
+class PairSample(TypedDict):
+    pair_id: str
+    before: torch.Tensor
+    after: torch.Tensor
+    captions: list[str]
+    categories: list[str]
+    benchmark: str
+
+
+class PairBatch(TypedDict):
+    pair_id: list[str]
+    before: torch.Tensor
+    after: torch.Tensor
+    captions: list[list[str]]
+    categories: list[list[str]]
+    benchmark: list[str]
+
+
+def collate_pairs(samples: list[PairSample]) -> PairBatch:
+    """Stack images to ``(B, 3, H, W)``; keep ids, captions, categories and benchmarks as lists."""
+    return {
+        "pair_id": [s["pair_id"] for s in samples],
+        "before": torch.stack([s["before"] for s in samples]),
+        "after": torch.stack([s["after"] for s in samples]),
+        "captions": [list(s["captions"]) for s in samples],
+        "categories": [list(s["categories"]) for s in samples],
+        "benchmark": [s["benchmark"] for s in samples],
+    }
+
+
+def check_sample(sample: dict, *, where: str = "sample") -> None:
+    """Raise ``ValueError`` naming ``where`` if ``sample`` breaks the contract."""
+    missing = [k for k in SAMPLE_KEYS if k not in sample]
+    if missing:
+        raise ValueError(f"{where}: missing keys {missing} (contract: {list(SAMPLE_KEYS)})")
+    if not isinstance(sample["pair_id"], str):
+        raise ValueError(f"{where}: pair_id must be str, got {type(sample['pair_id']).__name__}")
+    for key in ("before", "after"):
+        t = sample[key]
+        if not (isinstance(t, torch.Tensor) and t.ndim == 3 and t.shape[0] == 3):
+            raise ValueError(f"{where}: {key} must be a (3, H, W) tensor, got {getattr(t, 'shape', type(t))}")
+    if sample["before"].shape != sample["after"].shape:
+        raise ValueError(f"{where}: before {tuple(sample['before'].shape)} != after {tuple(sample['after'].shape)}")
+    caps = sample["captions"]
+    if not caps or not all(isinstance(c, str) for c in caps):
+        raise ValueError(f"{where}: captions must be a non-empty list of str")
+    if not all(isinstance(c, str) for c in sample["categories"]):
+        raise ValueError(f"{where}: categories must be a list of str")
