@@ -1,0 +1,41 @@
+"""LightningDataModules for the IDC benchmarks and the embedded procedural benchmark.
+
+Every DataModule yields the sample contract of :mod:`datamodules.contract`. ``DATAMODULES`` maps the
+``data.name`` config value to its class; :func:`build_datamodule` builds one from config values.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# data.name -> "module:Class" (imported lazily, so inspecting one benchmark never imports the others)
+DATAMODULES: dict[str, str] = {
+    "synthetic": "datamodules.synthetic:SyntheticDataModule",
+    "clevr_change": "datamodules.clevr_change:ClevrChangeDataModule",
+    "clevr_dc": "datamodules.clevr_dc:ClevrDCDataModule",
+    "spot_the_diff": "datamodules.spot_the_diff:SpotTheDiffDataModule",
+    "iedit": "datamodules.iedit:IEditDataModule",
+    "omnidiff": "datamodules.omnidiff:OmniDiffDataModule",
+    "pairs": "datamodules.pairs:PairsDataModule",
+    "mixture": "datamodules.mixture:MixtureDataModule",
+}
+
+
+def register_datamodule(name: str, target: str) -> None:
+    """Register ``target`` (``"package.module:ClassName"``) under the config name ``name``."""
+    DATAMODULES[name] = target
+
+
+def build_datamodule(
+    data_cfg: Mapping[str, Any], *, image_size: int, mean: Sequence[float], std: Sequence[float], seed: int = 0
+):
+    """Build the DataModule named by ``data_cfg["name"]`` from the rest of the ``data`` section."""
+    kwargs = dict(data_cfg)
+    name = kwargs.pop("name")
+    if name not in DATAMODULES:
+        raise KeyError(f"unknown data.name '{name}'; known: {sorted(DATAMODULES)}")
+    module, _, cls_name = DATAMODULES[name].partition(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    return cls(image_size=image_size, mean=tuple(mean), std=tuple(std), seed=seed, **kwargs)
