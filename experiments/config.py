@@ -215,3 +215,10 @@ def _check_type(key: str, old: Any, new: Any, *, source: str) -> None:
         raise ConfigError(
             f"{source}: '{key}' expects {type(old).__name__} (like {old!r}), got {type(new).__name__} {new!r}"
         )
+
+
+def apply_overrides(cfg: DictConfig, overrides: Sequence[str], *, source: str = "command line") -> DictConfig:
+    """Apply ``key=value`` overrides to an existing config (e.g. one read back from a checkpoint)."""
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    _check_and_merge(cfg, _parse_overrides(overrides), source=source)
+    return cfg

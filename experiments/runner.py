@@ -1,0 +1,159 @@
+"""What `train`, `eval` and `compare` share: config -> DataModule -> tokenizer -> module -> Trainer."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+import mdp
+from datamodules import build_datamodule
+from experiments.config import load_config, save_config, to_container, trainer_kwargs
+from lightning_modules.captioner import CaptionerModule
+from lightning_modules.language_model import is_tiny_lm
+from lightning_modules.tokenizer import save_tokenizer_json, train_caption_tokenizer
+
+log = logging.getLogger("m3diff")
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The config options every entry point shares (empty strings mean "default", as make passes them)."""
+    parser.add_argument("--backbone", default="", help="backbone group or timm model name (BACKBONE=)")
+    parser.add_argument("--data", default="", help="data group: synthetic, clevr_change, ... (DATA=)")
+    parser.add_argument("--exp", default="", help="experiment YAML under experiments/ (EXP=)")
+    parser.add_argument("--args", default="", help='space-separated key=value overrides (ARGS="a.b=1 c=2")')
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides")
+
+
+def config_from_args(args: argparse.Namespace) -> DictConfig:
+    overrides = [*shlex.split(args.args or ""), *args.overrides]
+    return load_config(
+        experiment=args.exp or None, groups={"backbone": args.backbone, "data": args.data}, overrides=overrides
+    )
+
+
+# ------------------------------------------------------------------------------------------------ parts
+def image_spec(cfg: DictConfig) -> mdp.ImageSpec:
+    """The backbone's preprocessing without building its weights twice: build once, read ``spec``."""
+    backbone = mdp.build_backbone(
+        cfg.backbone.name,
+        layers=list(cfg.backbone.layers),
+        pretrained=None,
+        image_size=cfg.backbone.image_size,
+    )
+    return backbone.spec
+
+
+def make_datamodule(cfg: DictConfig, spec: mdp.ImageSpec) -> L.LightningDataModule:
+    return build_datamodule(
+        to_container(cfg.data), image_size=spec.size, mean=spec.mean, std=spec.std, seed=int(cfg.seed)
+    )
+
+
+def training_captions(datamodule: Any, limit: int) -> list[str]:
+    """References of the training split, for the tiny LM's tokenizer."""
+    if hasattr(datamodule, "training_captions"):
+        return list(datamodule.training_captions(limit))
+    refs = datamodule.reference_captions("train")
+    captions = [c for caps in refs.values() for c in caps]
+    return captions[: limit * 5]
+
+
+def make_module(cfg: DictConfig, datamodule: Any) -> CaptionerModule:
+    config = to_container(cfg)
+    tokenizer_json = None
+    if is_tiny_lm(cfg.model.lm.name):
+        captions = training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
+        tokenizer_json = train_caption_tokenizer(captions, vocab_size=int(cfg.model.lm.vocab_size))
+    return CaptionerModule(config=config, tokenizer_json=tokenizer_json)
+
+
+def run_name(cfg: DictConfig) -> str:
+    """``<experiment>/<backbone>`` with characters that are awkward in paths replaced."""
+    backbone = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(cfg.backbone.name))
+    return f"{cfg.experiment}/{backbone}"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints to a temporary file and rename: a kill during a save never leaves a corrupt file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
+
+
+def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
+    from callbacks.caption_metrics import CaptionMetricsCallback, monitor_key
+    from callbacks.panels import HparamsCallback, PanelsCallback
+
+    monitor = monitor_key(cfg.metrics.monitor)
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best-{step}",
+        monitor=monitor,
+        mode="max",
+        save_top_k=int(cfg.checkpoint.save_top_k),
+        save_last=bool(cfg.checkpoint.save_last),
+        every_n_train_steps=cfg.checkpoint.every_n_train_steps,
+        auto_insert_metric_name=False,
+    )
+    return [
+        CaptionMetricsCallback(
+            spice=bool(cfg.metrics.spice), change_id=bool(cfg.metrics.change_id), output_dir=run_dir / "eval"
+        ),
+        PanelsCallback(num_panels=int(cfg.metrics.num_panels)),
+        HparamsCallback(hparams=hparams_for_tensorboard(cfg)),
+        checkpoint,
+        LearningRateMonitor(logging_interval="step"),
+    ]
+
+
+def hparams_for_tensorboard(cfg: DictConfig) -> dict[str, Any]:
+    """The knobs that tell runs apart in TensorBoard's hparams tab (backbone, MDP switches, LM, data)."""
+    flat: dict[str, Any] = {"experiment": cfg.experiment, "seed": cfg.seed}
+    for section in ("backbone", "mdp"):
+        for key, value in to_container(cfg[section]).items():
+            flat[f"{section}.{key}"] = str(value) if isinstance(value, (list, dict)) or value is None else value
+    flat.update({"model.lm": cfg.model.lm.name, "model.token_pool": cfg.model.token_pool, "data": cfg.data.name})
+    flat.update({"trainer.max_steps": cfg.trainer.max_steps, "data.batch_size": cfg.data.batch_size})
+    return flat
+
+
+def make_trainer(cfg: DictConfig, *, logger: TensorBoardLogger | bool, callbacks: Sequence[L.Callback]) -> L.Trainer:
+    return L.Trainer(
+        **trainer_kwargs(cfg),
+        logger=logger,
+        callbacks=list(callbacks),
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=cfg.logs_dir,
+    )
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def save_run_files(cfg: DictConfig, run_dir: Path, module: CaptionerModule) -> None:
+    save_config(cfg, run_dir / "config.yaml")
+    if module.hparams.get("tokenizer_json"):
+        save_tokenizer_json(module.hparams["tokenizer_json"], run_dir)
+
+
+def print_config(cfg: DictConfig) -> None:
+    print(OmegaConf.to_yaml(cfg), end="")

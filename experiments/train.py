@@ -1,0 +1,75 @@
+"""Train an M³Diff captioner: ``make train [BACKBONE=..] [DATA=..] [EXP=..] [RESUME=last] [ARGS="k=v .."]``.
+
+Logs go to ``logs/<experiment>/<backbone>/version_N`` (TensorBoard), with the resolved config, the caption
+tokenizer and the checkpoints (``checkpoints/best-*.ckpt`` by validation CIDEr, ``checkpoints/last.ckpt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from lightning.pytorch import seed_everything
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig
+
+from experiments import runner
+
+log = logging.getLogger("m3diff.train")
+
+
+def find_resume_checkpoint(cfg: DictConfig, resume: str) -> tuple[Path, int | None]:
+    """``last`` -> the newest ``last.ckpt`` of this experiment/backbone (and its version); else a path."""
+    if resume != "last":
+        path = Path(resume)
+        if not path.is_file():
+            raise FileNotFoundError(f"RESUME={resume}: no such checkpoint file")
+        return path, None
+    base = Path(cfg.logs_dir) / runner.run_name(cfg)
+    candidates = sorted(base.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(f"RESUME=last: no {base}/version_*/checkpoints/last.ckpt to resume from")
+    path = candidates[-1]
+    return path, int(path.parent.parent.name.removeprefix("version_"))
+
+
+def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
+    """Fit (and validate) one run; return the final validation metrics."""
+    seed_everything(int(cfg.seed), workers=True)
+    ckpt_path, version = find_resume_checkpoint(cfg, resume) if resume else (None, None)
+    spec = runner.image_spec(cfg)
+    datamodule = runner.make_datamodule(cfg, spec)
+    module = runner.make_module(cfg, datamodule)
+    logger = TensorBoardLogger(save_dir=cfg.logs_dir, name=runner.run_name(cfg), version=version, default_hp_metric=False)
+    run_dir = Path(logger.log_dir)
+    runner.save_run_files(cfg, run_dir, module)
+    trainer = runner.make_trainer(cfg, logger=logger, callbacks=runner.make_callbacks(cfg, run_dir))
+    log.info("run folder: %s%s", run_dir, f" (resuming {ckpt_path})" if ckpt_path else "")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    runner.add_config_arguments(parser)
+    parser.add_argument("--resume", default="", help="'last' or a checkpoint path (RESUME=)")
+    args = parser.parse_args(argv)
+    runner.configure_logging()
+    cfg = runner.config_from_args(args)
+    if args.print_config:
+        runner.print_config(cfg)
+        return 0
+    metrics = train(cfg, resume=args.resume)
+    print("\nfinal validation metrics:")
+    for key in sorted(metrics):
+        print(f"  {key:40s} {metrics[key]:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

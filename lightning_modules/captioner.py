@@ -1,0 +1,191 @@
+"""The thin LightningModule around :class:`~lightning_modules.m3diff.M3Diff`.
+
+Built from config values only (``config``: the resolved run config as plain dicts; ``tokenizer_json``: the
+trained caption tokenizer, for tiny LMs), so ``CaptionerModule.load_from_checkpoint(path)`` rebuilds it
+with no extra arguments. One shared step computes the teacher-forced loss; validation and test also
+generate captions and return them for the metrics callback (``callbacks/caption_metrics.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any
+
+import lightning as L
+import torch
+from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.text import Perplexity
+
+import mdp
+from lightning_modules.language_model import (
+    apply_lora,
+    build_language_model,
+    freeze,
+    is_tiny_lm,
+    lm_kwargs_from_config,
+)
+from lightning_modules.m3diff import M3Diff, build_mdp, heatmaps
+from lightning_modules.tokenizer import load_pretrained_tokenizer, tokenizer_from_json
+
+
+class CaptionerModule(L.LightningModule):
+    """Args:
+    config: the run config (``backbone``, ``mdp``, ``model``, ``optim``, ``generation`` sections are read).
+    tokenizer_json: the caption tokenizer of a tiny LM (``None`` for a pretrained LM, which brings its own).
+    """
+
+    def __init__(self, *, config: dict[str, Any], tokenizer_json: str | None = None) -> None:
+        super().__init__()
+        # logger=False: the tokenizer JSON belongs in the checkpoint, not in TensorBoard's hparams.
+        self.save_hyperparameters(logger=False)
+        self.config = config
+        model_cfg, lm_cfg = config["model"], config["model"]["lm"]
+        if is_tiny_lm(lm_cfg["name"]):
+            if tokenizer_json is None:
+                raise ValueError("a tiny LM needs tokenizer_json (train it on the training captions)")
+            self.tokenizer = tokenizer_from_json(tokenizer_json)
+        else:
+            self.tokenizer = load_pretrained_tokenizer(lm_cfg["name"])
+        self.model = build_model(config, self.tokenizer)
+        vocab = self.model.lm.get_input_embeddings().num_embeddings
+        self.train_accuracy = MulticlassAccuracy(num_classes=vocab, ignore_index=-100, average="micro")
+        self.train_perplexity = Perplexity(ignore_index=-100)
+        self.max_caption_tokens = model_cfg["max_caption_tokens"]
+
+    # ----------------------------------------------------------------------------------------- helpers
+    @property
+    def image_spec(self) -> mdp.ImageSpec:
+        return self.model.backbone.spec
+
+    def tokenize(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Captions -> right-padded ``(B, T)`` ids ending in EOS, and the attention mask."""
+        encoded = self.tokenizer(
+            [c.strip() for c in captions],
+            add_special_tokens=False,
+            truncation=True,
+            max_length=self.max_caption_tokens - 1,
+        )["input_ids"]
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        rows = [ids + [eos] for ids in encoded]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def pick_references(self, batch: dict, *, step: int) -> list[str]:
+        """One reference per pair, chosen by (seed, step, pair id): a resumed run picks the same ones."""
+        seed = self.config.get("seed", 0)
+        return [
+            refs[zlib.crc32(f"{seed}:{step}:{pid}".encode()) % len(refs)]
+            for pid, refs in zip(batch["pair_id"], batch["captions"])
+        ]
+
+    def decode(self, sequences: list[list[int]]) -> list[str]:
+        return [text.strip() for text in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
+
+    # ----------------------------------------------------------------------------------------- steps
+    def shared_step(self, batch: dict, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ids, mask = self.tokenize(captions)
+        loss, logits = self.model(batch["before"], batch["after"], ids, mask)
+        return loss, logits, ids.masked_fill(mask == 0, -100)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, logits, labels = self.shared_step(batch, self.pick_references(batch, step=self.global_step))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss ({loss.item()}) at step {self.global_step}")
+        self.train_accuracy(logits.detach().flatten(0, 1), labels.flatten())
+        self.train_perplexity(logits.detach().float(), labels)
+        size = len(batch["pair_id"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/token_acc", self.train_accuracy, batch_size=size)
+        self.log("train/perplexity", self.train_perplexity, batch_size=size)
+        return loss
+
+    def evaluation_step(self, batch: dict, stage: str) -> dict[str, list]:
+        loss, _, _ = self.shared_step(batch, [refs[0] for refs in batch["captions"]])
+        self.log(f"{stage}/loss", loss, batch_size=len(batch["pair_id"]), sync_dist=True)
+        predictions = self.caption(batch["before"], batch["after"])
+        return {
+            "pair_id": list(batch["pair_id"]),
+            "prediction": predictions,
+            "references": batch["captions"],
+            "categories": batch["categories"],
+            "benchmark": batch["benchmark"],
+        }
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, list]:
+        return self.evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, list]:
+        return self.evaluation_step(batch, "test")
+
+    # ----------------------------------------------------------------------------------------- inference
+    @torch.no_grad()
+    def caption(self, before: torch.Tensor, after: torch.Tensor, **overrides: Any) -> list[str]:
+        """Captions for a batch of pairs ``(B, 3, H, W)`` x 2, with the configured decoding."""
+        sequences, _ = self.model.generate(before, after, **{**self.config["generation"], **overrides})
+        return self.decode(sequences)
+
+    @torch.no_grad()
+    def explain(self, batch: dict) -> dict[str, Any]:
+        """Captions and difference heatmaps ``(B, h, w)`` in [0, 1] for the panels callback."""
+        sequences, visual = self.model.generate(batch["before"], batch["after"], **self.config["generation"])
+        return {"captions": self.decode(sequences), "heatmaps": heatmaps(visual)}
+
+    # ----------------------------------------------------------------------------------------- optim
+    def configure_optimizers(self) -> dict[str, Any]:
+        optim = self.config["optim"]
+        groups = {"backbone": [], "mdp": [], "lm": []}
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            key = "backbone" if name.startswith("backbone.") else "lm" if name.startswith("lm.") else "mdp"
+            groups[key].append(param)
+        lrs = {"backbone": optim["lr_backbone"], "mdp": optim["lr_mdp"], "lm": optim["lr_lm"]}
+        param_groups = [{"params": p, "lr": lrs[k], "name": k} for k, p in groups.items() if p]
+        optimizer = torch.optim.AdamW(param_groups, weight_decay=optim["weight_decay"], betas=tuple(optim["betas"]))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup, floor = min(optim["warmup_steps"], total // 2), optim["min_lr_ratio"]
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def build_model(config: dict[str, Any], tokenizer: Any) -> M3Diff:
+    """Config values + tokenizer -> :class:`M3Diff` (backbone, MDP, projector, LM; LoRA and freezing)."""
+    bb_cfg, model_cfg = config["backbone"], config["model"]
+    backbone = mdp.build_backbone(
+        bb_cfg["name"], layers=list(bb_cfg["layers"]), pretrained=bb_cfg["pretrained"], image_size=bb_cfg["image_size"]
+    )
+    difference = build_mdp(config["mdp"], width=backbone.width, num_layers=len(backbone.layers))
+    prompt_ids = tokenizer(model_cfg["prompt"], add_special_tokens=False)["input_ids"] if model_cfg["prompt"] else []
+    grid_tokens = backbone.num_tokens // (model_cfg["token_pool"] ** 2) + 1
+    max_positions = 2 * grid_tokens + len(prompt_ids) + model_cfg["max_caption_tokens"] + config["generation"]["max_new_tokens"]
+    lm = build_language_model(**lm_kwargs_from_config(model_cfg["lm"], tokenizer, max_positions))
+    if model_cfg["freeze_lm"]:
+        freeze(lm)
+    lora = model_cfg["lora"]
+    if lora["enabled"]:
+        lm = apply_lora(lm, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], target_modules=lora["target_modules"])
+    if bb_cfg["freeze"]:
+        freeze(backbone)
+    return M3Diff(
+        backbone=backbone,
+        difference=difference,
+        lm=lm,
+        prompt_ids=prompt_ids,
+        token_pool=model_cfg["token_pool"],
+        projector_hidden=model_cfg["projector_hidden"],
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )

@@ -1,0 +1,114 @@
+"""The causal language model: a tiny random-init GPT-2 / Qwen2 built from config values, or any pretrained
+``AutoModelForCausalLM`` by name or local path; optional LoRA (the paper: r=128, alpha=256)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+
+TINY_LMS = ("tiny-gpt2", "tiny-qwen2")
+
+
+def is_tiny_lm(name: str) -> bool:
+    return name in TINY_LMS
+
+
+def build_language_model(
+    *,
+    name: str,
+    num_layers: int,
+    hidden_size: int,
+    num_heads: int,
+    vocab_size: int,
+    max_positions: int,
+    pad_token_id: int,
+    bos_token_id: int,
+    eos_token_id: int,
+) -> nn.Module:
+    """Build the LM. Tiny LMs use the given sizes and token ids; a pretrained one ignores them."""
+    special = dict(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id)
+    if name == "tiny-gpt2":
+        config = GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=max_positions,
+            n_embd=hidden_size,
+            n_layer=num_layers,
+            n_head=num_heads,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            **special,
+        )
+        config._attn_implementation = "sdpa"  # fused attention (PyTorch SDPA) on CPU and GPU
+        return GPT2LMHeadModel(config)
+    if name == "tiny-qwen2":
+        config = Qwen2Config(
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            intermediate_size=hidden_size * 4,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            num_key_value_heads=num_heads,
+            max_position_embeddings=max_positions,
+            tie_word_embeddings=True,
+            **special,
+        )
+        config._attn_implementation = "sdpa"
+        return Qwen2ForCausalLM(config)
+    try:
+        return AutoModelForCausalLM.from_pretrained(name, attn_implementation="sdpa")
+    except OSError as err:
+        raise FileNotFoundError(
+            f"cannot load the language model '{name}': {err}. No hub downloads happen here; put the model "
+            "in a local folder (config.json, weights, tokenizer files) and set model.lm.name=/path/to/folder, "
+            f"or use one of the random-init tiny LMs {list(TINY_LMS)}."
+        ) from None
+
+
+def apply_lora(
+    lm: nn.Module, *, r: int, alpha: int, dropout: float, target_modules: Sequence[str] | None
+) -> nn.Module:
+    """Wrap ``lm`` with LoRA adapters (peft); only the adapters of the LM stay trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(target_modules) if target_modules else "all-linear",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(lm, config)
+
+
+def lm_width(lm: nn.Module) -> int:
+    return int(lm.get_input_embeddings().embedding_dim)
+
+
+def freeze(module: nn.Module) -> None:
+    for p in module.parameters():
+        p.requires_grad_(False)
+
+
+def lm_kwargs_from_config(lm_cfg: Mapping[str, Any], tokenizer: Any, max_positions: int) -> dict[str, Any]:
+    """Keyword arguments of :func:`build_language_model` from the ``model.lm`` section and a tokenizer."""
+    return dict(
+        name=lm_cfg["name"],
+        num_layers=lm_cfg["num_layers"],
+        hidden_size=lm_cfg["hidden_size"],
+        num_heads=lm_cfg["num_heads"],
+        vocab_size=max(int(lm_cfg["vocab_size"]), len(tokenizer)),
+        max_positions=max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
+@torch.no_grad()
+def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

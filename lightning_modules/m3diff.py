@@ -1,0 +1,214 @@
+"""The M³Diff captioner as a plain torch module (no Lightning imports):
+
+    before, after ─► backbone (taps L layers of both images, one batched forward)
+                 ─► MDP (difference-aware tokens of both images)   or, MDP off: last-layer tokens
+                 ─► token pooling ─► 2-layer MLP projector ─► + before/after segment embedding
+                 ─► visual prefix ‖ prompt ‖ caption ─► causal LM
+
+Shapes: images ``(B, 3, H, W)``; tapped features ``(B, N, C)``; prefix ``(B, P, D)`` with ``P = 2 N'``
+(``N'`` tokens per image after pooling) and ``D`` the LM width.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mdp
+
+
+@dataclass
+class VisualPrefix:
+    """What :meth:`M3Diff.encode` returns."""
+
+    embeds: torch.Tensor  # (B, P, D) LM-space visual prefix
+    diff_maps: torch.Tensor  # (B, N) per-token change magnitude (layer-weighted), for heatmaps
+    grid: tuple[int, int] | None  # token grid (h, w) of the diff maps
+    layer_weights: torch.Tensor | None  # (B, L) MDP's weights over tapped layers (None: MDP off)
+
+
+class M3Diff(nn.Module):
+    """Backbone → MDP → projector → causal LM.
+
+    Args:
+        backbone: an ``mdp.Backbone`` returning one ``(B, N, C)`` tensor per tapped layer.
+        difference: an ``mdp.MDP`` over those layers, or ``None`` for the baseline (last layer only).
+        lm: a ``transformers`` causal LM (``get_input_embeddings``, ``generate``).
+        prompt_ids: token ids placed between the visual prefix and the caption (may be empty).
+        token_pool: average-pool the token grid by this factor per side before projection.
+        projector_hidden: hidden width of the projector MLP (``None``: the LM width).
+        pad_token_id / eos_token_id: the tokenizer's.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        difference: nn.Module | None,
+        lm: nn.Module,
+        prompt_ids: list[int],
+        token_pool: int = 1,
+        projector_hidden: int | None = None,
+        pad_token_id: int,
+        eos_token_id: int,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.mdp = difference
+        self.lm = lm
+        self.token_pool = token_pool
+        self.pad_token_id = pad_token_id
+        self.eos_token_id = eos_token_id
+        width = lm.get_input_embeddings().embedding_dim
+        hidden = projector_hidden or width
+        # The paper's projector: a 2-layer MLP (LLaVA-style) from vision width to LM width.
+        self.projector = nn.Sequential(nn.Linear(backbone.width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        # Tells the LM which half of the prefix is "before" and which is "after".
+        self.segment = nn.Parameter(torch.zeros(2, width))
+        nn.init.normal_(self.segment, std=0.02)
+        self.register_buffer("prompt_ids", torch.tensor(prompt_ids, dtype=torch.long), persistent=False)
+
+    # ------------------------------------------------------------------------------------------ vision
+    def encode(self, before: torch.Tensor, after: torch.Tensor) -> VisualPrefix:
+        """``(B, 3, H, W)`` x 2 -> the visual prefix ``(B, P, D)`` and the difference maps."""
+        batch = before.shape[0]
+        # One backbone call for both images: twice the batch keeps the matmuls large.
+        feats = self.backbone(torch.cat([before, after], dim=0))
+        first = [f[:batch] for f in feats]
+        second = [f[batch:] for f in feats]
+        grid = getattr(self.backbone, "grid", None)
+        if self.mdp is not None:
+            out = self.mdp(first, second)
+            tokens_1, tokens_2 = out.before, out.after
+            weights = out.layer_weights
+            diff_maps = (out.diff_maps * weights.unsqueeze(-1)).sum(dim=1)
+            grid = out.grid or grid
+        else:
+            tokens_1, tokens_2 = first[-1], second[-1]
+            weights = None
+            diff_maps = (first[-1] - second[-1]).norm(dim=-1)
+        tokens_1, tokens_2 = self._pool(tokens_1, grid), self._pool(tokens_2, grid)
+        prefix = torch.cat([self.projector(tokens_1) + self.segment[0], self.projector(tokens_2) + self.segment[1]], 1)
+        return VisualPrefix(embeds=prefix, diff_maps=diff_maps, grid=grid, layer_weights=weights)
+
+    def _pool(self, tokens: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor:
+        if self.token_pool == 1:
+            return tokens
+        if grid is None:
+            raise ValueError("model.token_pool > 1 needs a backbone with a square token grid")
+        b, n, c = tokens.shape
+        maps = tokens.transpose(1, 2).reshape(b, c, *grid)
+        pooled = F.avg_pool2d(maps, self.token_pool, ceil_mode=True)
+        return pooled.flatten(2).transpose(1, 2)
+
+    def _prefix_with_prompt(self, before: torch.Tensor, after: torch.Tensor) -> tuple[torch.Tensor, VisualPrefix]:
+        visual = self.encode(before, after)
+        embeds = visual.embeds
+        if self.prompt_ids.numel():
+            prompt = self.lm.get_input_embeddings()(self.prompt_ids).unsqueeze(0)
+            embeds = torch.cat([embeds, prompt.expand(embeds.shape[0], -1, -1)], dim=1)
+        return embeds, visual
+
+    # ------------------------------------------------------------------------------------------ training
+    def forward(
+        self, before: torch.Tensor, after: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced caption loss.
+
+        Args:
+            input_ids: ``(B, T)`` caption tokens ending in EOS, right-padded.
+            attention_mask: ``(B, T)`` 1 for real tokens.
+        Returns:
+            ``(loss, logits)``: mean cross-entropy over caption tokens only (prefix and prompt are not
+            predicted) and the caption logits ``(B, T, V)``.
+        """
+        prefix, _ = self._prefix_with_prompt(before, after)
+        text = self.lm.get_input_embeddings()(input_ids)
+        embeds = torch.cat([prefix, text], dim=1)
+        mask = torch.cat([attention_mask.new_ones(prefix.shape[:2]), attention_mask], dim=1)
+        steps = input_ids.shape[1]
+        # Only the last T+1 positions feed the LM head: position P-1 predicts the first caption token.
+        out = self.lm(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=steps + 1)
+        logits = out.logits[:, :-1]
+        labels = input_ids.masked_fill(attention_mask == 0, -100)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+        return loss, logits
+
+    # ------------------------------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate(
+        self,
+        before: torch.Tensor,
+        after: torch.Tensor,
+        *,
+        max_new_tokens: int = 48,
+        num_beams: int = 1,
+        length_penalty: float = 1.0,
+        use_cache: bool = True,
+    ) -> tuple[list[list[int]], VisualPrefix]:
+        """Greedy (``num_beams=1``) or beam-search captions, batched, with or without the KV cache.
+
+        Every pair's prefix has the same length, so the batch needs no padding on the input side; the
+        attention mask is still passed so that ``generate`` handles finished sequences correctly.
+        Returns the generated token ids per pair (EOS and padding stripped) and the visual prefix.
+        """
+        embeds, visual = self._prefix_with_prompt(before, after)
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        out = self.lm.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            length_penalty=length_penalty,
+            do_sample=False,
+            use_cache=use_cache,
+            eos_token_id=self.eos_token_id,
+            pad_token_id=self.pad_token_id,
+        )
+        sequences = []
+        for row in out.tolist():
+            ids = []
+            for token in row:
+                if token == self.eos_token_id:
+                    break
+                if token != self.pad_token_id:
+                    ids.append(token)
+            sequences.append(ids)
+        return sequences, visual
+
+
+def heatmaps(visual: VisualPrefix) -> torch.Tensor | None:
+    """Per-pair difference maps ``(B, h, w)`` scaled to [0, 1], or ``None`` without a token grid."""
+    maps = visual.diff_maps
+    grid = visual.grid
+    if grid is None:
+        side = math.isqrt(maps.shape[-1])
+        if side * side != maps.shape[-1]:
+            return None
+        grid = (side, side)
+    maps = maps.reshape(maps.shape[0], *grid).float()
+    low = maps.flatten(1).min(1).values.view(-1, 1, 1)
+    high = maps.flatten(1).max(1).values.view(-1, 1, 1)
+    return (maps - low) / (high - low).clamp_min(1e-6)
+
+
+def build_mdp(mdp_cfg: dict, *, width: int, num_layers: int) -> nn.Module | None:
+    """``mdp`` config section -> ``mdp.MDP`` (or ``None`` when disabled)."""
+    if not mdp_cfg["enabled"]:
+        return None
+    return mdp.MDP(
+        config=mdp.MDPConfig(
+            dim=width,
+            num_layers=num_layers,
+            gate=mdp_cfg["gate"],
+            difference=mdp_cfg["difference"],
+            fusion=mdp_cfg["fusion"],
+            layer_weighting=mdp_cfg["layer_weighting"],
+            num_heads=mdp_cfg["num_heads"],
+            dropout=mdp_cfg["dropout"],
+        )
+    )
