@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,122 +387,152 @@ class CaptionScorer:
         ``subsets`` maps a kind (``categories``, ``groups``, ``benchmarks``) to ``{name: pair ids}``; each
         subset is the intersection of its ids with the predictions and is rescored; empty ones are left out.
         """
+        if not predictions:
+            raise ValueError("nothing to score: no predictions")
         missing = [i for i in predictions if i not in references]
         if missing:
             raise KeyError(f"{len(missing)} predicted id(s) have no references, e.g. {missing[:5]}")
         empty = [i for i in predictions if not references[i]]
         if empty:
             raise ValueError(f"{len(empty)} pair(s) have an empty reference list, e.g. {empty[:5]}")
-        if not predictions:
-            raise ValueError("nothing to score: no predictions")
         keys = list(predictions)
-        hyps_raw = [predictions[k] for k in keys]
-        refs_raw = [list(references[k]) for k in keys]
-
-        notes: list[str] = []
-        tokenizer = PTB
-        # ---- tokenize every caption in one call
-        flat = hyps_raw + [r for refs in refs_raw for r in refs]
-        if self.java_reason is None:
-            log.info("PTB-tokenizing %d captions", len(flat))
-            tok = ptb_tokenize(flat)
-        else:
-            tokenizer = FALLBACK
-            self._warn_once(
-                f"Java unavailable ({self.java_reason}): METEOR/SPICE skipped, fallback tokenizer used"
-            )
-            notes.append(f"METEOR unavailable: {self.java_reason}")
-            tok = [fallback_tokenize(t) for t in flat]
-        hyps = tok[: len(keys)]
-        refs, pos = [], len(keys)
-        for r in refs_raw:
-            refs.append(tok[pos : pos + len(r)])
-            pos += len(r)
-
-        # ---- per-pair work, done once
-        bleu_cooked, cider_cooked, rouge = [], [], []
-        rouge_scorer = Rouge()
-        for h, rs in tqdm(
-            zip(hyps, refs), total=len(keys), desc="n-grams, ROUGE_L", disable=not self.progress, leave=False
-        ):
-            crefs = bleu_cook_refs(rs)
-            bleu_cooked.append((crefs, bleu_cook_test(h, crefs)))
-            cider_cooked.append((cider_cook_refs(rs), cider_cook_test(h)))
-            rouge.append(rouge_scorer.calc_score([h], rs))
-
-        meteor_stats: list[str] | None = None
-        if self.meteor and tokenizer == PTB:
-            try:
-                meteor_stats = self._meteor_process().stats(hyps, refs, progress=self.progress)
-            except (OSError, RuntimeError) as err:
-                self.close()
-                notes.append(f"METEOR failed: {err}")
-                self._warn_once(f"METEOR failed: {err}")
-
-        spice_pair: list[float] | None = None
-        if self.spice:
-            reason = "Java unavailable" if tokenizer != PTB else spice_missing_reason()
-            if reason is None:
-                try:
-                    spice_pair = self._spice(keys, hyps, refs)
-                except Exception as err:  # noqa: BLE001 - SPICE is optional: report, don't crash
-                    reason = f"SPICE failed: {err}"
-            if reason is not None:
-                notes.append(f"SPICE unavailable: {reason}")
-                self._warn_once(f"SPICE unavailable: {reason}")
-
-        # ---- corpus scores of the overall set and of every subset (rescored)
         index = {k: n for n, k in enumerate(keys)}
-
-        def corpus(rows: list[int]) -> tuple[dict[str, float], dict[str, list[float]]]:
-            """(corpus scores, per-pair scores) of the pairs at ``rows``, as COCOEvalCap would compute them."""
-            out: dict[str, float] = {}
-            pairs: dict[str, list[float]] = {}
-            bleu = BleuScorer(n=4)
-            bleu.crefs = [bleu_cooked[r][0] for r in rows]
-            bleu.ctest = [bleu_cooked[r][1] for r in rows]
-            b, b_pairs = bleu.compute_score(option="closest", verbose=0)
-            for n in range(4):
-                out[f"Bleu_{n + 1}"], pairs[f"Bleu_{n + 1}"] = float(b[n]), b_pairs[n]
-            if meteor_stats is not None:
-                try:
-                    out["METEOR"], pairs["METEOR"] = self._meteor_process().corpus_score(
-                        [meteor_stats[r] for r in rows]
-                    )
-                except (OSError, RuntimeError) as err:
-                    notes.append(f"METEOR failed: {err}")
-            pairs["ROUGE_L"] = [rouge[r] for r in rows]
-            out["ROUGE_L"] = float(np.mean(pairs["ROUGE_L"]))
-            cider = CiderScorer(n=4, sigma=6.0)
-            cider.crefs = [cider_cooked[r][0] for r in rows]
-            cider.ctest = [cider_cooked[r][1] for r in rows]
-            c, c_pairs = cider.compute_score()
-            out["CIDEr"], pairs["CIDEr"] = float(c), list(c_pairs)
-            if spice_pair is not None:
-                pairs["SPICE"] = [spice_pair[r] for r in rows]
-                out["SPICE"] = float(np.mean(pairs["SPICE"]))
-            return out, pairs
-
         jobs: list[tuple[str | None, str, list[int]]] = [(None, "overall", list(range(len(keys))))]
         for kind, named in (subsets or {}).items():
             for name, members in named.items():
                 rows = sorted({index[m] for m in members if m in index})
                 if rows:
                     jobs.append((kind, name, rows))
-        report = ScoreReport(overall={}, tokenizer=tokenizer, notes=notes, num_pairs={"overall": len(keys)})
-        for kind, name, rows in tqdm(jobs, desc="scoring subsets", disable=not self.progress, leave=False):
-            log.info("scoring %s (%d pairs)", name if kind is None else f"{kind}/{name}", len(rows))
-            scores, pairs = corpus(rows)
+        notes: list[str] = []
+        use_java = self.java_reason is None
+        meteor = None
+        if self.meteor and use_java:
+            # Start the JVM now: it loads its paraphrase table (~8 s) while we tokenize and count n-grams.
+            try:
+                meteor = self._meteor_process()
+            except OSError as err:
+                notes.append(f"METEOR failed: {err}")
+        elif not use_java:
+            self._warn_once(
+                f"Java unavailable ({self.java_reason}): METEOR/SPICE skipped, fallback tokenizer used"
+            )
+            notes.append(f"METEOR unavailable: {self.java_reason}")
+
+        hyps, refs = self._tokenize(
+            [predictions[k] for k in keys], [list(references[k]) for k in keys], use_java
+        )
+
+        # METEOR statistics come from the JVM (the other core) while python does BLEU / ROUGE / CIDEr.
+        meteor_job = None
+        if meteor is not None:
+            pool = ThreadPoolExecutor(max_workers=1)
+            meteor_job = pool.submit(meteor.stats, hyps, refs, progress=self.progress)
+            pool.shutdown(wait=False)
+
+        scores: list[dict[str, float]] = [{} for _ in jobs]
+        pair_scores: dict[str, list[float]] = {}
+        self._score_ngrams(hyps, refs, jobs, scores, pair_scores)
+
+        if meteor_job is not None:
+            try:
+                stats = meteor_job.result()
+                for job, (_, _, rows) in zip(scores, jobs):
+                    job["METEOR"], per_pair = meteor.corpus_score([stats[r] for r in rows])  # type: ignore[union-attr]
+                    pair_scores.setdefault("METEOR", per_pair)
+            except (OSError, RuntimeError) as err:
+                self.close()
+                notes.append(f"METEOR failed: {err}")
+                self._warn_once(f"METEOR failed: {err}")
+                for job in scores:
+                    job.pop("METEOR", None)
+
+        if self.spice:
+            reason = "Java unavailable" if not use_java else spice_missing_reason()
+            if reason is None:
+                try:
+                    spice = self._spice(keys, hyps, refs)
+                    for job, (_, _, rows) in zip(scores, jobs):
+                        job["SPICE"] = float(np.mean([spice[r] for r in rows]))
+                    pair_scores["SPICE"] = spice
+                except Exception as err:  # noqa: BLE001 - SPICE is optional: report, don't crash
+                    reason = f"SPICE failed: {err}"
+            if reason is not None:
+                notes.append(f"SPICE unavailable: {reason}")
+                self._warn_once(f"SPICE unavailable: {reason}")
+
+        order = [*METRICS, "SPICE"]
+        report = ScoreReport(
+            overall={},
+            tokenizer=PTB if use_java else FALLBACK,
+            notes=list(dict.fromkeys(notes)),  # one line per distinct problem
+            num_pairs={"overall": len(keys)},
+            per_pair={m: dict(zip(keys, map(float, v))) for m, v in pair_scores.items()},
+        )
+        for job, (kind, name, rows) in zip(scores, jobs):
+            ordered = {m: job[m] for m in order if m in job}
             if kind is None:
-                report.overall = scores
-                report.per_pair = {
-                    m: {keys[r]: float(v) for r, v in zip(rows, vals)} for m, vals in pairs.items()
-                }
+                report.overall = ordered
             else:
-                report.subsets.setdefault(kind, {})[name] = scores
+                report.subsets.setdefault(kind, {})[name] = ordered
                 report.num_pairs.setdefault(kind, {})[name] = len(rows)
-        report.notes = list(dict.fromkeys(notes))  # one line per distinct problem
         return report
+
+    def _tokenize(
+        self, hyps: list[str], refs: list[list[str]], use_java: bool
+    ) -> tuple[list[str], list[list[str]]]:
+        """Tokenize predictions and references together (one PTB call), then split them back."""
+        flat = hyps + [r for rs in refs for r in rs]
+        if use_java:
+            log.info("PTB-tokenizing %d captions", len(flat))
+            tok = ptb_tokenize(flat)
+        else:
+            tok = [fallback_tokenize(t) for t in flat]
+        out_refs, pos = [], len(hyps)
+        for rs in refs:
+            out_refs.append(tok[pos : pos + len(rs)])
+            pos += len(rs)
+        return tok[: len(hyps)], out_refs
+
+    def _score_ngrams(
+        self,
+        hyps: list[str],
+        refs: list[list[str]],
+        jobs: list[tuple[str | None, str, list[int]]],
+        scores: list[dict[str, float]],
+        pair_scores: dict[str, list[float]],
+    ) -> None:
+        """BLEU, ROUGE_L and CIDEr of every job, as pycocoevalcap's scorers compute them.
+
+        Each pair's n-grams are cooked once (pycocoevalcap's own cook functions) and handed to a fresh
+        BleuScorer / CiderScorer per subset, so brevity penalty and IDF are those of the subset.
+        ROUGE_L is pycocoevalcap's mean of per-pair scores: computed once per pair.
+        """
+        bleu_cooked, cider_cooked, rouge = [], [], []
+        rouge_scorer = Rouge()
+        pairs = tqdm(zip(hyps, refs), total=len(hyps), desc="n-grams", disable=not self.progress, leave=False)
+        for h, rs in pairs:
+            crefs = bleu_cook_refs(rs)
+            bleu_cooked.append((crefs, bleu_cook_test(h, crefs)))
+            cider_cooked.append((cider_cook_refs(rs), cider_cook_test(h)))
+            rouge.append(rouge_scorer.calc_score([h], rs))
+        pair_scores["ROUGE_L"] = rouge
+        bar = tqdm(list(zip(jobs, scores)), desc="scoring subsets", disable=not self.progress, leave=False)
+        for (kind, name, rows), out in bar:
+            log.info("scoring %s (%d pairs)", name if kind is None else f"{kind}/{name}", len(rows))
+            bleu = BleuScorer(n=4)
+            bleu.crefs = [bleu_cooked[r][0] for r in rows]
+            bleu.ctest = [bleu_cooked[r][1] for r in rows]
+            b, b_pairs = bleu.compute_score(option="closest", verbose=0)
+            out.update({f"Bleu_{n + 1}": float(b[n]) for n in range(4)})
+            out["ROUGE_L"] = float(np.mean([rouge[r] for r in rows]))
+            cider = CiderScorer(n=4, sigma=6.0)
+            cider.crefs = [cider_cooked[r][0] for r in rows]
+            cider.ctest = [cider_cooked[r][1] for r in rows]
+            c, c_pairs = cider.compute_score()
+            out["CIDEr"] = float(c)
+            if kind is None:  # the overall job comes first and holds every pair, in order
+                pair_scores.update({f"Bleu_{n + 1}": b_pairs[n] for n in range(4)})
+                pair_scores["CIDEr"] = list(c_pairs)
 
     def _spice(self, keys: list[str], hyps: list[str], refs: list[list[str]]) -> list[float]:
         """Per-pair SPICE F-scores (pycocoevalcap's SPICE is their mean, so subsets average them)."""
