@@ -1,0 +1,88 @@
+"""timm ViTs as :class:`~mdp.Backbone`: taps through ``forward_intermediates`` (timm is imported lazily)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor
+
+from .backbone import Backbone, ImageSpec, resolve_layers
+from .weights import resolve_timm, wants_weights
+
+
+class TimmBackbone(Backbone):
+    """A timm ViT-style model (``.blocks`` + ``.patch_embed``); prefix tokens are dropped by timm."""
+
+    def forward_taps(self, images: Tensor, indices: list[int]) -> list[Tensor]:
+        return self.model.forward_intermediates(
+            images, indices=indices, output_fmt="NLC", intermediates_only=True, stop_early=True
+        )
+
+
+def default_layers(depth: int) -> tuple[int, ...]:
+    """Three taps two blocks apart, ending at the last block (the paper's spacing, scaled down)."""
+    return tuple(sorted({max(0, depth - 5), max(0, depth - 3), depth - 1}))
+
+
+def build_timm(
+    *,
+    name: str,
+    model_name: str,
+    layers: Sequence[int] | None,
+    pretrained: Any,
+    image_size: int | None,
+    mean: tuple[float, float, float] | None = None,
+    std: tuple[float, float, float] | None = None,
+    cache_dir: str | None = None,
+    prune: bool = True,
+    **model_kwargs: Any,
+) -> TimmBackbone:
+    """Build ``timm.create_model(model_name, **model_kwargs)`` and wrap it.
+
+    Args:
+        name: registry name (for messages).
+        layers: block indices to tap (negative = from the end); None = :func:`default_layers`.
+        pretrained: None = random init; see :func:`mdp.weights.resolve_timm` for the rest.
+        image_size: square input side; None = the model's default.
+        mean, std: override the normalisation timm reports for the model.
+        prune: drop blocks after the deepest tap and the head (unused, and DDP dislikes unused params).
+    """
+    import timm
+
+    kwargs = dict(model_kwargs)
+    if image_size is not None:
+        kwargs["img_size"] = image_size
+    arch, checkpoint = model_name, None
+    if wants_weights(pretrained):
+        arch, checkpoint = resolve_timm(model_name, pretrained, backbone=name, cache_dir=cache_dir)
+        kwargs["pretrained"] = True
+        if checkpoint is not None:
+            kwargs["pretrained_cfg_overlay"] = {"file": checkpoint}
+    try:
+        model = timm.create_model(arch, num_classes=0, **kwargs)
+    except RuntimeError as e:
+        if "Unknown model" not in str(e):
+            raise
+        close = difflib.get_close_matches(arch, timm.list_models(), n=5)
+        raise ValueError(f"backbone {name!r}: timm has no model {arch!r}; close matches: {close}") from e
+    if not (
+        hasattr(model, "blocks") and hasattr(model, "patch_embed") and hasattr(model, "forward_intermediates")
+    ):
+        raise ValueError(
+            f"backbone {name!r}: timm model {arch!r} is not a ViT-style model (.blocks, .patch_embed, "
+            "forward_intermediates); mdp taps transformer blocks"
+        )
+    depth = len(model.blocks)
+    taps = resolve_layers(default_layers(depth) if layers is None else layers, depth, name=name)
+    if prune:
+        model.prune_intermediate_layers(sorted(taps), prune_norm=True, prune_head=True)
+    cfg = model.pretrained_cfg
+    grid = tuple(int(g) for g in model.patch_embed.grid_size)
+    spec = ImageSpec(
+        size=image_size if image_size is not None else int(cfg["input_size"][-1]),
+        mean=tuple(mean if mean is not None else cfg["mean"]),
+        std=tuple(std if std is not None else cfg["std"]),
+    )
+    return TimmBackbone(name=name, model=model, spec=spec, width=model.embed_dim, layers=taps, grid=grid)
