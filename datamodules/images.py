@@ -1,19 +1,112 @@
-"""Image preprocessing shared by every DataModule: PIL image -> normalised ``(3, H, W)`` tensor."""
+"""Image loading and preprocessing shared by every DataModule.
+
+* :func:`load_image` opens one file safely: a missing, empty, truncated or corrupt file, or one larger than the
+  decompression-bomb limit, raises :class:`ImageLoadError` naming the file; every mode Pillow can open
+  (grayscale, RGBA, palette, GIF, CMYK, 16-bit, float) comes back as 8-bit RGB.
+* :class:`ImageTransform` turns an RGB image into the backbone's normalised ``(3, H, W)`` tensor.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+# 8192 x 8192. The real benchmarks top out at a few megapixels; anything far above this is a mistake or a
+# decompression bomb (a small file that inflates to gigabytes), so it is refused before it is decoded.
+DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+
+
+class ImageLoadError(Exception):
+    """An image cannot be used; ``path`` is the file, ``reason`` says why, ``str()`` says both."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit ``RGB``.
+
+    ``convert("RGB")`` is right for 8-bit modes (alpha is dropped, as every anchor implementation does), but it
+    *clips* high-bit-depth modes: a 16-bit PNG (``I;16``) would come out almost all white. Those are scaled.
+    """
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        array = np.asarray(image).astype(np.float64)
+        if mode.startswith("I;16"):
+            array = array / 257.0  # 0..65535 -> 0..255 exactly (65535 / 257 = 255)
+        elif mode == "I":
+            # 32-bit int: Pillow also uses it for 16-bit grayscale; scale only when values exceed 8 bits.
+            array = array / 257.0 if array.max(initial=0) > 255 else array
+        elif array.max(initial=0) <= 1.0:  # "F": float images in [0, 1]
+            array = array * 255.0
+        gray = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
+        return gray.convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        # Palette transparency must go through RGBA, or Pillow warns on every load.
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def load_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open ``path`` fully (so truncation is caught here, not later) and return it as 8-bit RGB.
+
+    Raises:
+        ImageLoadError: the file is missing, empty, not an image, truncated/corrupt, or has more than
+            ``max_pixels`` pixels (``None`` = no limit beyond Pillow's own).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageLoadError(path, "image file not found") from None
+    except OSError as err:
+        raise ImageLoadError(path, f"cannot read image file ({err.strerror or err})") from None
+    if size == 0:
+        raise ImageLoadError(path, "empty image file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (not raises) between its limit and twice it; our own limit below decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageLoadError(
+                        path,
+                        f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
+                        f"{max_pixels:,} (data.max_image_pixels; a decompression bomb or a mistake?)",
+                    )
+                image.seek(0)  # animated GIF/PNG: the first frame
+                image.load()
+                # copy()/convert() detach the pixels from the file handle the with-block closes
+                return image.copy() if image.mode == "RGB" else to_rgb(image)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageLoadError(path, f"refused as a decompression bomb ({err})") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, "not an image Pillow can read (corrupt or wrong format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        # Truncated data ("image file is truncated"), broken chunks/CRCs, bad headers.
+        raise ImageLoadError(path, f"corrupt or truncated image ({err})") from None
 
 
 @dataclass(frozen=True)
 class ImageTransform:
     """Resize to a square ``size`` (bicubic, no crop: change captioning must see the whole frame, as
-    CLIP4IDC does), convert to RGB, scale to [0, 1] and normalise with the backbone's ``mean``/``std``."""
+    CLIP4IDC does), convert to RGB, scale to [0, 1] and normalise with the backbone's ``mean``/``std``.
+
+    Before and after images of different sizes are each resized to the same square, so a pair always stacks.
+    """
 
     size: int
     mean: Sequence[float] = (0.5, 0.5, 0.5)
@@ -21,7 +114,7 @@ class ImageTransform:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if image.mode != "RGB":
-            image = image.convert("RGB")
+            image = to_rgb(image)
         if image.size != (self.size, self.size):
             image = image.resize((self.size, self.size), Image.Resampling.BICUBIC)
         array = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)

@@ -1,0 +1,165 @@
+"""CLEVR-Change (Park et al., ICCV 2019), read exactly as released (``clevr_change.tar.gz`` -> ``data/``)::
+
+    images/CLEVR_default_%06d.png         "before"
+    sc_images/CLEVR_semantic_%06d.png     "after", semantic change
+    nsc_images/CLEVR_nonsemantic_%06d.png "after", distractor (viewpoint / illumination only)
+    change_captions.json      {"CLEVR_default_%06d.png": [caption, ...]}
+    no_change_captions.json   the same keys -> no-change sentences
+    splits.json               {"train": [int scene id, ...], "val": [...], "test": [...]}
+    type_mapping.json         {"color" | "material" | "move" | "drop" | "add": ["%06d.png", ...]}
+
+Each scene id of a split gives two pairs: the change pair ``"%06d.png"`` (category from ``type_mapping.json``,
+``material`` reported as ``texture``) and the distractor pair ``"%06d.png_n"`` (category ``distractor``): all
+change pairs in split order, then all distractor pairs, as the official evaluation script orders its ground truth.
+File names are built from the ids, never from positions in a directory listing (RCC's loader does the latter
+and silently misaligns when a file is missing).
+
+Train-time augmentation (RCC ``rcc_dataset.py``): with probability ``swap_prob`` per scene and epoch, the
+distractor image takes the role of "before", so the change pair becomes (nonsemantic, semantic) and the
+distractor pair (nonsemantic, default). Seeded by (seed, epoch, scene id).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datamodules.records import DataError, Fields, PairRecord, Problems, RecordDataModule, read_json_dict
+
+TYPE_TO_CATEGORY = {"material": "texture"}  # the file's key -> the name papers (and our config) use
+DISTRACTOR = "distractor"
+
+
+class ClevrChangeDataModule(RecordDataModule):
+    """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/clevr_change.yaml``):
+    swap_prob: train-time probability of the before-image swap above (0 = off)."""
+
+    benchmark = "clevr_change"
+
+    def __init__(self, *, swap_prob: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= swap_prob <= 1.0:
+            raise ValueError(f"data.swap_prob must be in [0, 1], got {swap_prob}")
+        self.train_swap_prob = swap_prob
+
+    def index(self, split: str, problems: Problems) -> list[PairRecord]:
+        root = self.root_path
+        splits_file = root / "splits.json"
+        splits = read_json_dict(splits_file)
+        if split not in splits:
+            raise DataError(f"no '{split}' list (keys found: {sorted(splits)})", file=splits_file)
+        if not isinstance(splits[split], list):
+            raise DataError(
+                f"'{split}' must be a list of scene ids, got {type(splits[split]).__name__}", file=splits_file
+            )
+        type_of = self._types(problems)
+        change = self._captions(root / "change_captions.json", problems)
+        no_change = self._captions(root / "no_change_captions.json", problems)
+
+        changes: list[PairRecord] = []
+        distractors: list[PairRecord] = []
+        first_seen: dict[int, int] = {}
+        for position, scene in enumerate(splits[split]):
+            where = f"'{split}' item {position}"
+            if isinstance(scene, bool) or not isinstance(scene, int) or scene < 0:
+                problems.add(
+                    f"scene id must be a non-negative integer, got {scene!r}", file=splits_file, record=where
+                )
+                continue
+            if scene in first_seen:
+                problems.add(
+                    f"duplicate scene id {scene} (first at item {first_seen[scene]})",
+                    file=splits_file,
+                    record=where,
+                )
+                continue
+            first_seen[scene] = position
+            default = root / "images" / f"CLEVR_default_{scene:06d}.png"
+            semantic = root / "sc_images" / f"CLEVR_semantic_{scene:06d}.png"
+            nonsemantic = root / "nsc_images" / f"CLEVR_nonsemantic_{scene:06d}.png"
+            key = f"CLEVR_default_{scene:06d}.png"
+            source = f"splits.json {where}, scene {scene}"
+
+            kind = type_of.get(scene)
+            if kind is None:
+                problems.add(
+                    f"scene is in splits.json {where} but in no change type",
+                    file=root / "type_mapping.json",
+                    record=f"scene {scene}",
+                )
+            elif (captions := self._lookup(change, key, root / "change_captions.json", problems)) is not None:
+                changes.append(
+                    PairRecord(
+                        pair_id=f"{scene:06d}.png",
+                        before=default,
+                        after=semantic,
+                        captions=captions,
+                        categories=(TYPE_TO_CATEGORY.get(kind, kind),),
+                        source=source,
+                        swapped=(nonsemantic, semantic),
+                        swap_key=str(scene),
+                    )
+                )
+            captions = self._lookup(no_change, key, root / "no_change_captions.json", problems)
+            if captions is not None:
+                distractors.append(
+                    PairRecord(
+                        pair_id=f"{scene:06d}.png_n",
+                        before=default,
+                        after=nonsemantic,
+                        captions=captions,
+                        categories=(DISTRACTOR,),
+                        source=source,
+                        swapped=(nonsemantic, default),
+                        swap_key=str(scene),
+                    )
+                )
+        return changes + distractors
+
+    # ------------------------------------------------------------------ helpers
+    def _types(self, problems: Problems) -> dict[int, str]:
+        """scene id -> change type, from ``type_mapping.json`` (each id in at most one type)."""
+        path = self.root_path / "type_mapping.json"
+        type_of: dict[int, str] = {}
+        for kind, names in read_json_dict(path).items():
+            if not isinstance(names, list):
+                raise DataError(
+                    f"'{kind}' must be a list of \"%06d.png\" ids, got {type(names).__name__}", file=path
+                )
+            for i, name in enumerate(names):
+                where = f"'{kind}' item {i}"
+                stem = name[:-4] if isinstance(name, str) and name.endswith(".png") else None
+                if stem is None or not stem.isdigit():
+                    problems.add(f'expected an id like "000123.png", got {name!r}', file=path, record=where)
+                    continue
+                scene = int(stem)
+                if scene in type_of:
+                    problems.add(
+                        f"scene {scene} is also listed under '{type_of[scene]}'", file=path, record=where
+                    )
+                    continue
+                type_of[scene] = kind
+        return type_of
+
+    @staticmethod
+    def _captions(path: Any, problems: Problems) -> dict | None:
+        """The caption file as a dict; ``None`` (inspection only) when it is missing."""
+        if not path.exists():
+            problems.missing_file(
+                "caption file not found (it ships in clevr_change.tar.gz); references cannot be counted",
+                file=path,
+            )
+            return None
+        return read_json_dict(path, what="caption file")
+
+    @staticmethod
+    def _lookup(captions: dict | None, key: str, path: Any, problems: Problems) -> tuple[str, ...] | None:
+        """The captions of ``key``; ``()`` when the file is missing (inspection), ``None`` after a problem."""
+        if captions is None:
+            return ()
+        if key not in captions:
+            problems.add("scene is in splits.json but has no captions", file=path, record=f"key {key!r}")
+            return None
+        found = Fields(captions, file=path, where=f"key {key!r}", problems=problems).str_list(
+            key, captions=True
+        )
+        return None if found is None else tuple(found)

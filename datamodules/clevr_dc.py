@@ -1,0 +1,165 @@
+"""CLEVR-DC (Kim et al., ICCV 2021): CLEVR scenes whose after-image camera moves, one of six actions per pair.
+
+Two layouts are read (``data.layout``; ``auto`` picks by which image folders exist):
+
+``raw`` (the official release: ``split.json`` + ``captions.json`` from hsgkim/clevr-dc, ``bef.tar.gz``/``aft.tar.gz``)::
+
+    split.json      {"train": [int, ...], "val": [...], "test": [...]}    (ids 0..47999)
+    captions.json   {"<int>": [caption, ...]}
+    bef/<int>.png   aft/<int>.png                                         (not zero-padded)
+
+``renamed`` (the DIRL preparation that most follow-up work uses)::
+
+    splits.json  change_captions.json {"%06d.png": [...]}  images/%06d.png  sc_images/%06d.png
+
+Either caption file and either key form is accepted in both layouts. The evaluation id is ``"%06d.png"`` for every
+pair (distractors included: CLEVR-DC has no ``_n`` ids).
+
+Change categories: the ids form blocks of ``block_size`` (8000), one per action. The ORDER of the actions across
+blocks is UNVERIFIED (no type file is released); ``block_types`` defaults to the order of the official README
+(color, texture, add, drop = "remove", move, distractor). Check it against a few captions of your download
+(``make data-info``) and set ``data.block_types`` if it differs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from datamodules.records import DataError, Fields, PairRecord, Problems, RecordDataModule, read_json_dict
+
+README_BLOCK_ORDER = ("color", "texture", "add", "drop", "move", "distractor")
+
+
+class ClevrDCDataModule(RecordDataModule):
+    """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/clevr_dc.yaml``):
+    layout: ``auto`` | ``raw`` | ``renamed`` (see above).
+    block_types: the change category of each id block, in block order (UNVERIFIED default: the README's order).
+    block_size: ids per block (8000 in the release).
+    """
+
+    benchmark = "clevr_dc"
+
+    def __init__(
+        self,
+        *,
+        layout: str = "auto",
+        block_types: list[str] | tuple[str, ...] = README_BLOCK_ORDER,
+        block_size: int = 8000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if layout not in ("auto", "raw", "renamed"):
+            raise ValueError(f"data.layout must be auto, raw or renamed, got {layout!r}")
+        if block_size <= 0 or not block_types:
+            raise ValueError("data.block_size must be positive and data.block_types non-empty")
+        self.layout = layout
+        self.block_types = [str(t) for t in block_types]
+        self.block_size = int(block_size)
+
+    def resolved_layout(self) -> str:
+        if self.layout != "auto":
+            return self.layout
+        # The renamed layout only when its folder is there; otherwise the release form (also with no images).
+        return (
+            "renamed"
+            if (self.root_path / "images").is_dir() and not (self.root_path / "bef").is_dir()
+            else "raw"
+        )
+
+    def image_paths(self, pair: int) -> tuple[Path, Path]:
+        if self.resolved_layout() == "raw":
+            return self.root_path / "bef" / f"{pair}.png", self.root_path / "aft" / f"{pair}.png"
+        return self.root_path / "images" / f"{pair:06d}.png", self.root_path / "sc_images" / f"{pair:06d}.png"
+
+    def _first(self, *names: str, what: str) -> Path:
+        for name in names:
+            if (self.root_path / name).exists():
+                return self.root_path / name
+        raise DataError(f"{what} not found (looked for {', '.join(names)})", file=self.root_path)
+
+    def index(self, split: str, problems: Problems) -> list[PairRecord]:
+        split_file = self._first("split.json", "splits.json", what="split file")
+        splits = read_json_dict(split_file)
+        if split not in splits or not isinstance(splits[split], list):
+            raise DataError(f"no '{split}' list of ids (keys found: {sorted(splits)})", file=split_file)
+        captions, caption_file = self._captions(problems)
+
+        records: list[PairRecord] = []
+        first_seen: dict[int, int] = {}
+        for position, pair in enumerate(splits[split]):
+            where = f"'{split}' item {position}"
+            if isinstance(pair, bool) or not isinstance(pair, int) or pair < 0:
+                problems.add(
+                    f"id must be a non-negative integer, got {pair!r}", file=split_file, record=where
+                )
+                continue
+            if pair in first_seen:
+                problems.add(
+                    f"duplicate id {pair} (first at item {first_seen[pair]})", file=split_file, record=where
+                )
+                continue
+            first_seen[pair] = position
+            block = pair // self.block_size
+            if block >= len(self.block_types):
+                problems.add(
+                    f"id {pair} is beyond the {len(self.block_types)} blocks of {self.block_size} "
+                    "(data.block_types / data.block_size)",
+                    file=split_file,
+                    record=where,
+                )
+                continue
+            if captions is None:
+                found: tuple[str, ...] | None = ()
+            elif pair not in captions:
+                problems.add(
+                    f"id is in {split_file.name} {where} but has no captions",
+                    file=caption_file,
+                    record=f"id {pair}",
+                )
+                continue
+            else:
+                key, value = captions[pair]
+                listed = Fields(
+                    {key: value}, file=caption_file, where=f"key {key!r}", problems=problems
+                ).str_list(key, captions=True)
+                found = None if listed is None else tuple(listed)
+            if found is None:
+                continue
+            before, after = self.image_paths(pair)
+            records.append(
+                PairRecord(
+                    pair_id=f"{pair:06d}.png",
+                    before=before,
+                    after=after,
+                    captions=found,
+                    categories=(self.block_types[block],),
+                    source=f"{split_file.name} {where}, id {pair}",
+                )
+            )
+        return records
+
+    def _captions(self, problems: Problems) -> tuple[dict[int, tuple[str, Any]] | None, Path]:
+        """int id -> (key as written, value), from ``captions.json`` or ``change_captions.json``."""
+        names = ("captions.json", "change_captions.json")
+        path = next(
+            (self.root_path / n for n in names if (self.root_path / n).exists()), self.root_path / names[0]
+        )
+        if not path.exists():
+            problems.missing_file(
+                "caption file not found (captions.json from hsgkim/clevr-dc, or DIRL's change_captions.json); "
+                "references cannot be counted",
+                file=path,
+            )
+            return None, path
+        out: dict[int, tuple[str, Any]] = {}
+        for key, value in read_json_dict(path, what="caption file").items():
+            stem = key[:-4] if key.endswith(".png") else key
+            if not stem.isdigit():
+                problems.add('expected a key like "123" or "000123.png"', file=path, record=f"key {key!r}")
+                continue
+            if int(stem) in out:
+                problems.add(f"same id as key {out[int(stem)][0]!r}", file=path, record=f"key {key!r}")
+                continue
+            out[int(stem)] = (key, value)
+        return out, path

@@ -1,0 +1,85 @@
+"""IEdit / Image Editing Request (Tan et al., ACL 2019), read as released by airsplay/VisualRelationships::
+
+    {train,valid,test}.json   [{"img0": before file, "img1": after file, "sents": [str, ...], "uid": str}, ...]
+    images/                   one flat folder with every image (jpg, png, JPG, jpeg and gif, mixed sizes)
+
+``val.json`` is accepted for ``valid.json`` (FINER-MLLM's name). One sample per ``uid`` (the same image pair can
+appear under several uids with different requests: each is its own sample and evaluation item); the evaluation
+id is the uid. Every image is converted to 8-bit RGB (:func:`datamodules.images.load_image`; the gif too). The
+text is kept raw (mixed case, punctuation): the official ground truth is raw too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from datamodules.records import (
+    DataError,
+    Fields,
+    PairRecord,
+    Problems,
+    RecordDataModule,
+    read_records,
+    resolve_inside,
+)
+
+SPLIT_FILES = {"train": ("train.json",), "val": ("valid.json", "val.json"), "test": ("test.json",)}
+
+
+class IEditDataModule(RecordDataModule):
+    """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/iedit.yaml``):
+    image_dir: the flat image folder under the root; ``null`` = ``images/`` if it exists, else the root."""
+
+    benchmark = "iedit"
+
+    def __init__(self, *, image_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.image_dir = image_dir
+
+    def image_folder(self) -> Path:
+        if self.image_dir:
+            return self.root_path / self.image_dir
+        return self.root_path / "images" if (self.root_path / "images").is_dir() else self.root_path
+
+    def annotation_file(self, split: str) -> Path:
+        names = SPLIT_FILES[split]
+        for name in names:
+            if (self.root_path / name).exists():
+                return self.root_path / name
+        raise DataError(
+            f"no annotation file for split '{split}' (looked for {', '.join(names)})", file=self.root_path
+        )
+
+    def index(self, split: str, problems: Problems) -> list[PairRecord]:
+        path = self.annotation_file(split)
+        folder = self.image_folder()
+        records: list[PairRecord] = []
+        first: dict[str, str] = {}
+        for where, item in read_records(path, problems):
+            fields = Fields(item, file=path, where=where, problems=problems)
+            uid = fields.str("uid")
+            img0 = fields.str("img0")
+            img1 = fields.str("img1")
+            sents = fields.str_list("sents", captions=True)
+            if fields.bad:
+                continue
+            if uid in first:
+                problems.add(f"duplicate uid {uid!r} (first at {first[uid]})", file=path, record=where)
+                continue
+            try:
+                before, after = resolve_inside(folder, img0), resolve_inside(folder, img1)
+            except ValueError as err:
+                problems.add(str(err), file=path, record=where)
+                continue
+            first[uid] = where
+            records.append(
+                PairRecord(
+                    pair_id=uid,
+                    before=before,
+                    after=after,
+                    captions=tuple(sents),
+                    source=f"{path.name} {where}, uid {uid!r}",
+                )
+            )
+        return records

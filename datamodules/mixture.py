@@ -1,0 +1,202 @@
+"""Train on several benchmarks at once, validate and test on each separately (the paper's recipe).
+
+Config (``conf/data/mixture.yaml``)::
+
+    data:
+      name: mixture
+      members:                         # each member is a data config: name + the keys it sets;
+        - {name: spot_the_diff, root: /data/spot-the-diff}    # unset keys come from conf/data/<name>.yaml
+        - {name: iedit, root: /data/iedit}
+        - {name: clevr_change, root: /data/clevr_change, swap_prob: 0.0}
+      weights: [1, 1, 2]               # sampling weight per member ([] = equal): member b is drawn with
+                                       # probability weights[b] / sum(weights), whatever its size
+      epoch_size: null                 # training samples per epoch (null = the members' train sizes summed)
+
+Training draws from the concatenated training sets with those weights (seeded per epoch, with replacement).
+Validation and test return one DataLoader per member, in member order; each sample carries its ``benchmark``
+field, so metrics are grouped per benchmark (``val/<benchmark>/CIDEr``). Evaluation ids are the members' own,
+and they can collide across benchmarks (``000256.png`` is in CLEVR-Change and CLEVR-DC): ground truth is kept
+per benchmark (:meth:`MixtureDataModule.reference_captions` takes the benchmark).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.base import PairDataModule
+from datamodules.contract import PairSample, collate_pairs
+from datamodules.records import EpochSampler, RecordDataset
+
+CONF_DATA = Path(__file__).resolve().parents[1] / "conf" / "data"
+# Keys the mixture hands down to members that do not set them.
+INHERITED = ("batch_size", "eval_batch_size", "num_workers", "on_error")
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers (or any mapping/sequence) -> plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [_plain(v) for v in value]
+    return value
+
+
+def member_config(member: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``conf/data/<name>.yaml``'s ``data`` section < the mixture's inherited keys < the member's own keys."""
+    member = _plain(member)
+    name = member.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"each data.members item needs a 'name' (a data config name), got {member!r}")
+    if name == "mixture":
+        raise ValueError("a mixture cannot contain a mixture")
+    path = CONF_DATA / f"{name}.yaml"
+    base = (yaml.safe_load(path.read_text()) or {}).get("data", {}) if path.exists() else {}
+    return {**base, **{k: defaults[k] for k in INHERITED if k in defaults}, **member}
+
+
+class MixtureDataset(Dataset):
+    """The members' datasets back to back; keys may carry the epoch (see :class:`EpochSampler`), which is
+    passed on to members that use it (CLEVR-Change's swap augmentation)."""
+
+    def __init__(self, datasets: Sequence[Dataset]) -> None:
+        self.datasets = list(datasets)
+        self.offsets = [0]
+        for dataset in self.datasets:
+            self.offsets.append(self.offsets[-1] + len(dataset))
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def locate(self, index: int) -> tuple[int, int]:
+        member = bisect.bisect_right(self.offsets, index) - 1
+        return member, index - self.offsets[member]
+
+    def __getitem__(self, key: int) -> PairSample:
+        epoch, index = divmod(int(key), len(self))
+        member, local = self.locate(index)
+        dataset = self.datasets[member]
+        return dataset.get(local, epoch) if isinstance(dataset, RecordDataset) else dataset[local]
+
+
+class MixtureDataModule(PairDataModule):
+    """Args (keyword-only, on top of :class:`PairDataModule`'s; keys of ``conf/data/mixture.yaml``):
+    members: data configs of the benchmarks mixed (see above); weights: sampling weight per member;
+    epoch_size: training samples per epoch. ``categories``/``groups`` default to the union of the members'."""
+
+    benchmark = "mixture"
+
+    def __init__(
+        self,
+        *,
+        members: Sequence[Mapping[str, Any]] = (),
+        weights: Sequence[float] | None = None,
+        epoch_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        from datamodules import build_datamodule  # the registry imports this module lazily
+
+        members = _plain(members)
+        if not members:
+            raise ValueError("data.members is empty: list the benchmarks to mix (see conf/data/mixture.yaml)")
+        weights = [float(w) for w in (_plain(weights) or [1.0] * len(members))]
+        if len(weights) != len(members) or any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(
+                f"data.weights must be {len(members)} non-negative numbers with a positive sum, got {weights}"
+            )
+        if epoch_size is not None and epoch_size <= 0:
+            raise ValueError(f"data.epoch_size must be positive or null, got {epoch_size}")
+        defaults = {k: getattr(self, k) for k in INHERITED}
+        self.members: dict[str, PairDataModule] = {}
+        for i, member in enumerate(members):
+            try:
+                config = member_config(member, defaults)
+                module = build_datamodule(
+                    config,
+                    image_size=self.transform.size,
+                    mean=self.transform.mean,
+                    std=self.transform.std,
+                    seed=self.seed,
+                )
+            except (ValueError, KeyError, TypeError) as err:
+                raise type(err)(f"data.members[{i}] ({member.get('name')}): {err}") from err
+            if module.benchmark in self.members:
+                raise ValueError(f"data.members[{i}]: benchmark '{module.benchmark}' is listed twice")
+            self.members[module.benchmark] = module
+        self.weights = dict(zip(self.members, weights))
+        self.epoch_size = epoch_size
+        if not self.categories:
+            self.categories = list(dict.fromkeys(c for m in self.members.values() for c in m.categories))
+        if not self.groups:
+            self.groups = {k: v for m in self.members.values() for k, v in m.groups.items()}
+
+    @property
+    def benchmarks(self) -> list[str]:
+        return list(self.members)
+
+    # ------------------------------------------------------------------ datasets and loaders
+    def build_dataset(self, split: str) -> MixtureDataset:
+        return MixtureDataset([m.dataset(split) for m in self.members.values()])
+
+    def setup(self, stage: str | None = None) -> None:
+        for member in self.members.values():
+            member.setup(stage)
+        super().setup(stage)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.dataset("train")
+        # Per-item weight w_b / |b|: member b is drawn with probability w_b / sum(w), whatever its size.
+        item_weights = []
+        for (name, weight), part in zip(self.weights.items(), dataset.datasets):
+            if len(part) == 0 and weight > 0:
+                raise ValueError(f"mixture member '{name}' has no training pairs but weight {weight}")
+            item_weights += [weight / max(len(part), 1)] * len(part)
+        sampler = EpochSampler(
+            len(dataset), seed=self.seed, num_samples=self.epoch_size, weights=item_weights
+        )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=len(sampler) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_pairs,
+        )
+
+    def _eval_loaders(self, split: str) -> list[DataLoader]:
+        return [
+            DataLoader(
+                member.dataset(split),
+                batch_size=self.eval_batch_size,
+                shuffle=False,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+                collate_fn=collate_pairs,
+            )
+            for member in self.members.values()
+        ]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("test")
+
+    # ------------------------------------------------------------------ evaluation ground truth
+    def reference_captions(self, split: str, benchmark: str | None = None) -> dict[str, list[str]]:
+        """One member's ground truth (ids collide across benchmarks, so there is no merged one)."""
+        if benchmark is None and len(self.members) == 1:
+            benchmark = self.benchmarks[0]
+        if benchmark not in self.members:
+            raise ValueError(f"mixture: pass benchmark=, one of {self.benchmarks} (got {benchmark!r})")
+        return self.members[benchmark].reference_captions(split)
+
+    def reference_captions_by_benchmark(self, split: str) -> dict[str, dict[str, list[str]]]:
+        return {name: m.reference_captions(split) for name, m in self.members.items()}

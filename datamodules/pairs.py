@@ -1,0 +1,161 @@
+"""Bring your own pairs: the kit's generic annotation format (also what the embedded benchmark's export writes).
+
+A JSON list, or JSON Lines (``.jsonl``, one object per line), of records::
+
+    {"id": "kitchen_003",                     unique within its split; the evaluation id (a number is read as text)
+     "before": "images/kitchen_003_a.jpg",    relative to the data root, and must stay inside it
+     "after": "images/kitchen_003_b.jpg",
+     "captions": ["the red mug is gone", ...], at least one reference; every one is used in evaluation
+     "categories": ["disappearance"],         optional: change categories (scored per category when configured)
+     "split": "test"}                         optional: train | val | test (default: data.default_split)
+
+Where the file is (``data.annotations``): a path relative to the root, containing ``{split}`` for one file per
+split (``"{split}.jsonl"``); ``null`` searches ``pairs.json``, ``pairs.jsonl``, ``{split}.json``,
+``{split}.jsonl`` in that order. Records of a one-file-per-split file belong to that split. Images can be any
+format Pillow reads; they are converted to RGB and resized to the model's square input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from datamodules.records import (
+    SPLITS,
+    DataError,
+    Fields,
+    PairRecord,
+    Problems,
+    RecordDataModule,
+    read_records,
+    resolve_inside,
+)
+
+# canonical field -> the names it may have in a file (the pairs format: exactly one each)
+FIELD_NAMES: Mapping[str, tuple[str, ...]] = {
+    "id": ("id",),
+    "before": ("before",),
+    "after": ("after",),
+    "captions": ("captions",),
+    "categories": ("categories",),
+    "split": ("split",),
+}
+REQUIRED = ("id", "before", "after", "captions")
+SEARCH = ("pairs.json", "pairs.jsonl", "{split}.json", "{split}.jsonl")
+
+
+class PairsDataModule(RecordDataModule):
+    """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/pairs.yaml``):
+    annotations: the annotation file (see above); ``null`` = search.
+    default_split: the split of records without a ``split`` field in a single file.
+    """
+
+    benchmark = "pairs"
+    # Subclasses reading other schemas (OmniDiff) widen these.
+    field_names: Mapping[str, tuple[str, ...]] = FIELD_NAMES
+    single_values: bool = False  # accept "captions": "text" / "categories": "label" as one-item lists
+
+    def __init__(
+        self, *, annotations: str | None = None, default_split: str = "train", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if default_split not in SPLITS:
+            raise ValueError(f"data.default_split must be one of {list(SPLITS)}, got {default_split!r}")
+        self.annotations = annotations or None
+        self.default_split = default_split
+
+    def annotation_file(self, split: str) -> tuple[Path, bool]:
+        """(path, one file per split?)"""
+        patterns = (self.annotations,) if self.annotations else SEARCH
+        for pattern in patterns:
+            path = self.root_path / pattern.format(split=split)
+            if path.exists():
+                return path, "{split}" in pattern
+        tried = ", ".join(p.format(split=split) for p in patterns)
+        raise DataError(
+            f"no annotation file for split '{split}' (looked for {tried}; set data.annotations)",
+            file=self.root_path,
+        )
+
+    # ------------------------------------------------------------------ hooks for other schemas
+    def match_fields(self, fields: Fields) -> dict[str, str | None]:
+        """canonical -> the key this record uses (``None`` for an absent optional field)."""
+        found: dict[str, str | None] = {}
+        for canonical, names in self.field_names.items():
+            found[canonical] = next((n for n in names if fields.has(n)), None)
+            if found[canonical] is None and canonical in REQUIRED and not fields.bad:
+                fields.fail(self.missing_field_message(canonical, fields))
+        return found
+
+    def missing_field_message(self, canonical: str, fields: Fields) -> str:
+        return f"missing field '{canonical}' (fields found: {fields.keys()})"
+
+    def map_categories(self, categories: list[str], fields: Fields) -> tuple[str, ...]:
+        return tuple(categories)
+
+    # ------------------------------------------------------------------ index
+    def _list(self, fields: Fields, key: str | None, *, captions: bool) -> list[str] | None:
+        if key is None:
+            return []
+        if self.single_values and isinstance(fields.record.get(key), str):
+            value = fields.str(key)
+            return None if value is None else [value]
+        return fields.str_list(key, captions=captions)
+
+    def _id(self, fields: Fields, key: str) -> str | None:
+        value = fields.record.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return fields.str(key)
+
+    def index(self, split: str, problems: Problems) -> list[PairRecord]:
+        path, per_split = self.annotation_file(split)
+        records: list[PairRecord] = []
+        first: dict[str, str] = {}
+        for where, item in read_records(path, problems):
+            fields = Fields(item, file=path, where=where, problems=problems)
+            names = self.match_fields(fields)
+            # The split decides first: another split's records are not this split's problems.
+            stated = fields.str(names["split"], optional=True) if names["split"] else None
+            if fields.bad:
+                continue
+            if stated is not None and stated not in SPLITS:
+                fields.fail(f"field '{names['split']}' must be one of {list(SPLITS)}, got {stated!r}")
+                continue
+            if per_split and stated is not None and stated != split:
+                fields.fail(f"record says split {stated!r} but is in the '{split}' file")
+                continue
+            if (stated or (split if per_split else self.default_split)) != split:
+                continue
+            pair_id = self._id(fields, names["id"])
+            before = fields.str(names["before"])
+            after = fields.str(names["after"])
+            captions = self._list(fields, names["captions"], captions=True)
+            categories = self._list(fields, names["categories"], captions=False)
+            if fields.bad:
+                continue
+            mapped = self.map_categories(categories, fields)
+            if fields.bad:
+                continue
+            if pair_id in first:
+                fields.fail(f"duplicate id {pair_id!r} in split '{split}' (first at {first[pair_id]})")
+                continue
+            try:
+                before_path = resolve_inside(self.root_path, before)
+                after_path = resolve_inside(self.root_path, after)
+            except ValueError as err:
+                fields.fail(str(err))
+                continue
+            first[pair_id] = where
+            records.append(
+                PairRecord(
+                    pair_id=pair_id,
+                    before=before_path,
+                    after=after_path,
+                    captions=tuple(captions),
+                    categories=mapped,
+                    source=f"{path.name} {where}, id {pair_id!r}",
+                )
+            )
+        return records
