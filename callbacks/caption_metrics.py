@@ -1,0 +1,483 @@
+"""Per-change-category caption metrics at the end of validation and test, in TensorBoard and in files.
+
+The contract with the LightningModule: ``validation_step`` / ``test_step`` return
+
+    {"pair_id": list[str], "prediction": list[str], "references": list[list[str]],
+     "categories": list[list[str]], "benchmark": list[str]}
+
+(``references`` / ``categories`` / ``benchmark`` default to the batch's ``captions`` / ``categories`` /
+``benchmark`` when left out). :class:`CaptionMetricsCallback` collects these records in a
+:class:`CaptionRecords` torchmetrics ``Metric`` (JSON lines as uint8 tensors, ``dist_reduce_fx="cat"``) so
+torchmetrics gathers every rank's records; each pair is then kept exactly once (DistributedSampler pads by
+repeating pairs), rank 0 scores them (:mod:`callbacks.scoring`) and writes the files, the scores are
+broadcast and every rank logs them (ModelCheckpoint may run on any rank).
+
+Also here: :func:`monitor_key` (what ModelCheckpoint monitors) and the training-time token metrics
+:class:`TokenAccuracy` / :class:`TokenPerplexity`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import Metric
+from torchmetrics.utilities.data import dim_zero_cat
+
+from callbacks.scoring import (
+    METRICS,
+    CaptionScorer,
+    ScoreReport,
+    atomic_write_text,
+    coco_ground_truth,
+    coco_predictions,
+)
+
+log = logging.getLogger("m3diff.metrics")
+
+RECORD_KEYS = ("pair_id", "prediction", "references", "categories", "benchmark")
+
+
+# ---------------------------------------------------------------------------------------------- checkpointing
+def monitor_key(metric: str | Mapping[str, Any] = "CIDEr", stage: str = "val") -> str:
+    """The logged key that picks the best checkpoint: ``val/<metrics.monitor>`` (all metrics: mode ``max``).
+
+    ``metric`` is a metric name (``CIDEr``, ``Bleu_4``, ``METEOR``, ``ROUGE_L``, ``SPICE``, or a logged
+    per-subset key such as ``CIDEr/color``), or a config / its ``metrics`` section holding ``monitor``.
+    """
+    if isinstance(metric, Mapping) or hasattr(metric, "keys"):
+        section = metric.get("metrics", metric)  # type: ignore[union-attr]
+        metric = str(section.get("monitor", "CIDEr"))
+    metric = str(metric)
+    if metric.split("/")[0] not in (*METRICS, "SPICE"):
+        raise ValueError(
+            f"metrics.monitor={metric!r}: choose one of {[*METRICS, 'SPICE']} (optionally /<category>)"
+        )
+    return f"{stage}/{metric}"
+
+
+# ---------------------------------------------------------------------------------------------- gathering
+class CaptionRecords(Metric):
+    """Accumulates evaluation records as UTF-8 JSON lines in uint8 tensors; torchmetrics syncs them.
+
+    ``dist_reduce_fx="cat"`` makes ``compute()`` return every rank's records (rank order), on every rank.
+    JSON escapes newlines inside strings, so a ``\\n`` byte always ends a record.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("data", default=[], dist_reduce_fx="cat")
+        self._add_empty()
+
+    def _add_empty(self) -> None:
+        # A rank that saw no batch would otherwise sync a float32 placeholder (torchmetrics' default dtype)
+        # against the others' uint8 bytes; an empty uint8 tensor keeps every rank's dtype the same.
+        self.data.append(torch.zeros(0, dtype=torch.uint8, device=self.device))
+
+    def reset(self) -> None:
+        super().reset()
+        self._add_empty()
+
+    def update(
+        self,
+        pair_id: Sequence[str],
+        prediction: Sequence[str],
+        references: Sequence[Sequence[str]],
+        categories: Sequence[Sequence[str]],
+        benchmark: Sequence[str],
+    ) -> None:
+        columns = (pair_id, prediction, references, categories, benchmark)
+        if len({len(c) for c in columns}) != 1:
+            sizes = dict(zip(RECORD_KEYS, map(len, columns)))
+            raise ValueError(f"evaluation step output: list lengths differ {sizes}")
+        lines = b"".join(
+            json.dumps([str(p), str(c), [str(r) for r in refs], [str(x) for x in cats], str(b)]).encode()
+            + b"\n"
+            for p, c, refs, cats, b in zip(*columns)
+        )
+        self.data.append(torch.frombuffer(bytearray(lines), dtype=torch.uint8).to(self.device))
+
+    def compute(self) -> list[dict[str, Any]]:
+        data = dim_zero_cat(self.data) if isinstance(self.data, list) else self.data
+        text = bytes(data.cpu().numpy()).decode()
+        return [dict(zip(RECORD_KEYS, json.loads(line))) for line in text.split("\n") if line]
+
+
+def unique_pairs(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """pair id -> record, keeping the first record of each pair (padding repeats pairs in DDP)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        out.setdefault(rec["pair_id"], dict(rec))
+    return out
+
+
+def build_subsets(
+    pairs: Mapping[str, Mapping[str, Any]],
+    categories: Sequence[str] = (),
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, dict[str, list[str]]]:
+    """The subsets to rescore: ``{"categories": {c: ids}, "groups": {g: ids}, "benchmarks": {b: ids}}``.
+
+    ``categories`` come from config (the DataModule's); when empty, the categories found in the records are
+    used. A group holds the pairs that carry any of its categories. Benchmarks are listed only when the
+    records hold more than one.
+    """
+    groups = dict(groups or {})
+    if not categories:
+        categories = list(dict.fromkeys(c for rec in pairs.values() for c in rec["categories"]))
+    clash = set(groups) & set(categories)
+    if clash:
+        raise ValueError(f"data.groups names {sorted(clash)} are also category names: log keys would collide")
+    by_cat: dict[str, list[str]] = {c: [] for c in categories}
+    by_bench: dict[str, list[str]] = {}
+    for pid, rec in pairs.items():
+        for c in dict.fromkeys(rec["categories"]):
+            if c in by_cat:
+                by_cat[c].append(pid)
+        by_bench.setdefault(rec["benchmark"], []).append(pid)
+    out: dict[str, dict[str, list[str]]] = {"categories": by_cat}
+    if groups:
+        out["groups"] = {
+            g: [pid for pid, rec in pairs.items() if set(rec["categories"]) & set(members)]
+            for g, members in groups.items()
+        }
+    if len(by_bench) > 1:
+        out["benchmarks"] = by_bench
+    return out
+
+
+def log_keys(report: ScoreReport, stage: str) -> dict[str, float]:
+    """``val/CIDEr``, ``val/CIDEr/<category>``, ``val/CIDEr/<group>``, ``val/<benchmark>/CIDEr``, ..."""
+    out = {f"{stage}/{m}": v for m, v in report.overall.items()}
+    for kind, named in report.subsets.items():
+        for name, scores in named.items():
+            for m, v in scores.items():
+                out[f"{stage}/{name}/{m}" if kind == "benchmarks" else f"{stage}/{m}/{name}"] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- callback
+class CaptionMetricsCallback(L.Callback):
+    """Scores validation / test captions overall, per change category, per group and per benchmark.
+
+    Args:
+        categories / groups: the change categories and groups (name -> categories) to rescore separately;
+            ``None`` reads ``trainer.datamodule.categories`` / ``.groups``.
+        spice: compute SPICE if its models are present (``metrics.spice``); else reported unavailable.
+        meteor: compute METEOR (one JVM, kept for the whole run and stopped at teardown).
+        change_id: log the DataModule's ``change_identification(split, predictions)`` as
+            ``<stage>/change_id/<key>`` when it has one (``metrics.change_id``).
+        baselines: score the DataModule's ``baseline_predictions(split)`` once and log
+            ``<stage>/<name>/CIDEr`` and ``Bleu_4`` at every evaluation.
+        output_dir: where evaluation files go; default ``<trainer.log_dir>/eval``.
+        subfolders: one ``<stage>-step<N>`` folder per evaluation under ``output_dir`` (``False``: write
+            directly into ``output_dir``, e.g. for a one-off ``make eval``).
+        bar_charts: log a bar chart per metric by category / group to TensorBoard.
+        scorer: a :class:`CaptionScorer` to use (tests share one METEOR JVM); default: the callback's own.
+    """
+
+    def __init__(
+        self,
+        *,
+        categories: Sequence[str] | None = None,
+        groups: Mapping[str, Sequence[str]] | None = None,
+        spice: bool = False,
+        meteor: bool = True,
+        change_id: bool = True,
+        baselines: bool = True,
+        output_dir: str | Path | None = None,
+        subfolders: bool = True,
+        bar_charts: bool = True,
+        scorer: CaptionScorer | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.categories = None if categories is None else list(categories)
+        self.groups = None if groups is None else {k: list(v) for k, v in groups.items()}
+        self.change_id = change_id
+        self.baselines = baselines
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.subfolders = subfolders
+        self.bar_charts = bar_charts
+        self._own_scorer = scorer is None
+        self.scorer = scorer or CaptionScorer(meteor=meteor, spice=spice, progress=progress)
+        self.records = CaptionRecords()
+        self._baseline_scores: dict[str, dict[str, dict[str, float]]] = {}  # split -> name -> overall
+        self.last_report: ScoreReport | None = None  # rank 0's latest report (tests, scripts)
+        self.last_dir: Path | None = None
+
+    # -------------------------------------------------------------- hooks
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        if not trainer.sanity_checking:
+            self._collect(outputs, batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(outputs, batch)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:  # the sanity check's few batches are not an evaluation
+            self._evaluate(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._evaluate(trainer, pl_module, "test")
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._own_scorer:
+            self.scorer.close()
+
+    # -------------------------------------------------------------- steps
+    def _start(self, pl_module: L.LightningModule) -> None:
+        # The gather runs on the module's device (NCCL needs CUDA tensors; gloo takes CPU ones).
+        self.records = self.records.to(pl_module.device)
+        self.records.reset()
+
+    def _collect(self, outputs: Any, batch: Mapping[str, Any]) -> None:
+        if not isinstance(outputs, Mapping) or "pair_id" not in outputs or "prediction" not in outputs:
+            raise TypeError(
+                "CaptionMetricsCallback: validation_step/test_step must return a dict with at least 'pair_id' "
+                f"and 'prediction' (and 'references', 'categories', 'benchmark'); got {type(outputs).__name__}"
+            )
+        self.records.update(
+            outputs["pair_id"],
+            outputs["prediction"],
+            outputs.get("references", batch.get("captions")),
+            outputs.get("categories", batch.get("categories")),
+            outputs.get("benchmark", batch.get("benchmark")),
+        )
+
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        records = self.records.compute()  # collective: every rank takes part in the gather
+        self.records.reset()
+        payload: dict[str, Any] = {}
+        if trainer.is_global_zero:
+            try:
+                payload = {"scalars": self._score(trainer, stage, unique_pairs(records))}
+            except Exception as err:  # the other ranks wait in broadcast: tell them, then fail everywhere
+                payload = {"error": f"{type(err).__name__}: {err}"}
+                log.exception("scoring failed")
+        payload = trainer.strategy.broadcast(payload, src=0)
+        if "error" in payload:
+            raise RuntimeError(f"caption scoring failed on rank 0: {payload['error']}")
+        # Every rank logs the same values; sync_dist with max keeps them bit-identical and silences
+        # Lightning's "use sync_dist=True for epoch-level logging" advice.
+        for key, value in payload["scalars"].items():
+            pl_module.log(key, float(value), sync_dist=True, reduce_fx="max")
+
+    def _score(self, trainer: L.Trainer, stage: str, pairs: dict[str, dict[str, Any]]) -> dict[str, float]:
+        if not pairs:
+            log.warning("%s: no predictions collected, nothing to score", stage)
+            return {}
+        dm = getattr(trainer, "datamodule", None)
+        categories = (
+            self.categories if self.categories is not None else list(getattr(dm, "categories", []) or [])
+        )
+        groups = self.groups if self.groups is not None else dict(getattr(dm, "groups", {}) or {})
+        subsets = build_subsets(pairs, categories, groups)
+        references = {pid: rec["references"] for pid, rec in pairs.items()}
+        predictions = {pid: rec["prediction"] for pid, rec in pairs.items()}
+        log.info(
+            "%s: scoring %d pairs (%d subsets)", stage, len(pairs), sum(len(v) for v in subsets.values())
+        )
+        report = self.scorer.score(references, predictions, subsets)
+        scalars = log_keys(report, stage)
+        scalars[f"{stage}/num_pairs"] = float(len(pairs))
+
+        split = "val" if stage == "val" else "test"
+        baselines = self._baselines(dm, split) if self.baselines else {}
+        for name, scores in baselines.items():
+            for m in ("CIDEr", "Bleu_4"):
+                if m in scores:
+                    scalars[f"{stage}/{name}/{m}"] = scores[m]
+        change_id: dict[str, float] = {}
+        if self.change_id and callable(getattr(dm, "change_identification", None)):
+            change_id = {str(k): float(v) for k, v in dm.change_identification(split, predictions).items()}
+            scalars.update({f"{stage}/change_id/{k}": v for k, v in change_id.items()})
+
+        folder = self._folder(trainer, stage)
+        self._write(folder, trainer, stage, pairs, subsets, report, baselines, change_id)
+        if self.bar_charts:
+            log_bar_charts(trainer, stage, report)
+        for line in report.notes:
+            log.warning("%s: %s", stage, line)
+        log.info("%s scores (files in %s):\n%s", stage, folder, report.to_markdown())
+        self.last_report, self.last_dir = report, folder
+        return {k: v for k, v in scalars.items() if math.isfinite(v)}
+
+    def _baselines(self, dm: Any, split: str) -> dict[str, dict[str, float]]:
+        """The DataModule's reference baselines (``ceiling``, ``trivial``), scored once per split."""
+        if split not in self._baseline_scores:
+            scores: dict[str, dict[str, float]] = {}
+            make = getattr(dm, "baseline_predictions", None)
+            if callable(make):
+                for name, (refs, preds) in make(split).items():
+                    log.info("scoring the %r baseline (%d pairs, once)", name, len(preds))
+                    scores[name] = self.scorer.score(refs, preds).overall
+            self._baseline_scores[split] = scores
+        return self._baseline_scores[split]
+
+    def _folder(self, trainer: L.Trainer, stage: str) -> Path:
+        root = self.output_dir or Path(trainer.log_dir or trainer.default_root_dir) / "eval"
+        return root / f"{stage}-step{trainer.global_step}" if self.subfolders else root
+
+    def _write(
+        self,
+        folder: Path,
+        trainer: L.Trainer,
+        stage: str,
+        pairs: dict[str, dict[str, Any]],
+        subsets: dict[str, dict[str, list[str]]],
+        report: ScoreReport,
+        baselines: dict[str, dict[str, float]],
+        change_id: dict[str, float],
+    ) -> None:
+        """gt.json, pred.json, subsets.json, metrics.json, metrics.md (each written atomically)."""
+        dump = lambda obj: json.dumps(obj, indent=1, ensure_ascii=False) + "\n"  # noqa: E731
+        atomic_write_text(
+            folder / "gt.json", dump(coco_ground_truth({p: r["references"] for p, r in pairs.items()}))
+        )
+        atomic_write_text(
+            folder / "pred.json", dump(coco_predictions({p: r["prediction"] for p, r in pairs.items()}))
+        )
+        atomic_write_text(folder / "subsets.json", dump(subsets))
+        metrics = {
+            **report.to_json(),
+            "stage": stage,
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "baselines": baselines,
+            "change_id": change_id,
+        }
+        atomic_write_text(folder / "metrics.json", dump(metrics))
+        extra = [(f"baseline/{name}", None, scores) for name, scores in baselines.items()]
+        md = [
+            f"# {stage} scores, epoch {trainer.current_epoch}, step {trainer.global_step}\n",
+            report.to_markdown(extra),
+        ]
+        if change_id:
+            md.append(
+                "\nChange identification: " + ", ".join(f"{k} {v:.4f}" for k, v in change_id.items()) + "\n"
+            )
+        md.append(
+            f"\nScores are x100. Rescore with: `make score GT={folder / 'gt.json'} PRED={folder / 'pred.json'} "
+            f"CATEGORIES={folder / 'subsets.json'}`\n"
+        )
+        atomic_write_text(folder / "metrics.md", "".join(md))
+
+
+def log_bar_charts(trainer: L.Trainer, stage: str, report: ScoreReport) -> None:
+    """One TensorBoard figure per metric: a bar per category and group, the overall score as a line."""
+    writers = [
+        lg.experiment for lg in trainer.loggers if hasattr(getattr(lg, "experiment", None), "add_figure")
+    ]
+    rows = [
+        (name, kind, scores)
+        for kind in ("categories", "groups")
+        for name, scores in report.subsets.get(kind, {}).items()
+    ]
+    if not writers or not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # no display on servers; a no-op when a backend is already set
+    import matplotlib.pyplot as plt
+
+    for metric in report.metrics:
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(rows) + 1.5), 3.2), dpi=100)
+        names = [name for name, _, _ in rows]
+        values = [100 * scores.get(metric, float("nan")) for _, _, scores in rows]
+        colors = ["tab:blue" if kind == "categories" else "tab:orange" for _, kind, _ in rows]
+        ax.bar(range(len(rows)), values, color=colors)
+        ax.axhline(100 * report.overall.get(metric, float("nan")), color="black", linestyle="--", linewidth=1)
+        ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel(f"{metric} x100")
+        ax.set_title(f"{stage} {metric} by category (dashed: overall; orange: groups)", fontsize=9)
+        fig.tight_layout()
+        for writer in writers:
+            writer.add_figure(
+                f"{stage}/by_category/{metric}", fig, global_step=trainer.global_step, close=False
+            )
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------- training metrics
+def _align(logits: torch.Tensor, labels: torch.Tensor, shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    if logits.ndim != 3 or labels.shape != logits.shape[:2]:
+        raise ValueError(
+            f"expected logits (B, T, V) and labels (B, T); got {tuple(logits.shape)}, {tuple(labels.shape)}"
+        )
+    if shift:  # HF convention: logits at t predict the label at t + 1
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    return logits, labels
+
+
+class TokenAccuracy(Metric):
+    """Share of non-ignored tokens whose arg-max prediction is the label (teacher forcing).
+
+    ``update(logits (B, T, V), labels (B, T))``; positions with ``labels == ignore_index`` don't count.
+    ``shift=True`` when ``logits[:, t]`` predicts ``labels[:, t + 1]`` (Hugging Face causal-LM convention).
+    """
+
+    full_state_update = False
+    higher_is_better = True
+    is_differentiable = False
+
+    def __init__(self, ignore_index: int = -100, shift: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ignore_index, self.shift = ignore_index, shift
+        self.add_state("correct", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        logits, labels = _align(logits.detach(), labels, self.shift)
+        keep = labels != self.ignore_index
+        self.correct += (logits.argmax(-1).eq(labels) & keep).sum()
+        self.total += keep.sum()
+
+    def compute(self) -> torch.Tensor:
+        return self.correct.float() / self.total.clamp(min=1)
+
+
+class TokenPerplexity(Metric):
+    """exp(mean token cross-entropy) over non-ignored tokens; same ``update`` / ``shift`` as TokenAccuracy.
+
+    Cross-entropy in fp32 from the logits (stable, no softmax materialised as probabilities).
+    """
+
+    full_state_update = False
+    higher_is_better = False
+    is_differentiable = False
+
+    def __init__(self, ignore_index: int = -100, shift: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ignore_index, self.shift = ignore_index, shift
+        self.add_state("nll", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        logits, labels = _align(logits.detach(), labels, self.shift)
+        nll = F.cross_entropy(
+            logits.float().flatten(0, 1), labels.flatten(), ignore_index=self.ignore_index, reduction="sum"
+        )
+        self.nll += nll.double()
+        self.total += (labels != self.ignore_index).sum()
+
+    def compute(self) -> torch.Tensor:
+        return torch.exp(self.nll / self.total.clamp(min=1)).float()
