@@ -376,7 +376,7 @@ class CaptionMetricsCallback(L.Callback):
                 "\nChange identification: " + ", ".join(f"{k} {v:.4f}" for k, v in change_id.items()) + "\n"
             )
         md.append(
-            f"\nScores are x100. Rescore with: `make score GT={folder / 'gt.json'} PRED={folder / 'pred.json'} "
+            f"\nRescore with: `make score GT={folder / 'gt.json'} PRED={folder / 'pred.json'} "
             f"CATEGORIES={folder / 'subsets.json'}`\n"
         )
         atomic_write_text(folder / "metrics.md", "".join(md))

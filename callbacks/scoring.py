@@ -281,12 +281,16 @@ class ScoreReport:
                 rows.append((f"{kind}/{name}", int(self.num_pairs.get(kind, {}).get(name, 0)), scores))
         return rows
 
-    def to_markdown(self, extra_rows: Iterable[tuple[str, int | None, Mapping[str, float]]] = ()) -> str:
-        """A Markdown table: one row per subset, one column per metric (scores x 100, as papers print them).
+    def to_markdown(
+        self, extra_rows: Iterable[tuple[str, int | None, Mapping[str, float]]] = (), *, scale: float = 100.0
+    ) -> str:
+        """A Markdown table: one row per subset, one column per metric (x100 by default, as papers print).
 
         ``extra_rows`` (label, pairs or None, scores) are appended, e.g. the ceiling / trivial baselines.
         """
-        return markdown_table([*self.rows(), *extra_rows], self.metrics, notes=self._header_notes())
+        return markdown_table(
+            [*self.rows(), *extra_rows], self.metrics, notes=self._header_notes(), scale=scale
+        )
 
     def _header_notes(self) -> list[str]:
         notes = (
@@ -300,11 +304,15 @@ def markdown_table(
     metrics: Sequence[str],
     *,
     notes: Sequence[str] = (),
+    scale: float = 100.0,
 ) -> str:
-    """Render (label, pairs, scores) rows as a Markdown table with scores x 100 (two decimals)."""
-    lines = ["| subset | pairs | " + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
+    """Render (label, pairs, scores) rows as a Markdown table; ``scale=100`` prints scores as papers do
+    (two decimals), ``scale=1`` as pycocoevalcap does (four)."""
+    head = "subset (x100)" if scale == 100 else "subset" if scale == 1 else f"subset (x{scale:g})"
+    digits = 2 if scale >= 100 else 4
+    lines = [f"| {head} | pairs | " + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
     for label, n, scores in rows:
-        cells = [f"{100 * scores[m]:.2f}" if m in scores else "–" for m in metrics]
+        cells = [f"{scale * scores[m]:.{digits}f}" if m in scores else "–" for m in metrics]
         lines.append(f"| {label} | {'' if n is None else n} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     if notes:
@@ -426,7 +434,8 @@ class CaptionScorer:
         meteor_job = None
         if meteor is not None:
             pool = ThreadPoolExecutor(max_workers=1)
-            meteor_job = pool.submit(meteor.stats, hyps, refs, progress=self.progress)
+            # No progress bar from this thread (bars from two threads garble each other); a log line below.
+            meteor_job = pool.submit(meteor.stats, hyps, refs)
             pool.shutdown(wait=False)
 
         scores: list[dict[str, float]] = [{} for _ in jobs]
@@ -435,6 +444,8 @@ class CaptionScorer:
 
         if meteor_job is not None:
             try:
+                if not meteor_job.done():
+                    log.info("waiting for the METEOR statistics of %d pairs", len(hyps))
                 stats = meteor_job.result()
                 for job, (_, _, rows) in zip(scores, jobs):
                     job["METEOR"], per_pair = meteor.corpus_score([stats[r] for r in rows])  # type: ignore[union-attr]
@@ -516,9 +527,12 @@ class CaptionScorer:
             cider_cooked.append((cider_cook_refs(rs), cider_cook_test(h)))
             rouge.append(rouge_scorer.calc_score([h], rs))
         pair_scores["ROUGE_L"] = rouge
+        log.info("BLEU / ROUGE_L / CIDEr of %d pairs and %d subsets", len(hyps), len(jobs) - 1)
         bar = tqdm(list(zip(jobs, scores)), desc="scoring subsets", disable=not self.progress, leave=False)
         for (kind, name, rows), out in bar:
-            log.info("scoring %s (%d pairs)", name if kind is None else f"{kind}/{name}", len(rows))
+            label = name if kind is None else f"{kind}/{name}"
+            bar.set_postfix_str(label, refresh=False)
+            log.debug("scoring %s (%d pairs)", label, len(rows))
             bleu = BleuScorer(n=4)
             bleu.crefs = [bleu_cooked[r][0] for r in rows]
             bleu.ctest = [bleu_cooked[r][1] for r in rows]
