@@ -142,7 +142,8 @@ class LayerScorer(nn.Module):
     def __init__(self, *, dim: int) -> None:
         super().__init__()
         hidden = max(16, dim // 4)
-        self.mlp = nn.Sequential(nn.Linear(2 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        # No output bias: one constant added to every layer's score cancels in the softmax over layers.
+        self.mlp = nn.Sequential(nn.Linear(2 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1, bias=False))
 
     def forward(self, fused: Tensor) -> Tensor:
         """fused: (2B, N, C) ``[F̃1; F̃2]`` of one layer -> (B,) scores (unnormalised)."""

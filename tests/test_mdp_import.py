@@ -1,0 +1,66 @@
+"""`mdp` is plain torch: it imports, builds and runs where lightning / omegaconf cannot be imported."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    BLOCKED = ("lightning", "pytorch_lightning", "lightning_fabric", "omegaconf", "transformers")
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ModuleNotFoundError(f"blocked in this test: {name}", name=name)
+            return None
+
+    sys.meta_path.insert(0, Block())
+
+    import torch
+    import mdp
+
+    after_import = sorted(m for m in ("timm", "open_clip", "torchvision") if m in sys.modules)
+    module = mdp.MDP(dim=16, num_layers=2, num_heads=2)
+    feats = [torch.randn(1, 4, 16) for _ in range(2)]
+    out = module(feats, feats)
+    backbone = mdp.build_backbone("siglip-tiny", layers=[0, 1], image_size=32)
+    taps = backbone(torch.zeros(1, 3, 32, 32))
+    print(json.dumps({
+        "lazy_ok": after_import,
+        "all": sorted(mdp.__all__),
+        "out": list(out.before.shape),
+        "taps": [list(t.shape) for t in taps],
+        "leaked": sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED),
+    }))
+    """
+)
+
+
+def test_import_mdp_without_lightning_or_omegaconf():
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["lazy_ok"] == [], (
+        "timm / open_clip / torchvision must only be imported when a backbone is built"
+    )
+    assert result["leaked"] == []
+    assert result["out"] == [1, 4, 16]
+    assert result["taps"] == [[1, 4, 192], [1, 4, 192]]
+    assert set(result["all"]) >= {
+        "MDP",
+        "MDPConfig",
+        "MDPOutput",
+        "Backbone",
+        "ImageSpec",
+        "build_backbone",
+        "register_backbone",
+        "list_backbones",
+        "BackboneWeightsError",
+    }
