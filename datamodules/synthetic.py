@@ -1,0 +1,262 @@
+"""The embedded benchmark as a LightningDataModule: procedural scene pairs generated on the fly.
+
+Pair ``i`` of split ``s`` is a pure function of (``data_seed``, ``s``, ``i``) and the ``data`` config (see
+:mod:`datamodules.synthetic_changes` for the twelve change categories and :mod:`datamodules.synthetic_captions`
+for the caption grammar). Its evaluation id is ``"<split>/<index>"`` (e.g. ``"val/000123"``), from which the
+truth is regenerated, so the change-identification score needs nothing but the predictions.
+
+Beyond the shared :class:`~datamodules.base.PairDataModule` API, this DataModule offers:
+
+- :meth:`SyntheticDataModule.training_captions` — references of the first ``n`` training pairs, without
+  rendering any image (for the tiny LM's tokenizer); :meth:`~SyntheticDataModule.reference_captions` per split.
+- :meth:`SyntheticDataModule.change_identification` — parse generated captions with the grammar and score
+  category / attributes / location / exact match, overall and per category.
+- :meth:`SyntheticDataModule.baseline_predictions` — the "ceiling" (one reference against the others) and
+  the "trivial" baseline (the most common training caption for every pair), for the metrics callback to score.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from datamodules.base import PairDataModule
+from datamodules.contract import PairSample
+from datamodules.images import ImageTransform
+from datamodules.synthetic_captions import change_slots, identify, parse_caption
+from datamodules.synthetic_changes import OPERATIONS, GeneratorConfig, PairSpec, parse_pair_id, sample_pair
+from datamodules.synthetic_scenes import background_canvas, render
+
+SPLITS = ("train", "val", "test")
+
+
+def render_pair(spec: PairSpec, side: int, noise: float = 0.0) -> tuple[Image.Image, Image.Image]:
+    """The pair's before/after images at ``side`` pixels (RGB). No-change pairs are one rendering, twice."""
+    with_margin = spec.camera is not None  # a camera move needs background beyond the frame
+    bg = background_canvas(spec.before, side, with_margin)
+    before = render(spec.before, side, with_margin=with_margin, background=bg)
+    if spec.changes:
+        after = render(
+            spec.after, side, camera=spec.camera, light=spec.light, with_margin=with_margin, background=bg
+        )
+    else:
+        after = before.copy()
+    if noise > 0:  # independent sensor noise on each image, seeded by the pair
+        rng = np.random.default_rng(spec.seed)
+        before, after = (_noisy(im, rng, noise) for im in (before, after))
+    return before, after
+
+
+def _noisy(image: Image.Image, rng: np.random.Generator, std: float) -> Image.Image:
+    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0.0, std, (image.height, image.width, 3))
+    return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+
+class SyntheticPairs(Dataset):
+    """``size`` virtual pairs of one split; each ``__getitem__`` generates its pair (in the DataLoader worker)."""
+
+    def __init__(
+        self,
+        generator: GeneratorConfig,
+        split: str,
+        size: int,
+        transform: ImageTransform,
+        benchmark: str = "synthetic",
+    ) -> None:
+        self.generator, self.split, self.size = generator, split, size
+        self.transform, self.benchmark = transform, benchmark
+
+    def __len__(self) -> int:
+        return self.size
+
+    def spec(self, index: int) -> PairSpec:
+        if not 0 <= index < self.size:
+            raise IndexError(f"synthetic {self.split}: index {index} out of range (size {self.size})")
+        return sample_pair(self.generator, self.split, index)
+
+    def images(self, index: int) -> tuple[PairSpec, Image.Image, Image.Image]:
+        spec = self.spec(index)
+        before, after = render_pair(spec, self.transform.size, self.generator.noise)
+        return spec, before, after
+
+    def __getitem__(self, index: int) -> PairSample:
+        spec, before, after = self.images(index)
+        return {
+            "pair_id": spec.pair_id,
+            "before": self.transform(before),
+            "after": self.transform(after),
+            "captions": list(spec.captions),
+            "categories": list(spec.categories),
+            "benchmark": self.benchmark,
+        }
+
+
+class SyntheticDataModule(PairDataModule):
+    """The embedded procedural benchmark (``data.name: synthetic``).
+
+    Args (keyword-only; each is a key of ``conf/data/synthetic.yaml``), besides the base class's:
+        categories: the 12 category labels, one per change operation in the order of
+            :data:`~datamodules.synthetic_changes.OPERATIONS` (viewpoint ... count).
+        caption_style: ``short`` (one CLEVR-style sentence per change) or ``long`` (OmniDiff-style, tens of words).
+        min_references / max_references: references per pair (drawn uniformly in between).
+        max_changes: each changed pair has 1..max_changes changes (at most 3).
+        no_change_fraction: share of pairs with no change at all.
+        no_change_label: their category label (not one of the 12); ``None``: an empty category list.
+        category_weights: label -> relative sampling weight (missing labels: 1; 0 disables a category).
+        train_size / val_size / test_size: virtual pairs per split.
+        min_objects / max_objects: objects per scene (at most 8 of the 9 cells).
+        noise: std of Gaussian pixel noise (0-255 scale) added independently to each image; 0 = none.
+        data_seed: the benchmark's seed; ``None`` follows the run's ``seed``. Fixed by default so that every
+            run trains and is scored on the same pairs.
+    """
+
+    benchmark = "synthetic"
+
+    def __init__(
+        self,
+        *,
+        caption_style: str = "short",
+        min_references: int = 3,
+        max_references: int = 5,
+        max_changes: int = 1,
+        no_change_fraction: float = 0.1,
+        no_change_label: str | None = "no_change",
+        category_weights: Mapping[str, float] | None = None,
+        train_size: int = 100_000,
+        val_size: int = 512,
+        test_size: int = 1000,
+        min_objects: int = 3,
+        max_objects: int = 6,
+        noise: float = 0.0,
+        data_seed: int | None = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        labels = tuple(self.categories)
+        weights = dict(category_weights or {})
+        unknown = sorted(set(weights) - set(labels))
+        if unknown:
+            raise ValueError(f"data.category_weights: unknown categories {unknown}; known: {list(labels)}")
+        self.generator = GeneratorConfig(
+            labels=labels,
+            caption_style=caption_style,
+            min_references=min_references,
+            max_references=max_references,
+            max_changes=max_changes,
+            no_change_fraction=no_change_fraction,
+            no_change_label=no_change_label or None,
+            weights=tuple(float(weights.get(label, 1.0)) for label in labels),
+            min_objects=min_objects,
+            max_objects=max_objects,
+            noise=float(noise),
+            data_seed=self.seed if data_seed is None else int(data_seed),
+        )
+        self.sizes = {"train": int(train_size), "val": int(val_size), "test": int(test_size)}
+
+    # ------------------------------------------------------------------ datasets
+    def build_dataset(self, split: str) -> SyntheticPairs:
+        if split not in self.sizes:
+            raise ValueError(f"synthetic: unknown split {split!r}; known: {list(self.sizes)}")
+        return SyntheticPairs(self.generator, split, self.sizes[split], self.transform, self.benchmark)
+
+    def spec(self, pair_id: str) -> PairSpec:
+        """Regenerate the pair behind an evaluation id (no rendering)."""
+        split, index = parse_pair_id(pair_id)
+        return sample_pair(self.generator, split, index)
+
+    def specs(self, split: str) -> list[PairSpec]:
+        """Every pair of ``split`` without images (cached for evaluation-sized splits)."""
+        if self.sizes[split] <= 10_000:
+            return _specs(self.generator, split, self.sizes[split])
+        return [sample_pair(self.generator, split, i) for i in range(self.sizes[split])]
+
+    # ------------------------------------------------------------------ captions without images
+    def training_captions(self, n: int) -> list[str]:
+        """Every reference of the first ``n`` training pairs (no images are rendered)."""
+        return [
+            c
+            for i in range(min(n, self.sizes["train"]))
+            for c in sample_pair(self.generator, "train", i).captions
+        ]
+
+    def reference_captions(self, split: str) -> dict[str, list[str]]:
+        return {s.pair_id: list(s.captions) for s in self.specs(split)}
+
+    def most_common_training_caption(self, pairs: int = 5000) -> str:
+        """The trivial baseline's caption (ties broken alphabetically, so it is stable)."""
+        return _most_common(self.generator, min(pairs, self.sizes["train"]))
+
+    # ------------------------------------------------------------------ evaluation extras
+    def change_identification(self, split: str, predictions: Mapping[str, str]) -> dict[str, float]:
+        """Parse each generated caption with the grammar and check it against the true change.
+
+        Keys (rates in [0, 1]): ``parsed`` (the caption states a change or "no change" the grammar knows),
+        ``category``, ``attributes`` (the object's naming attributes: size, colour, shape / word / count; for
+        viewpoint and illumination: the camera move / light), ``location`` (its cell) — over true changes,
+        a no-change pair counting as one item that is right when the caption says nothing changed — and
+        ``exact`` (per pair: every change stated exactly and nothing else). Per category: ``category/<label>``,
+        ``attributes/<label>``, ``location/<label>``, ``exact/<label>`` (no-change pairs under their label).
+        """
+        del split  # the ids carry their split
+        totals: dict[str, list[float]] = {}
+        parsed_count = exact_count = 0
+        no_change_key = self.generator.no_change_label or "no_change"
+        for pid, caption in predictions.items():
+            spec = self.spec(pid)
+            parsed = parse_caption(caption)
+            items, exact = identify(parsed, [change_slots(c) for c in spec.changes])
+            parsed_count += parsed.parsed
+            exact_count += exact
+            labels = set()
+            for op, scores in items:
+                label = self.generator.label(op) if op else no_change_key
+                labels.add(label)
+                for name in ("category", "attributes", "location"):
+                    totals.setdefault(name, []).append(scores[name])
+                    totals.setdefault(f"{name}/{label}", []).append(scores[name])
+            for label in labels:
+                totals.setdefault(f"exact/{label}", []).append(exact)
+        n = max(1, len(predictions))
+        result = {"parsed": parsed_count / n, "exact": exact_count / n}
+        result.update({k: sum(v) / len(v) for k, v in totals.items()})
+        head = ("parsed", "category", "attributes", "location", "exact")
+        return {
+            k: float(result[k]) for k in (*head, *sorted(k for k in result if k not in head)) if k in result
+        }
+
+    def baseline_predictions(self, split: str) -> dict[str, tuple[dict[str, list[str]], dict[str, str]]]:
+        """name -> (references by pair_id, one prediction by pair_id), for the metrics callback to score.
+
+        ``ceiling``: each pair's first reference is the prediction, scored against the remaining ones (what a
+        perfect annotator-like model would reach); ``trivial``: the most common training caption for every
+        pair, scored against all references.
+        """
+        specs = self.specs(split)
+        trivial = self.most_common_training_caption()
+        return {
+            "ceiling": (
+                {s.pair_id: list(s.captions[1:]) for s in specs if len(s.captions) > 1},
+                {s.pair_id: s.captions[0] for s in specs if len(s.captions) > 1},
+            ),
+            "trivial": ({s.pair_id: list(s.captions) for s in specs}, {s.pair_id: trivial for s in specs}),
+        }
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        return OPERATIONS
+
+
+@lru_cache(maxsize=8)
+def _specs(generator: GeneratorConfig, split: str, size: int) -> list[PairSpec]:
+    return [sample_pair(generator, split, i) for i in range(size)]
+
+
+@lru_cache(maxsize=8)
+def _most_common(generator: GeneratorConfig, pairs: int) -> str:
+    counts = Counter(c for i in range(pairs) for c in sample_pair(generator, "train", i).captions)
+    return min(counts, key=lambda c: (-counts[c], c))
