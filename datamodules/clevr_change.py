@@ -73,9 +73,9 @@ class ClevrChangeDataModule(RecordDataModule):
                 )
                 continue
             first_seen[scene] = position
-            default = root / "images" / f"CLEVR_default_{scene:06d}.png"
-            semantic = root / "sc_images" / f"CLEVR_semantic_{scene:06d}.png"
-            nonsemantic = root / "nsc_images" / f"CLEVR_nonsemantic_{scene:06d}.png"
+            default = f"{root}/images/CLEVR_default_{scene:06d}.png"
+            semantic = f"{root}/sc_images/CLEVR_semantic_{scene:06d}.png"
+            nonsemantic = f"{root}/nsc_images/CLEVR_nonsemantic_{scene:06d}.png"
             key = f"CLEVR_default_{scene:06d}.png"
             source = f"splits.json {where}, scene {scene}"
 

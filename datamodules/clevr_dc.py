@@ -67,10 +67,11 @@ class ClevrDCDataModule(RecordDataModule):
             else "raw"
         )
 
-    def image_paths(self, pair: int) -> tuple[Path, Path]:
-        if self.resolved_layout() == "raw":
-            return self.root_path / "bef" / f"{pair}.png", self.root_path / "aft" / f"{pair}.png"
-        return self.root_path / "images" / f"{pair:06d}.png", self.root_path / "sc_images" / f"{pair:06d}.png"
+    def image_paths(self, pair: int, layout: str | None = None) -> tuple[str, str]:
+        root = self.root_path
+        if (layout or self.resolved_layout()) == "raw":
+            return f"{root}/bef/{pair}.png", f"{root}/aft/{pair}.png"
+        return f"{root}/images/{pair:06d}.png", f"{root}/sc_images/{pair:06d}.png"
 
     def _first(self, *names: str, what: str) -> Path:
         for name in names:
@@ -84,6 +85,7 @@ class ClevrDCDataModule(RecordDataModule):
         if split not in splits or not isinstance(splits[split], list):
             raise DataError(f"no '{split}' list of ids (keys found: {sorted(splits)})", file=split_file)
         captions, caption_file = self._captions(problems)
+        layout = self.resolved_layout()
 
         records: list[PairRecord] = []
         first_seen: dict[int, int] = {}
@@ -126,7 +128,7 @@ class ClevrDCDataModule(RecordDataModule):
                 found = None if listed is None else tuple(listed)
             if found is None:
                 continue
-            before, after = self.image_paths(pair)
+            before, after = self.image_paths(pair, layout)
             records.append(
                 PairRecord(
                     pair_id=f"{pair:06d}.png",

@@ -18,10 +18,10 @@ from datamodules.records import (
     DataError,
     Fields,
     PairRecord,
+    PathGuard,
     Problems,
     RecordDataModule,
     read_records,
-    resolve_inside,
 )
 
 SPLIT_FILES = {"train": ("train.json",), "val": ("valid.json", "val.json"), "test": ("test.json",)}
@@ -53,7 +53,7 @@ class IEditDataModule(RecordDataModule):
 
     def index(self, split: str, problems: Problems) -> list[PairRecord]:
         path = self.annotation_file(split)
-        folder = self.image_folder()
+        guard = PathGuard(self.image_folder())
         records: list[PairRecord] = []
         first: dict[str, str] = {}
         for where, item in read_records(path, problems):
@@ -68,7 +68,7 @@ class IEditDataModule(RecordDataModule):
                 problems.add(f"duplicate uid {uid!r} (first at {first[uid]})", file=path, record=where)
                 continue
             try:
-                before, after = resolve_inside(folder, img0), resolve_inside(folder, img1)
+                before, after = guard(img0), guard(img1)
             except ValueError as err:
                 problems.add(str(err), file=path, record=where)
                 continue

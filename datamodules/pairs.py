@@ -26,10 +26,10 @@ from datamodules.records import (
     DataError,
     Fields,
     PairRecord,
+    PathGuard,
     Problems,
     RecordDataModule,
     read_records,
-    resolve_inside,
 )
 
 # canonical field -> the names it may have in a file (the pairs format: exactly one each)
@@ -111,6 +111,7 @@ class PairsDataModule(RecordDataModule):
 
     def index(self, split: str, problems: Problems) -> list[PairRecord]:
         path, per_split = self.annotation_file(split)
+        guard = PathGuard(self.root_path)
         records: list[PairRecord] = []
         first: dict[str, str] = {}
         for where, item in read_records(path, problems):
@@ -142,8 +143,7 @@ class PairsDataModule(RecordDataModule):
                 fields.fail(f"duplicate id {pair_id!r} in split '{split}' (first at {first[pair_id]})")
                 continue
             try:
-                before_path = resolve_inside(self.root_path, before)
-                after_path = resolve_inside(self.root_path, after)
+                before_path, after_path = guard(before), guard(after)
             except ValueError as err:
                 fields.fail(str(err))
                 continue

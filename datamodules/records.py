@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -216,6 +217,9 @@ class Fields:
             self.bad = True
             self.problems.add(reason, file=self.file, record=self.where)
 
+    def has(self, key: str) -> bool:
+        return not self.bad and key in self.record
+
     def keys(self) -> list[str]:
         return sorted(self.record) if isinstance(self.record, dict) else []
 
@@ -260,43 +264,61 @@ class Fields:
         return list(value)
 
 
-def resolve_inside(base: Path, name: str) -> Path:
-    """``base / name`` with symlinks resolved; ``ValueError`` if it is absolute or ends up outside ``base``.
+class PathGuard:
+    """Joins annotation paths onto ``base`` and rejects any that leave it (absolute, ``../``, or a symlinked
+    file or folder pointing elsewhere). ``base`` itself (the dataset root or its image folder, chosen by the
+    user) may be a symlink: only what the annotation adds is checked. Folders are resolved once each."""
 
-    ``base`` itself (the dataset root or its image folder, chosen by the user) may be a symlink; only what the
-    annotation adds is checked, so ``../`` tricks and symlinked files pointing elsewhere are rejected.
-    """
-    if not name or "\x00" in name:
-        raise ValueError(f"invalid path {name!r}")
-    if Path(name).is_absolute():
-        raise ValueError(f"path {name!r} is absolute; annotation paths must be relative to {base}")
-    base = base.resolve()
-    path = (base / name).resolve()
-    if not path.is_relative_to(base):
-        raise ValueError(f"path {name!r} escapes the dataset folder {base} (resolves to {path})")
-    return path
+    def __init__(self, base: str | Path) -> None:
+        self.base = os.path.realpath(base)
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, name: str) -> str:
+        if not name or "\x00" in name:
+            raise ValueError(f"invalid path {name!r}")
+        if os.path.isabs(name):
+            raise ValueError(f"path {name!r} is absolute; annotation paths must be relative to {self.base}")
+        head, tail = os.path.split(os.path.join(self.base, name))
+        if tail in ("", ".", ".."):
+            raise ValueError(f"path {name!r} does not name a file")
+        if head not in self._folders:
+            self._folders[head] = os.path.realpath(head)
+        path = os.path.join(self._folders[head], tail)
+        if os.path.islink(path):
+            path = os.path.realpath(path)
+        if not path.startswith(self.base + os.sep):
+            raise ValueError(f"path {name!r} escapes the dataset folder {self.base} (resolves to {path})")
+        return path
+
+
+def resolve_inside(base: str | Path, name: str) -> str:
+    """``PathGuard(base)(name)`` for one path."""
+    return PathGuard(base)(name)
 
 
 # ------------------------------------------------------------------------------------------------ records
-@dataclass(frozen=True)
-class PairRecord:
-    """One indexed pair: what the annotation files say, before any image is opened."""
+class PairRecord(NamedTuple):
+    """One indexed pair: what the annotation files say, before any image is opened.
+
+    (A NamedTuple with ``str`` paths: indexing CLEVR-Change builds 80k of these, and dataclasses/``Path`` objects
+    made that take seconds.)
+    """
 
     pair_id: str
-    before: Path
-    after: Path
+    before: str  # image file paths
+    after: str
     captions: tuple[str, ...]  # () only when inspecting without the caption file
     categories: tuple[str, ...] = ()
     source: str = ""  # where it came from, for error messages ("splits.json test id 123")
-    swapped: tuple[Path, Path] | None = None  # train-time swap alternative (before, after): CLEVR-Change
+    swapped: tuple[str, str] | None = None  # train-time swap alternative (before, after): CLEVR-Change
     swap_key: str = ""  # pairs with the same key swap together in an epoch (CLEVR-Change: the scene)
 
     @property
-    def files(self) -> tuple[Path, ...]:
+    def files(self) -> tuple[str, ...]:
         return (self.before, self.after, *(self.swapped or ()))
 
 
-def _image_problem(path: Path, *, decode: bool, max_pixels: int | None) -> str | None:
+def _image_problem(path: str, *, decode: bool, max_pixels: int | None) -> str | None:
     """Why ``path`` cannot be used, or ``None``. Without ``decode`` only existence and size are checked."""
     if decode:
         try:
@@ -305,7 +327,7 @@ def _image_problem(path: Path, *, decode: bool, max_pixels: int | None) -> str |
             return err.reason
         return None
     try:
-        size = path.stat().st_size
+        size = os.stat(path).st_size
     except FileNotFoundError:
         return "image file not found"
     except OSError as err:
@@ -317,7 +339,7 @@ def check_image_files(
     records: Sequence[PairRecord], problems: Problems, *, decode: bool, max_pixels: int | None
 ) -> list[PairRecord]:
     """The records whose files are all usable; the others are reported (each distinct file checked once)."""
-    status: dict[Path, str | None] = {}
+    status: dict[str, str | None] = {}
     kept = []
     for record in records:
         for path in record.files:
@@ -578,7 +600,7 @@ class RecordDataModule(PairDataModule):
         for record in records:
             captions = tuple(c for c in record.captions if c.strip())
             if captions:
-                out.append(record if captions == record.captions else replace(record, captions=captions))
+                out.append(record if captions == record.captions else record._replace(captions=captions))
         if len(out) < len(records):
             log.info(
                 "%s train: %d pair(s) with only blank references not trained on",

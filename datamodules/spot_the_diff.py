@@ -22,10 +22,10 @@ from datamodules.records import (
     DataError,
     Fields,
     PairRecord,
+    PathGuard,
     Problems,
     RecordDataModule,
     read_records,
-    resolve_inside,
 )
 
 
@@ -59,10 +59,10 @@ class SpotTheDiffDataModule(RecordDataModule):
 
     def index(self, split: str, problems: Problems) -> list[PairRecord]:
         path = self.annotation_file(split)
-        folder = self.image_folder()
+        guard = PathGuard(self.image_folder())
         merged: dict[str, list[str]] = {}
         first: dict[str, str] = {}
-        paths: dict[str, tuple[Path, Path]] = {}
+        paths: dict[str, tuple[str, str]] = {}
         for where, item in read_records(path, problems):
             fields = Fields(item, file=path, where=where, problems=problems)
             img_id = fields.str("img_id")
@@ -71,10 +71,7 @@ class SpotTheDiffDataModule(RecordDataModule):
                 continue
             if img_id not in paths:
                 try:
-                    paths[img_id] = (
-                        resolve_inside(folder, f"{img_id}.png"),
-                        resolve_inside(folder, f"{img_id}_2.png"),
-                    )
+                    paths[img_id] = (guard(f"{img_id}.png"), guard(f"{img_id}_2.png"))
                 except ValueError as err:
                     problems.add(f"img_id: {err}", file=path, record=where)
                     continue

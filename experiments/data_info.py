@@ -1,0 +1,193 @@
+"""Inspect a dataset without loading a model: pairs, references, per-category counts and every problem.
+
+    make data-info DATA=<benchmark> ROOT=<dir> [SPLIT=test] [JSON=1] [ARGS="--check-images=exists data.k=v"]
+    m3diff-data-info --data clevr_change --root /data/clevr_change --split test --json 1
+
+Counts come from the annotation files alone, so they are right even when images are missing; missing or
+unreadable images (and bad records) are listed as problems. ``ARGS`` holds ``--check-images=decode|exists|none``
+(default ``decode``: every image of the inspected splits is opened fully; ``exists`` only checks that the files
+are there and non-empty) and ``data.*=value`` config overrides (e.g. ``data.block_types=[...]``).
+
+Exit status: 0 = everything readable; 1 = problems listed (missing/unreadable images, bad records), counts still
+computed; 2 = the data cannot be read at all (missing or malformed annotation file, bad root or config): the
+message names the file and record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections import Counter
+from dataclasses import asdict
+from typing import Any
+
+from datamodules.records import DataError, RecordDataModule, SplitReport
+
+MAX_LISTED = 1000  # problems listed in the JSON (all are counted); the text output shows the first 20
+EXIT_OK, EXIT_PROBLEMS, EXIT_UNREADABLE = 0, 1, 2
+
+
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="m3diff-data-info", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="", help="benchmark config name (conf/data/<name>.yaml)")
+    parser.add_argument("--root", default="", help="dataset folder (data.root)")
+    parser.add_argument("--split", default="", help="train | val | test (default: all)")
+    parser.add_argument("--json", default="", help="1: print one JSON object")
+    parser.add_argument("--check-images", default="", choices=["", "decode", "exists", "none"])
+    parser.add_argument("--args", default="", help="more options and data.*=value overrides, as one string")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `--args "--check-images=exists"`: glue the value on, or argparse takes it for an option.
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--args":
+            argv[i : i + 2] = [f"--args={argv[i + 1]}"]
+            break
+    args = parser.parse_args(argv)
+    extra = shlex.split(args.args)
+    options = [a for a in extra if a.startswith("--")]
+    overrides = [a for a in extra if not a.startswith("--")]
+    if options:
+        parser.parse_args(options, namespace=args)
+    return args, overrides
+
+
+def generic_report(module: Any, split: str) -> SplitReport:
+    """For DataModules without an annotation index (the embedded benchmark): count by iterating samples."""
+    report = SplitReport()
+    counts: Counter[str] = Counter()
+    ids: set[str] = set()
+    dataset = module.dataset(split)
+    for i in range(len(dataset)):
+        try:
+            sample = dataset[i]
+        except Exception as err:  # report every unreadable sample, keep counting
+            report.problems.append(f"{module.benchmark} {split} sample {i}: {err}")
+            continue
+        report.pairs += 1
+        ids.add(sample["pair_id"])
+        report.references += len(sample["captions"])
+        report.blank_references += sum(1 for c in sample["captions"] if not c.strip())
+        counts.update(sample["categories"])
+    report.unique_ids = len(ids)
+    report.categories = {c: counts.pop(c, 0) for c in module.categories} | dict(sorted(counts.items()))
+    return report
+
+
+def inspect_module(module: Any, split: str, check_images: str) -> dict[str, Any]:
+    """``{"benchmark", "root", "splits": {split: report}}`` plus totals, for one (non-mixture) DataModule."""
+    if split:
+        splits = [split]
+    else:
+        splits = list(getattr(module, "splits", ("train", "val", "test")))
+    reports = {}
+    for name in splits:
+        if isinstance(module, RecordDataModule):
+            reports[name] = module.inspect(name, check_images=check_images)
+        else:
+            reports[name] = generic_report(module, name)
+    return summarize({"benchmark": module.benchmark, "root": str(module.root)}, reports)
+
+
+def summarize(head: dict[str, Any], reports: dict[str, SplitReport]) -> dict[str, Any]:
+    refs = [r.references for r in reports.values()]
+    categories: Counter[str] = Counter()
+    for r in reports.values():
+        categories.update(r.categories)
+    problems = [p for r in reports.values() for p in r.problems]
+    return {
+        **head,
+        "pairs": sum(r.pairs for r in reports.values()),
+        "references": None if any(x is None for x in refs) else sum(refs),
+        "categories": {
+            c: categories[c] for c in dict.fromkeys(c for r in reports.values() for c in r.categories)
+        },
+        "problems": problems[:MAX_LISTED],
+        "problem_count": len(problems),
+        "splits": {name: {**asdict(r), "problem_count": len(r.problems)} for name, r in reports.items()},
+    }
+
+
+def build(data: str, root: str, overrides: list[str]) -> Any:
+    from datamodules import build_datamodule
+    from experiments.config import load_config
+
+    if root:
+        overrides = [f"data.root={json.dumps(root)}", *overrides]
+    cfg = load_config(groups={"data": data} if data else None, overrides=overrides)
+    return build_datamodule(
+        cfg.data,
+        image_size=int(cfg.backbone.image_size),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        seed=cfg.seed,
+    )
+
+
+def print_text(info: dict[str, Any], out: Any = sys.stdout) -> None:
+    def table(item: dict[str, Any], indent: str = "") -> None:
+        print(f"{indent}{item['benchmark']}  (root: {item['root']})", file=out)
+        print(
+            f"{indent}  {'split':<6} {'pairs':>8} {'unique ids':>11} {'references':>11}  categories", file=out
+        )
+        for name, s in item["splits"].items():
+            refs = "unknown" if s["references"] is None else s["references"]
+            cats = ", ".join(f"{c} {n}" for c, n in s["categories"].items()) or "-"
+            print(f"{indent}  {name:<6} {s['pairs']:>8} {s['unique_ids']:>11} {refs!s:>11}  {cats}", file=out)
+            if s["blank_references"]:
+                print(f"{indent}         ({s['blank_references']} blank references, as released)", file=out)
+
+    for member in info.get("members", {}).values() or [info]:
+        table(member, "  " if "members" in info else "")
+    refs = "unknown (caption file missing)" if info["references"] is None else info["references"]
+    print(f"total: {info['pairs']} pairs, {refs} references", file=out)
+    if info["problem_count"]:
+        print(f"problems: {info['problem_count']}", file=out)
+        for problem in info["problems"][:20]:
+            print(f"  {problem}", file=out)
+        if info["problem_count"] > 20:
+            print(f"  ... and {info['problem_count'] - 20} more (JSON=1 lists up to {MAX_LISTED})", file=out)
+    else:
+        print("problems: none", file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = _parse(argv)
+    as_json = args.json.strip().lower() in ("1", "true", "yes", "on")
+    check_images = args.check_images or "decode"
+    if args.root and not args.data:
+        print("error: ROOT= needs DATA=<benchmark> (e.g. DATA=spot_the_diff)", file=sys.stderr)
+        return EXIT_UNREADABLE
+    try:
+        module = build(args.data, args.root, overrides)
+        if hasattr(module, "members"):  # a mixture: one report per member
+            members = {
+                name: inspect_module(m, args.split, check_images) for name, m in module.members.items()
+            }
+            reports = {
+                f"{name}/{s}": SplitReport(**_report(r))
+                for name, m in members.items()
+                for s, r in m["splits"].items()
+            }
+            info = {**summarize({"benchmark": "mixture", "root": None}, reports), "members": members}
+        else:
+            info = inspect_module(module, args.split, check_images)
+    except (DataError, ValueError, KeyError, OSError) as err:
+        message = str(err).strip("'\"")
+        if as_json:
+            print(json.dumps({"error": message, "problems": [message], "pairs": None}))
+        print(f"error: data cannot be read: {message}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    if as_json:
+        print(json.dumps(info, indent=1, ensure_ascii=False))
+    else:
+        print_text(info)
+    return EXIT_PROBLEMS if info["problem_count"] else EXIT_OK
+
+
+def _report(split_dict: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in split_dict.items() if k in SplitReport.__dataclass_fields__}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
