@@ -28,9 +28,10 @@ from torch.utils.data import Dataset
 from datamodules.base import PairDataModule
 from datamodules.contract import PairSample
 from datamodules.images import ImageTransform
-from datamodules.synthetic_captions import change_slots, identify, parse_caption
+from datamodules.synthetic_captions import identify, parse_caption
 from datamodules.synthetic_changes import OPERATIONS, GeneratorConfig, PairSpec, parse_pair_id, sample_pair
-from datamodules.synthetic_scenes import background_canvas, render
+from datamodules.synthetic_grammar import change_slots
+from datamodules.synthetic_render import background_canvas, render
 
 SPLITS = ("train", "val", "test")
 

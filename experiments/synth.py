@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 
 from datamodules import build_datamodule
 from datamodules.synthetic import SyntheticDataModule
-from datamodules.synthetic_scenes import _font
+from datamodules.synthetic_render import _font
 from experiments.config import ConfigError, load_config, to_container
 
 DEFAULT_N = 100
