@@ -200,3 +200,19 @@ class MixtureDataModule(PairDataModule):
 
     def reference_captions_by_benchmark(self, split: str) -> dict[str, dict[str, list[str]]]:
         return {name: m.reference_captions(split) for name, m in self.members.items()}
+
+    def training_captions(self, limit: int) -> list[str]:
+        """The references of up to ``limit`` training pairs, taken from the members in turn (for the tiny LM's
+        tokenizer, so every benchmark's vocabulary is in it)."""
+        pools = []
+        for member in self.members.values():
+            if callable(getattr(member, "training_captions", None)):
+                pools.append([[c] for c in member.training_captions(limit)])
+            else:
+                pools.append(list(member.reference_captions("train").values()))
+        out: list[str] = []
+        for i in range(max(map(len, pools), default=0)):
+            for pool in pools:
+                if i < len(pool) and len(out) < limit * 5:
+                    out.extend(c for c in pool[i] if c.strip())
+        return out
