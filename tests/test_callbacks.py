@@ -1,0 +1,378 @@
+"""The evaluation callbacks in a real ``lightning.Trainer``: a tiny module that emits known captions and a
+tiny DataModule drive fit / validate / test; the TensorBoard event files and the run folder are checked.
+
+METEOR is off here (its JVM start would dominate); the scorer's agreement with pycocoevalcap, METEOR
+included, is tests/test_scoring.py's job.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.data import Dataset
+
+from callbacks.caption_metrics import (
+    CaptionMetricsCallback,
+    CaptionRecords,
+    TokenAccuracy,
+    TokenPerplexity,
+    build_subsets,
+    monitor_key,
+    unique_pairs,
+)
+from callbacks.panels import HparamsCallback, PanelsCallback, compose_panel, flatten_hparams
+from callbacks.scoring import CaptionScorer
+from datamodules.base import PairDataModule
+from experiments.score import score_files
+
+CATEGORIES = ["color", "move", "distractor"]
+GROUPS = {"semantic": ["color", "move"]}
+REFERENCES = {
+    "color": ["the {o} turned red", "the {o} changed its color to red", "the color of the {o} changed"],
+    "move": ["the {o} moved to the left", "the {o} changed its location", "the {o} is in a different place"],
+    "distractor": ["no change was made", "the scene remains the same", "nothing has changed"],
+}
+OBJECTS = ["cube", "ball", "cylinder", "block"]
+SIZE = 16
+
+
+# ---------------------------------------------------------------------------------------------- tiny parts
+class ListDataset(Dataset):
+    def __init__(self, samples: list[dict]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.samples[i]
+
+
+class TinyDataModule(PairDataModule):
+    """Random 16x16 pairs in three categories, two benchmarks, with the optional DataModule extras."""
+
+    benchmark = "tiny"
+
+    def __init__(self, sizes: dict[str, int] | None = None, **kwargs) -> None:
+        kwargs = {"batch_size": 4, "eval_batch_size": 4, "num_workers": 0, "image_size": SIZE, **kwargs}
+        super().__init__(categories=CATEGORIES, groups=GROUPS, **kwargs)
+        self.sizes = {"train": 8, "val": 9, "test": 7, **(sizes or {})}
+
+    def build_dataset(self, split: str) -> Dataset:
+        gen = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split])
+        samples = []
+        for i in range(self.sizes[split]):
+            category = CATEGORIES[i % 3]
+            obj = OBJECTS[i % 4]
+            before = torch.rand(3, SIZE, SIZE, generator=gen) * 2 - 1
+            after = before.clone()
+            if category != "distractor":
+                after[:, 4:9, 4:9] = 1.0
+            samples.append(
+                {
+                    "pair_id": f"{split}{i:03d}.png",
+                    "before": before,
+                    "after": after,
+                    "captions": [r.format(o=obj) for r in REFERENCES[category]],
+                    "categories": [category],
+                    "benchmark": "tiny_a" if i % 2 else "tiny_b",
+                }
+            )
+        return ListDataset(samples)
+
+    def references(self, split: str) -> dict[str, list[str]]:
+        return {s["pair_id"]: s["captions"] for s in self.dataset(split).samples}
+
+    def change_identification(self, split: str, predictions: dict[str, str]) -> dict[str, float]:
+        said_change = [("no change" not in c) for c in predictions.values()]
+        truth = [
+            s["categories"] != ["distractor"]
+            for s in self.dataset(split).samples
+            if s["pair_id"] in predictions
+        ]
+        return {"accuracy": sum(a == b for a, b in zip(said_change, truth)) / len(truth)}
+
+    def baseline_predictions(self, split: str) -> dict[str, tuple[dict, dict]]:
+        refs = self.references(split)
+        common = Counter(c for cs in refs.values() for c in cs).most_common(1)[0][0]
+        return {
+            "ceiling": ({k: v[1:] for k, v in refs.items()}, {k: v[0] for k, v in refs.items()}),
+            "trivial": (refs, {k: common for k in refs}),
+        }
+
+
+def known_caption(pair_id: str, references: list[str]) -> str:
+    """A deterministic function of the pair id: right for 2 pairs out of 3, "no change" otherwise."""
+    n = int(pair_id[-7:-4])
+    return references[0] if n % 3 != 1 else "no change was made"
+
+
+class TinyCaptioner(L.LightningModule):
+    """Emits known captions; explain() gives |after - before| heatmaps at a quarter of the resolution."""
+
+    def __init__(self, backbone: str = "tiny-test", mdp_enabled: bool = True) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(3, 1)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self.layer(batch["before"].mean((2, 3))).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    def _step(self, batch: dict) -> dict:
+        return {
+            "pair_id": batch["pair_id"],
+            "prediction": [known_caption(p, r) for p, r in zip(batch["pair_id"], batch["captions"])],
+            "references": batch["captions"],
+            "categories": batch["categories"],
+            "benchmark": batch["benchmark"],
+        }
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._step(batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._step(batch)
+
+    def explain(self, batch: dict) -> dict:
+        diff = (batch["after"] - batch["before"]).abs().mean(1, keepdim=True)
+        heat = torch.nn.functional.avg_pool2d(diff, 4)[:, 0]
+        heat = heat / heat.amax((1, 2), keepdim=True).clamp(min=1e-6)
+        return {"captions": self._step(batch)["prediction"], "heatmaps": heat}
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    with CaptionScorer(meteor=False, progress=False) as s:
+        yield s
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, scorer):
+    """fit (2 epochs, sanity check on) -> validate -> test, with every callback and a TensorBoard logger."""
+    root = tmp_path_factory.mktemp("run")
+    dm = TinyDataModule()
+    module = TinyCaptioner()
+    metrics_cb = CaptionMetricsCallback(scorer=scorer)
+    checkpoint = ModelCheckpoint(
+        dirpath=root / "ckpt", monitor=monitor_key("CIDEr"), mode="max", save_top_k=1
+    )
+    logger = TensorBoardLogger(save_dir=root, name="run", default_hp_metric=False)
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_train_batches=2,
+        num_sanity_val_steps=1,
+        logger=logger,
+        callbacks=[
+            metrics_cb,
+            PanelsCallback(num_panels=2),
+            HparamsCallback(
+                hparams={"backbone": {"name": "tiny-test"}, "mdp": {"enabled": True, "layers": [1, 2]}}
+            ),
+            checkpoint,
+        ],
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=dm)
+    val_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    val_dir = metrics_cb.last_dir
+    trainer.validate(module, datamodule=dm, verbose=False)
+    trainer.test(module, datamodule=dm, verbose=False)
+    acc = EventAccumulator(logger.log_dir, size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    return {
+        "trainer": trainer,
+        "dm": dm,
+        "acc": acc,
+        "val_metrics": val_metrics,
+        "val_dir": val_dir,
+        "test_dir": metrics_cb.last_dir,
+        "checkpoint": checkpoint,
+        "log_dir": Path(logger.log_dir),
+    }
+
+
+def test_per_category_scalars_in_event_files(run):
+    scalars = set(run["acc"].Tags()["scalars"])
+    for stage in ("val", "test"):
+        expected = {f"{stage}/{m}" for m in ("Bleu_1", "Bleu_4", "ROUGE_L", "CIDEr")}
+        expected |= {f"{stage}/CIDEr/{c}" for c in [*CATEGORIES, "semantic"]}
+        expected |= {f"{stage}/Bleu_4/color", f"{stage}/tiny_a/CIDEr", f"{stage}/tiny_b/Bleu_4"}
+        expected |= {f"{stage}/ceiling/CIDEr", f"{stage}/trivial/Bleu_4", f"{stage}/change_id/accuracy"}
+        assert expected <= scalars, expected - scalars
+    assert {"hp/CIDEr", "hp/Bleu_4", "hp/test_CIDEr"} <= scalars
+    # two fit epochs + one validate, none from the sanity check
+    assert len(run["acc"].Scalars("val/CIDEr")) == 3
+    assert run["acc"].Scalars("val/num_pairs")[0].value == 9
+
+
+def test_logged_values_are_the_files_values(run):
+    metrics = json.loads((run["val_dir"] / "metrics.json").read_text())
+    assert (
+        metrics["num_pairs"] == 9
+        and metrics["stage"] == "val"
+        and metrics["tokenizer"] in ("ptb", "fallback-regex")
+    )
+    assert run["val_metrics"]["val/CIDEr"] == pytest.approx(metrics["CIDEr"], rel=1e-6)
+    assert run["val_metrics"]["val/CIDEr/move"] == pytest.approx(
+        metrics["categories"]["move"]["CIDEr"], rel=1e-6
+    )
+    assert run["val_metrics"]["val/CIDEr/semantic"] == pytest.approx(
+        metrics["groups"]["semantic"]["CIDEr"], rel=1e-6
+    )
+    assert (
+        metrics["categories"]["color"]["num_pairs"] == 3 and metrics["groups"]["semantic"]["num_pairs"] == 6
+    )
+    assert set(metrics["benchmarks"]) == {"tiny_a", "tiny_b"}
+    assert metrics["change_id"] == {"accuracy": pytest.approx(6 / 9)}  # the 3 "move" pairs get "no change"
+    assert set(metrics["baselines"]) == {"ceiling", "trivial"} and "CIDEr" in metrics["baselines"]["trivial"]
+    # the best checkpoint follows val/CIDEr
+    assert run["checkpoint"].best_model_path
+    assert float(run["checkpoint"].best_model_score) == pytest.approx(
+        run["val_metrics"]["val/CIDEr"], rel=1e-6
+    )
+
+
+def test_run_folder_files_rescore_to_the_same_numbers(run):
+    folder = run["val_dir"]
+    assert folder == run["log_dir"] / "eval" / f"val-step{run['trainer'].global_step}"
+    assert {p.name for p in folder.iterdir()} == {
+        "gt.json",
+        "pred.json",
+        "subsets.json",
+        "metrics.json",
+        "metrics.md",
+    }
+    gt = json.loads((folder / "gt.json").read_text())
+    assert gt["type"] == "captions" and {"info", "licenses", "images", "annotations"} <= set(gt)
+    assert gt["images"][0] == {"id": "val000.png", "filename": "val000.png"}
+    assert [a["id"] for a in gt["annotations"]] == list(range(27))
+    pred = json.loads((folder / "pred.json").read_text())
+    assert sorted(p["image_id"] for p in pred) == [f"val{i:03d}.png" for i in range(9)]
+    md = (folder / "metrics.md").read_text()
+    for row in (
+        "| overall | 9 |",
+        "| categories/color | 3 |",
+        "| groups/semantic | 6 |",
+        "| baseline/ceiling |",
+    ):
+        assert row in md
+    # anyone can rescore the files (make score GT=gt.json PRED=pred.json CATEGORIES=subsets.json)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    again = score_files(
+        folder / "gt.json", folder / "pred.json", folder / "subsets.json", meteor=False, progress=False
+    )
+    assert again.overall["CIDEr"] == pytest.approx(metrics["CIDEr"], abs=1e-12)
+    assert again.subsets["categories"]["distractor"]["CIDEr"] == pytest.approx(
+        metrics["categories"]["distractor"]["CIDEr"], abs=1e-12
+    )
+    assert (run["test_dir"] / "metrics.json").exists() and run["test_dir"].name.startswith("test-step")
+
+
+def test_bar_charts_panels_and_text_in_event_files(run):
+    acc = run["acc"]
+    images = set(acc.Tags()["images"])
+    assert {"val/by_category/CIDEr", "val/by_category/Bleu_4", "test/by_category/CIDEr"} <= images
+    assert {"val_panels/0", "val_panels/1"} <= images and "val_panels/2" not in images
+    panel = acc.Images("val_panels/0")[-1]
+    assert (panel.width, panel.height) == (3 * SIZE + 2 * 4, SIZE)  # before | after | heatmap overlay
+    text = acc.Tensors("val_panels/0/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert "val000.png" in text and "the cube turned red" in text and "generated:" in text
+
+
+def test_hparams_tab(run):
+    content = run["acc"].PluginTagToContent("hparams")
+    start = content["_hparams_/session_start_info"]
+    assert b"backbone.name" in start and b"tiny-test" in start and b"mdp.layers" in start
+    experiment = content["_hparams_/experiment"]
+    assert b"hp/CIDEr" in experiment and b"hp/test_CIDEr" in experiment
+
+
+# ---------------------------------------------------------------------------------------------- units
+@pytest.mark.filterwarnings("ignore:The ``compute`` method")
+def test_records_roundtrip_and_dedupe():
+    records = CaptionRecords()
+    records.update(["a", "b"], ["x\ny", "ü ’"], [["r1"], ["r2", "r3"]], [["color"], []], ["bench", "bench"])
+    records.update(["a"], ["again"], [["r1"]], [["color"]], ["bench"])
+    out = records.compute()
+    assert [r["pair_id"] for r in out] == ["a", "b", "a"]
+    assert out[0]["prediction"] == "x\ny" and out[1]["prediction"] == "ü ’"
+    pairs = unique_pairs(out)
+    assert list(pairs) == ["a", "b"] and pairs["a"]["prediction"] == "x\ny"
+    records.reset()
+    assert records.compute() == []
+    with pytest.raises(ValueError, match="lengths differ"):
+        records.update(["a"], [], [], [], [])
+
+
+def test_build_subsets():
+    pairs = {
+        "1": {"categories": ["color"], "benchmark": "b1"},
+        "2": {"categories": ["move", "color"], "benchmark": "b1"},
+        "3": {"categories": [], "benchmark": "b2"},
+    }
+    subsets = build_subsets(pairs, ["color", "move", "size"], {"semantic": ["color", "move"]})
+    assert subsets["categories"] == {"color": ["1", "2"], "move": ["2"], "size": []}
+    assert subsets["groups"] == {"semantic": ["1", "2"]}
+    assert subsets["benchmarks"] == {"b1": ["1", "2"], "b2": ["3"]}
+    # no configured categories: the records' own
+    assert build_subsets({k: {**v, "benchmark": "b"} for k, v in pairs.items()})["categories"] == {
+        "color": ["1", "2"],
+        "move": ["2"],
+    }
+    with pytest.raises(ValueError, match="collide"):
+        build_subsets(pairs, ["color"], {"color": ["color"]})
+
+
+def test_monitor_key():
+    assert monitor_key() == "val/CIDEr"
+    assert monitor_key("Bleu_4") == "val/Bleu_4"
+    assert monitor_key({"metrics": {"monitor": "METEOR"}}) == "val/METEOR"
+    assert monitor_key({"monitor": "CIDEr/color"}) == "val/CIDEr/color"
+    with pytest.raises(ValueError, match="metrics.monitor"):
+        monitor_key("accuracy")
+
+
+def test_token_metrics():
+    logits = torch.randn(2, 5, 7)
+    labels = logits.argmax(-1)
+    labels[0, 0] = (labels[0, 0] + 1) % 7  # one wrong token
+    labels[1, 3:] = -100  # padding
+    acc, ppl = TokenAccuracy(), TokenPerplexity()
+    acc.update(logits, labels)
+    ppl.update(logits, labels)
+    assert float(acc.compute()) == pytest.approx(7 / 8)
+    keep = labels != -100
+    nll = torch.nn.functional.cross_entropy(logits[keep], labels[keep])
+    assert float(ppl.compute()) == pytest.approx(math.exp(float(nll)), rel=1e-5)
+    # shift=True: logits at t predict labels at t + 1 (Hugging Face causal-LM convention)
+    shifted, plain = TokenAccuracy(shift=True), TokenAccuracy()
+    shifted.update(logits, torch.cat([torch.full((2, 1), -100), labels[:, :-1]], 1))
+    plain.update(logits[:, :-1], labels[:, :-1])
+    assert float(shifted.compute()) == float(plain.compute())
+
+
+def test_compose_panel_and_flatten():
+    before, after = torch.zeros(3, 8, 10), torch.ones(3, 8, 10)
+    panel = compose_panel(before, after, torch.rand(2, 3))
+    assert panel.shape == (3, 8, 3 * 10 + 2 * 4) and float(panel.min()) >= 0 and float(panel.max()) <= 1
+    assert compose_panel(before, after, None).shape == (3, 8, 2 * 10 + 4)
+    flat = flatten_hparams(
+        {"backbone": {"name": "siglip", "layers": [1, 2]}, "mdp": {"gate": True, "x": None}}
+    )
+    assert flat == {"backbone.name": "siglip", "backbone.layers": "[1, 2]", "mdp.gate": True, "mdp.x": "None"}
