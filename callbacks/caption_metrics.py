@@ -404,11 +404,13 @@ def log_bar_charts(trainer: L.Trainer, stage: str, report: ScoreReport) -> None:
         names = [name for name, _, _ in rows]
         values = [100 * scores.get(metric, float("nan")) for _, _, scores in rows]
         colors = ["tab:blue" if kind == "categories" else "tab:orange" for _, kind, _ in rows]
-        ax.bar(range(len(rows)), values, color=colors)
+        bars = ax.bar(range(len(rows)), values, color=colors)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.margins(y=0.15)  # room for the labels
         ax.axhline(100 * report.overall.get(metric, float("nan")), color="black", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=8)
         ax.set_ylabel(f"{metric} x100")
-        ax.set_title(f"{stage} {metric} by category (dashed: overall; orange: groups)", fontsize=9)
+        ax.set_title(f"{stage} {metric} by category\n(orange: groups, dashed: overall)", fontsize=9)
         fig.tight_layout()
         for writer in writers:
             writer.add_figure(
