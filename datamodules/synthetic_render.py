@@ -69,7 +69,11 @@ UNIT_POLYGONS: dict[str, tuple[tuple[float, float], ...]] = {
         )
     ),  # fmt: skip
 }
-_TOP = {name: -min(y for _, y in poly) for name, poly in UNIT_POLYGONS.items()}  # distance centre -> top edge
+# Where a hat's brim sits above the centre: the top edge, or a little below a pointed top (it is "worn").
+_TOP = {
+    name: -min(y for _, y in poly) * (0.72 if name in ("triangle", "star") else 1.0)
+    for name, poly in UNIT_POLYGONS.items()
+}
 STICKER = _regular(12, 0.3)
 
 

@@ -58,7 +58,7 @@ CELL_NAMES = (
 RADIUS = {
     ("shape", "small"): (0.060, 0.072),
     ("shape", "large"): (0.108, 0.122),
-    ("figure", "small"): (0.088, 0.096),
+    ("figure", "small"): (0.076, 0.084),
     ("figure", "large"): (0.128, 0.140),
 }
 SIGN_RADIUS = 0.14  # half the board's width
