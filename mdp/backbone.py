@@ -20,7 +20,7 @@ class BackboneWeightsError(RuntimeError):
     """Pretrained weights were asked for but cannot be found (offline, unknown tag, missing file)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageSpec:
     """How images must be prepared for a backbone: square side ``size`` and per-channel mean/std."""
 

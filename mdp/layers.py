@@ -32,7 +32,11 @@ class Gate(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (2B, N, C) stacked ``[F1; F2]`` -> (2B, N, C) stacked ``[F̂1; F̂2]``."""
-        lam = torch.sigmoid(self.proj(torch.cat([x, swap_halves(x)], dim=-1)))
+        # W_m[x ‖ x'] = W_self·x + W_other·x': one matmul of x with both halves, then swap the second
+        # result between the images, instead of materialising the (2B, N, 2C) concatenation.
+        c = x.shape[-1]
+        both = F.linear(x, torch.cat(self.proj.weight.split(c, dim=1), dim=0))  # (2B, N, 2C)
+        lam = torch.sigmoid(both[..., :c] + swap_halves(both[..., c:]) + self.proj.bias)
         return lam * x
 
 
@@ -44,7 +48,10 @@ class ConcatDifference(nn.Module):
         self.proj = nn.Linear(3 * dim, dim)
 
     def forward(self, a: Tensor, b: Tensor, diff: Tensor) -> Tensor:
-        return self.proj(torch.cat([a, b, diff], dim=-1))
+        # W_p is linear, so W_p[a ‖ b ‖ a−b] = (W_a + W_d)·a + (W_b − W_d)·b: the same function and
+        # gradients with 2/3 of the multiply-adds (``diff`` is implied by a and b).
+        w_a, w_b, w_d = self.proj.weight.split(a.shape[-1], dim=1)
+        return F.linear(a, w_a + w_d, self.proj.bias) + F.linear(b, w_b - w_d)
 
 
 class Attention(nn.Module):

@@ -11,6 +11,15 @@ from mdp import MDP, MDPConfig
 B, C = 2, 32
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is as fast, and 2 shared cores oversubscribed by OpenMP are ~10x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def feats(num_layers, tokens, *, seed=0, batch=B, dim=C):
     g = torch.Generator().manual_seed(seed)
     counts = tokens if isinstance(tokens, list) else [tokens] * num_layers
@@ -146,12 +155,21 @@ def test_gradients_reach_every_parameter(fields):
 # --- difference maps --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("difference", ["concat", "subtract"])
-def test_identical_inputs_give_zero_difference_maps(difference):
-    m = build(difference=difference)
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"difference": "concat"},
+        {"difference": "subtract", "gate": False},
+        {"difference": "subtract", "fusion": "self"},
+        {"fusion": "none", "gate": False},
+    ],
+)
+def test_identical_inputs_give_zero_difference_maps(fields):
+    m = build(**fields)
     x = feats(3, 25)
     out = m(x, [t.clone() for t in x])
     assert out.diff_maps.abs().max() < 1e-6
+    assert torch.isfinite(out.before).all() and torch.isfinite(out.after).all()
 
 
 def test_local_feature_change_lights_up_its_tokens():
