@@ -48,7 +48,8 @@ class IEditDataModule(RecordDataModule):
             if (self.root_path / name).exists():
                 return self.root_path / name
         raise DataError(
-            f"no annotation file for split '{split}' (looked for {', '.join(names)})", file=self.root_path
+            f"annotation file of split '{split}' not found (looked for {', '.join(names)})",
+            file=self.root_path,
         )
 
     def index(self, split: str, problems: Problems) -> list[PairRecord]:

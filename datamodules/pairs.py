@@ -74,7 +74,7 @@ class PairsDataModule(RecordDataModule):
                 return path, "{split}" in pattern
         tried = ", ".join(p.format(split=split) for p in patterns)
         raise DataError(
-            f"no annotation file for split '{split}' (looked for {tried}; set data.annotations)",
+            f"annotation file of split '{split}' not found (looked for {tried}; set data.annotations)",
             file=self.root_path,
         )
 

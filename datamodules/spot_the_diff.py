@@ -53,7 +53,7 @@ class SpotTheDiffDataModule(RecordDataModule):
             if path.exists():
                 return path
         raise DataError(
-            f"no annotation file for split '{split}' (looked for {', '.join(str(p) for p in candidates)})",
+            f"annotation file of split '{split}' not found (looked for {', '.join(str(p.relative_to(self.root_path)) for p in candidates)})",
             file=self.root_path,
         )
 

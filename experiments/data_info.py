@@ -124,7 +124,9 @@ def build(data: str, root: str, overrides: list[str]) -> Any:
     )
 
 
-def print_text(info: dict[str, Any], out: Any = sys.stdout) -> None:
+def print_text(info: dict[str, Any], out: Any = None) -> None:
+    out = out or sys.stdout
+
     def table(item: dict[str, Any], indent: str = "") -> None:
         print(f"{indent}{item['benchmark']}  (root: {item['root']})", file=out)
         print(
