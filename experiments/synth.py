@@ -200,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = Counter(c for r in records for c in (r["categories"] or ["(none)"]))
     print(f"wrote {len(records)} pairs to {ns.out}: annotations.json, images/, contact_sheet.png")
     print("  " + ", ".join(f"{c}: {k}" for c, k in sorted(counts.items())))
-    print(f'  read it back with: make data-info DATA=pairs ROOT={ns.out} ARGS="data.annotations=annotations.json"')
+    print(
+        f'  read it back with: make data-info DATA=pairs ROOT={ns.out} ARGS="data.annotations=annotations.json"'
+    )
     return 0
 
 

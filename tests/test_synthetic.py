@@ -355,6 +355,9 @@ def test_parser_rejects_a_caption_naming_the_wrong_object():
     other_loc = VOCAB["loc"][(loc + 1) % 9][0]
     (item,), exact = identify(parse_caption(caption.replace(phrase, other_loc)), truth)
     assert item[1]["category"] and item[1]["attributes"] and not item[1]["location"] and not exact
+    assert identify(parse_caption("  " + caption.upper().replace(" ", "  ") + " ."), truth)[
+        1
+    ]  # spacing, case
     (item,), exact = identify(parse_caption(NO_CHANGE_TEMPLATES[0]), truth)
     assert not any(item[1].values()) and not exact
     (item,), exact = identify(parse_caption("blah blah"), truth)
