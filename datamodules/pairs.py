@@ -10,9 +10,10 @@ A JSON list, or JSON Lines (``.jsonl``, one object per line), of records::
      "split": "test"}                         optional: train | val | test (default: data.default_split)
 
 Where the file is (``data.annotations``): a path relative to the root, containing ``{split}`` for one file per
-split (``"{split}.jsonl"``); ``null`` searches ``pairs.json``, ``pairs.jsonl``, ``{split}.json``,
-``{split}.jsonl`` in that order. Records of a one-file-per-split file belong to that split. Images can be any
-format Pillow reads; they are converted to RGB and resized to the model's square input.
+split (``"{split}.jsonl"``); ``null`` searches ``pairs.json``, ``pairs.jsonl``, ``annotations.json`` (what
+``make synth`` writes), ``annotations.jsonl``, ``{split}.json``, ``{split}.jsonl`` in that order. Records of a
+one-file-per-split file belong to that split. Images can be any format Pillow reads; they are converted to RGB
+and resized to the model's square input.
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ FIELD_NAMES: Mapping[str, tuple[str, ...]] = {
     "split": ("split",),
 }
 REQUIRED = ("id", "before", "after", "captions")
-SEARCH = ("pairs.json", "pairs.jsonl", "{split}.json", "{split}.jsonl")
+SEARCH = (
+    "pairs.json",
+    "pairs.jsonl",
+    "annotations.json",
+    "annotations.jsonl",
+    "{split}.json",
+    "{split}.jsonl",
+)
 
 
 class PairsDataModule(RecordDataModule):
