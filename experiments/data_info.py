@@ -53,10 +53,28 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 
 def generic_report(module: Any, split: str) -> SplitReport:
-    """For DataModules without an annotation index (the embedded benchmark): count by iterating samples."""
+    """For DataModules without an annotation index (the embedded benchmark). Counted without images when the
+    module can say what a pair is (``specs(split)`` with ids, captions and categories, as the embedded benchmark
+    has); otherwise by loading every sample."""
     report = SplitReport()
     counts: Counter[str] = Counter()
     ids: set[str] = set()
+    if callable(getattr(module, "specs", None)):
+        items = ((i, s.pair_id, s.captions, s.categories) for i, s in enumerate(module.specs(split)))
+    else:
+        items = _samples(module, split, report)
+    for _, pair_id, captions, categories in items:
+        report.pairs += 1
+        ids.add(pair_id)
+        report.references += len(captions)
+        report.blank_references += sum(1 for c in captions if not c.strip())
+        counts.update(categories)
+    report.unique_ids = len(ids)
+    report.categories = {c: counts.pop(c, 0) for c in module.categories} | dict(sorted(counts.items()))
+    return report
+
+
+def _samples(module: Any, split: str, report: SplitReport) -> Any:
     dataset = module.dataset(split)
     for i in range(len(dataset)):
         try:
@@ -64,14 +82,7 @@ def generic_report(module: Any, split: str) -> SplitReport:
         except Exception as err:  # report every unreadable sample, keep counting
             report.problems.append(f"{module.benchmark} {split} sample {i}: {err}")
             continue
-        report.pairs += 1
-        ids.add(sample["pair_id"])
-        report.references += len(sample["captions"])
-        report.blank_references += sum(1 for c in sample["captions"] if not c.strip())
-        counts.update(sample["categories"])
-    report.unique_ids = len(ids)
-    report.categories = {c: counts.pop(c, 0) for c in module.categories} | dict(sorted(counts.items()))
-    return report
+        yield i, sample["pair_id"], sample["captions"], sample["categories"]
 
 
 def inspect_module(module: Any, split: str, check_images: str) -> dict[str, Any]:
