@@ -11,6 +11,8 @@ from torch import Tensor
 from .backbone import Backbone, ImageSpec, resolve_layers
 from .weights import resolve_timm, wants_weights
 
+_VIT_ONLY = "mdp taps the blocks of ViT-style models (vit_*, deit_*, eva_*, *_siglip_*, ...)"
+
 
 class TimmBackbone(Backbone):
     """A timm ViT-style model (``.blocks`` + ``.patch_embed``); prefix tokens are dropped by timm."""
@@ -62,6 +64,12 @@ def build_timm(
             kwargs["pretrained_cfg_overlay"] = {"file": checkpoint}
     try:
         model = timm.create_model(arch, num_classes=0, **kwargs)
+    except TypeError as e:
+        if "img_size" not in str(e):
+            raise
+        raise ValueError(
+            f"backbone {name!r}: timm model {arch!r} takes no img_size, so it is not a ViT; {_VIT_ONLY}"
+        ) from e
     except RuntimeError as e:
         if "Unknown model" not in str(e):
             raise
@@ -72,7 +80,7 @@ def build_timm(
     ):
         raise ValueError(
             f"backbone {name!r}: timm model {arch!r} is not a ViT-style model (.blocks, .patch_embed, "
-            "forward_intermediates); mdp taps transformer blocks"
+            f"forward_intermediates); {_VIT_ONLY}"
         )
     depth = len(model.blocks)
     taps = resolve_layers(default_layers(depth) if layers is None else layers, depth, name=name)

@@ -98,10 +98,18 @@ def test_real_sizes_build_with_random_init_at_any_size():
         )
 
 
-def test_timm_prefix_passes_model_kwargs_through():
-    bb = mdp.build_backbone("timm:vit_small_patch16_224", layers=[0, 1], image_size=32, depth=2)
+def test_prefix_patterns_reach_any_timm_or_open_clip_model():
+    bb = mdp.build_backbone(
+        "timm:vit_small_patch16_224", layers=[0, 1], image_size=32, depth=2
+    )  # kwargs reach timm
     assert bb.width == 384 and bb.grid == (2, 2) and bb.spec.size == 32
     assert [t.shape for t in bb(images(1, 32))] == [(1, 4, 384)] * 2
+    bb = mdp.build_backbone("open_clip:mdp-ViT-T-16-SigLIP", image_size=32)
+    assert bb.layers == (1, 3, 5) and bb.spec.mean == (0.5, 0.5, 0.5)  # SigLIP by name: 0.5 / 0.5
+    with pytest.raises(ValueError, match="not a ViT"):
+        mdp.build_backbone("timm:resnet18", image_size=32)
+    with pytest.raises(ValueError, match="not a ViT"):
+        mdp.build_backbone("open_clip:RN50")
 
 
 @pytest.mark.parametrize("name", TINY)
