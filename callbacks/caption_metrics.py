@@ -372,9 +372,8 @@ class CaptionMetricsCallback(L.Callback):
             report.to_markdown(extra),
         ]
         if change_id:
-            md.append(
-                "\nChange identification: " + ", ".join(f"{k} {v:.4f}" for k, v in change_id.items()) + "\n"
-            )
+            md.append("\n| change identification | score |\n|---|---:|\n")
+            md.extend(f"| {k} | {v:.4f} |\n" for k, v in change_id.items())
         md.append(
             f"\nRescore with: `make score GT={folder / 'gt.json'} PRED={folder / 'pred.json'} "
             f"CATEGORIES={folder / 'subsets.json'}`\n"

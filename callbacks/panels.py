@@ -42,7 +42,7 @@ def heat_colors(heat: torch.Tensor) -> torch.Tensor:
 
 
 def compose_panel(
-    before: torch.Tensor, after: torch.Tensor, heatmap: torch.Tensor | None, alpha: float = 0.5
+    before: torch.Tensor, after: torch.Tensor, heatmap: torch.Tensor | None, alpha: float = 0.75
 ) -> torch.Tensor:
     """``before | after | after with the heatmap overlaid`` as one ``(3, H, W')`` image in [0, 1].
 
@@ -56,7 +56,8 @@ def compose_panel(
     if heatmap is not None:
         heat = heatmap.detach().float().cpu()[None, None]
         heat = F.interpolate(heat, size=after.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-        parts += [gap, (1 - alpha) * after + alpha * heat_colors(heat)]
+        weight = alpha * heat.clamp(0, 1)  # blend by heat: where nothing changed the image stays as it is
+        parts += [gap, (1 - weight) * after + weight * heat_colors(heat)]
     return torch.cat(parts, dim=2)
 
 
