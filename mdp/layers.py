@@ -41,15 +41,15 @@ class Gate(nn.Module):
 
 
 class ConcatDifference(nn.Module):
-    """ΔF = W_p[F̂1 ‖ F̂2 ‖ F̂1 − F̂2]: (B, N, C) ×3 -> (B, N, C)."""
+    """ΔF = W_p[F̂1 ‖ F̂2 ‖ F̂1 − F̂2]: (B, N, C) ×2 -> (B, N, C)."""
 
     def __init__(self, *, dim: int) -> None:
         super().__init__()
         self.proj = nn.Linear(3 * dim, dim)
 
-    def forward(self, a: Tensor, b: Tensor, diff: Tensor) -> Tensor:
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
         # W_p is linear, so W_p[a ‖ b ‖ a−b] = (W_a + W_d)·a + (W_b − W_d)·b: the same function and
-        # gradients with 2/3 of the multiply-adds (``diff`` is implied by a and b).
+        # gradients (W_p keeps its documented (C, 3C) layout) with 2/3 of the multiply-adds.
         w_a, w_b, w_d = self.proj.weight.split(a.shape[-1], dim=1)
         return F.linear(a, w_a + w_d, self.proj.bias) + F.linear(b, w_b - w_d)
 

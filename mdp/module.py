@@ -139,7 +139,7 @@ class MDP(nn.Module):
             fusion = self._pick(self.fusions, i)
             if fusion is not None:
                 proj = self._pick(self.differences, i)
-                delta = proj(a, b, diff) if proj is not None else diff
+                delta = proj(a, b) if proj is not None else diff
                 x = fusion(x, delta)
             fused.append(x)
             if self.scorer is not None:

@@ -208,14 +208,16 @@ def resolve_timm(
         )
         return arch, path
     if not is_default_request(pretrained):
-        path = local_checkpoint(source, backbone=backbone, example_file=example)
-        if path is not None:
-            return arch, path
         model_name = f"{arch}.{source}"
     try:
         cfg = timm.models.get_pretrained_cfg(model_name)
     except RuntimeError:  # timm raises for a tag it does not know
         cfg = None
+    if cfg is None and not is_default_request(pretrained):
+        # Not a tag of this model: a local file or folder? (Tags win, as in open_clip.)
+        path = local_checkpoint(source, backbone=backbone, example_file=example)
+        if path is not None:
+            return arch, path
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
         tags = [n.split(".", 1)[1] for n in timm.list_pretrained(f"{arch}.*")]
         raise BackboneWeightsError(
