@@ -46,21 +46,22 @@ def config_from_args(args: argparse.Namespace) -> DictConfig:
 
 
 # ------------------------------------------------------------------------------------------------ parts
-def image_spec(cfg: DictConfig) -> mdp.ImageSpec:
-    """The backbone's preprocessing without building its weights twice: build once, read ``spec``."""
-    backbone = mdp.build_backbone(
-        cfg.backbone.name,
-        layers=list(cfg.backbone.layers),
-        pretrained=None,
-        image_size=cfg.backbone.image_size,
-    )
-    return backbone.spec
+def make_datamodule(cfg: DictConfig, spec: mdp.ImageSpec | None = None) -> L.LightningDataModule:
+    """The DataModule of ``cfg.data``; without ``spec`` (the backbone's preprocessing) call
+    ``set_image_spec`` before it loads images."""
+    size = spec.size if spec else int(cfg.backbone.image_size)
+    mean, std = (spec.mean, spec.std) if spec else ((0.5,) * 3, (0.5,) * 3)
+    return build_datamodule(to_container(cfg.data), image_size=size, mean=mean, std=std, seed=int(cfg.seed))
 
 
-def make_datamodule(cfg: DictConfig, spec: mdp.ImageSpec) -> L.LightningDataModule:
-    return build_datamodule(
-        to_container(cfg.data), image_size=spec.size, mean=spec.mean, std=spec.std, seed=int(cfg.seed)
-    )
+def make_parts(cfg: DictConfig) -> tuple[L.LightningDataModule, CaptionerModule]:
+    """DataModule and captioner. The tokenizer is trained on the DataModule's captions first; the
+    DataModule then takes the backbone's preprocessing (the backbone is built once, in the module)."""
+    datamodule = make_datamodule(cfg)
+    module = make_module(cfg, datamodule)
+    spec = module.image_spec
+    datamodule.set_image_spec(size=spec.size, mean=spec.mean, std=spec.std)
+    return datamodule, module
 
 
 def training_captions(datamodule: Any, limit: int) -> list[str]:
@@ -121,6 +122,20 @@ def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
         HparamsCallback(hparams=hparams_for_tensorboard(cfg)),
         checkpoint,
         LearningRateMonitor(logging_interval="step"),
+    ]
+
+
+def make_eval_callbacks(cfg: DictConfig, out_dir: Path) -> list[L.Callback]:
+    """``make eval``: metrics and the rescorable files written straight into ``out_dir``."""
+    from callbacks.caption_metrics import CaptionMetricsCallback
+
+    return [
+        CaptionMetricsCallback(
+            spice=bool(cfg.metrics.spice),
+            change_id=bool(cfg.metrics.change_id),
+            output_dir=out_dir,
+            subfolders=False,
+        )
     ]
 
 

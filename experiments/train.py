@@ -40,9 +40,7 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     """Fit (and validate) one run; return the final validation metrics."""
     seed_everything(int(cfg.seed), workers=True)
     ckpt_path, version = find_resume_checkpoint(cfg, resume) if resume else (None, None)
-    spec = runner.image_spec(cfg)
-    datamodule = runner.make_datamodule(cfg, spec)
-    module = runner.make_module(cfg, datamodule)
+    datamodule, module = runner.make_parts(cfg)
     logger = TensorBoardLogger(save_dir=cfg.logs_dir, name=runner.run_name(cfg), version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
     runner.save_run_files(cfg, run_dir, module)

@@ -200,15 +200,5 @@ def build_mdp(mdp_cfg: dict, *, width: int, num_layers: int) -> nn.Module | None
     """``mdp`` config section -> ``mdp.MDP`` (or ``None`` when disabled)."""
     if not mdp_cfg["enabled"]:
         return None
-    return mdp.MDP(
-        config=mdp.MDPConfig(
-            dim=width,
-            num_layers=num_layers,
-            gate=mdp_cfg["gate"],
-            difference=mdp_cfg["difference"],
-            fusion=mdp_cfg["fusion"],
-            layer_weighting=mdp_cfg["layer_weighting"],
-            num_heads=mdp_cfg["num_heads"],
-            dropout=mdp_cfg["dropout"],
-        )
-    )
+    fields = {k: mdp_cfg[k] for k in mdp.MDPConfig.field_names() if k in mdp_cfg}
+    return mdp.MDP(config=mdp.MDPConfig(**{**fields, "dim": width, "num_layers": num_layers}))

@@ -1,0 +1,165 @@
+"""The M³Diff captioner: training reduces the loss, checkpoints reload alone, generation is consistent."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from datamodules.base import PairDataModule
+from experiments.config import load_config, to_container
+from lightning_modules.captioner import CaptionerModule
+from lightning_modules.tokenizer import train_caption_tokenizer
+
+TINY = [
+    "backbone.image_size=32",
+    "model.lm.num_layers=1",
+    "model.lm.hidden_size=64",
+    "model.lm.num_heads=2",
+    "model.lm.vocab_size=128",
+    "mdp.num_heads=2",
+    "generation.max_new_tokens=8",
+]
+CAPTIONS = ["the red square moved left", "a blue circle was added", "nothing has changed", "the green bar is gone"]
+
+
+class TinyPairs(Dataset):
+    """Eight fixed pairs whose caption is a function of the pair: learnable in a few steps."""
+
+    def __init__(self, n: int = 8, size: int = 32) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.before = torch.randn(n, 3, size, size, generator=gen)
+        self.after = self.before.clone()
+        for i in range(n):
+            self.after[i, :, : 8 * (1 + i % 4), :8] += 2.0
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        return {
+            "pair_id": f"p{i}",
+            "before": self.before[i],
+            "after": self.after[i],
+            "captions": [CAPTIONS[i % 4]],
+            "categories": ["color"] if i % 2 else ["addition"],
+            "benchmark": "tiny",
+        }
+
+
+class TinyPairsModule(PairDataModule):
+    benchmark = "tiny"
+
+    def build_dataset(self, split: str) -> Dataset:
+        return TinyPairs()
+
+
+def make_module(*overrides: str) -> CaptionerModule:
+    cfg = load_config(overrides=[*TINY, *overrides])
+    tokenizer_json = train_caption_tokenizer(CAPTIONS * 10, vocab_size=cfg.model.lm.vocab_size)
+    return CaptionerModule(config=to_container(cfg), tokenizer_json=tokenizer_json)
+
+
+def batch_of(n: int = 4) -> dict:
+    from datamodules.contract import collate_pairs
+
+    data = TinyPairs()
+    return collate_pairs([data[i] for i in range(n)])
+
+
+def fit(module: CaptionerModule, steps: int, tmp_path) -> L.Trainer:
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, datamodule=TinyPairsModule(batch_size=4, num_workers=0))
+    return trainer
+
+
+def loss_on(module: CaptionerModule, batch: dict) -> float:
+    module.eval()
+    with torch.no_grad():
+        loss, _, _ = module.shared_step(batch, [c[0] for c in batch["captions"]])
+    return loss.item()
+
+
+def test_few_steps_reduce_the_loss(tmp_path):
+    torch.manual_seed(0)
+    module = make_module("optim.warmup_steps=2", "optim.lr_lm=2e-3", "optim.lr_mdp=2e-3")
+    batch = batch_of(8)
+    before = loss_on(module, batch)
+    fit(module, 40, tmp_path)
+    after = loss_on(module, batch)
+    assert after < 0.6 * before, (before, after)
+
+
+def test_mdp_off_builds_and_trains(tmp_path):
+    module = make_module("mdp.enabled=false")
+    assert module.model.mdp is None
+    batch = batch_of(8)
+    before = loss_on(module, batch)
+    fit(module, 20, tmp_path)
+    assert loss_on(module, batch) < before
+
+
+def test_checkpoint_reloads_alone_and_generates_the_same(tmp_path):
+    module = make_module()
+    trainer = fit(module, 3, tmp_path)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    reloaded = CaptionerModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    batch = batch_of(4)
+    module.eval(), reloaded.eval()
+    assert module.caption(batch["before"], batch["after"]) == reloaded.caption(batch["before"], batch["after"])
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_kv_cache_does_not_change_the_tokens(num_beams):
+    module = make_module().eval()
+    batch = batch_of(4)
+    cached, _ = module.model.generate(batch["before"], batch["after"], max_new_tokens=8, num_beams=num_beams)
+    plain, _ = module.model.generate(
+        batch["before"], batch["after"], max_new_tokens=8, num_beams=num_beams, use_cache=False
+    )
+    assert cached == plain
+
+
+def test_generation_is_batch_invariant():
+    module = make_module("model.prompt='describe the change:'").eval()
+    batch = batch_of(4)
+    together, _ = module.model.generate(batch["before"], batch["after"], max_new_tokens=8)
+    alone = [module.model.generate(batch["before"][i : i + 1], batch["after"][i : i + 1], max_new_tokens=8)[0][0] for i in range(4)]
+    assert together == alone
+
+
+@pytest.mark.parametrize(
+    ("backbone", "expected"),
+    [("siglip", "siglip-tiny"), ("clip", "clip-tiny"), ("vit_tiny_patch16_224", "timm:vit_tiny_patch16_224")],
+)
+def test_backbone_switch_changes_the_backbone(backbone, expected):
+    cfg = load_config(groups={"backbone": backbone}, overrides=TINY)
+    assert cfg.backbone.name == expected
+    tokenizer_json = train_caption_tokenizer(CAPTIONS * 10, vocab_size=cfg.model.lm.vocab_size)
+    module = CaptionerModule(config=to_container(cfg), tokenizer_json=tokenizer_json)
+    assert module.config["backbone"]["name"] == expected
+    out = module.model.encode(*[batch_of(2)[k] for k in ("before", "after")])
+    assert out.embeds.shape[0] == 2
+
+
+def test_caption_loss_ignores_prefix_and_padding():
+    module = make_module().eval()
+    batch = batch_of(2)
+    ids, mask = module.tokenize(["the red square moved left", "a blue circle"])
+    assert (ids[:, -1] == module.tokenizer.pad_token_id).any() and mask.sum(1).tolist()[0] > mask.sum(1).tolist()[1]
+    with torch.no_grad():
+        loss, logits = module.model(batch["before"], batch["after"], ids, mask)
+    assert logits.shape[:2] == ids.shape
+    manual = torch.nn.functional.cross_entropy(logits[mask.bool()], ids[mask.bool()])
+    assert torch.allclose(loss, manual, atol=1e-5)
