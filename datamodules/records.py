@@ -579,6 +579,7 @@ class RecordDataModule(PairDataModule):
         records = check_image_files(records, problems, decode=decode, max_pixels=self.max_image_pixels)
         problems.warn(f"{self.benchmark} {split} images", kept=len(records))
         self.skipped[split] = self.skipped.get(split, 0) + len(problems)
+        self._records[split] = records  # the ground truth is what is evaluated: without dropped pairs
         if split == "train":
             records = self._drop_blank_captions(records)
         if not records:

@@ -65,6 +65,7 @@ def test_missing_image(tmp_path, caplog, name):
     skipping = dm(on_error="skip")
     skipping.setup("test")
     assert all(str(image) not in r.files for r in skipping.dataset("test").records)
+    assert list(skipping.reference_captions("test")) == test_ids(skipping)  # ground truth = what is evaluated
     assert_skipped(skipping, caplog)
 
 

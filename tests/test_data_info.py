@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from fixtures_data import build_mini, make_clevr_dc, make_spot
 
@@ -157,6 +158,7 @@ def test_generated_benchmarks_are_counted_by_iterating():
     assert (info["pairs"], info["references"], info["categories"]) == (3, 6, {"color": 3, "size": 0})
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and lightning: ~5-15 s on a busy 2-core machine
 def test_module_entry_point_exit_code(tmp_path):
     mini = make_spot(tmp_path / "spot")
     (mini.root / "resized_images" / "256.png").unlink()
