@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections import Counter
@@ -191,10 +192,14 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"error": message, "problems": [message], "pairs": None}))
         print(f"error: data cannot be read: {message}", file=sys.stderr)
         return EXIT_UNREADABLE
-    if as_json:
-        print(json.dumps(info, indent=1, ensure_ascii=False))
-    else:
-        print_text(info)
+    try:
+        if as_json:
+            print(json.dumps(info, indent=1, ensure_ascii=False))
+        else:
+            print_text(info)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_PROBLEMS if info["problem_count"] else EXIT_OK
 
 
