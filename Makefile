@@ -59,11 +59,11 @@ format: setup ## apply ruff fixes and formatting
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-train: setup ## train (BACKBONE=siglip|clip|<timm name>, DATA=synthetic|..., EXP=, RESUME=last, ARGS="k=v ...")
-	$(PY) -m experiments.train --backbone "$$M3_BACKBONE" --data "$$M3_DATA" --exp "$$M3_EXP" --resume "$$M3_RESUME" --args "$$M3_ARGS"
+train: setup ## train (BACKBONE=siglip|clip|<timm name>, DATA=synthetic|..., ROOT=<data dir>, EXP=, RESUME=last, ARGS="k=v ...")
+	$(PY) -m experiments.train --backbone "$$M3_BACKBONE" --data "$$M3_DATA" --root "$$M3_ROOT" --exp "$$M3_EXP" --resume "$$M3_RESUME" --args "$$M3_ARGS"
 
-eval: setup ## evaluate CKPT on DATA's SPLIT (default test), writing COCO files and metrics
-	$(PY) -m experiments.evaluate --ckpt "$$M3_CKPT" --data "$$M3_DATA" --split "$$M3_SPLIT" --out "$$M3_OUT" --args "$$M3_ARGS"
+eval: setup ## evaluate CKPT on DATA's SPLIT (default test) [ROOT=<data dir>], writing COCO files and metrics
+	$(PY) -m experiments.evaluate --ckpt "$$M3_CKPT" --data "$$M3_DATA" --root "$$M3_ROOT" --split "$$M3_SPLIT" --out "$$M3_OUT" --args "$$M3_ARGS"
 
 score: setup ## score GT=<coco gt.json> PRED=<pred.json> [OUT=metrics.json] [CATEGORIES=map.json]
 	$(PY) -m experiments.score --gt "$$M3_GT" --pred "$$M3_PRED" --out "$$M3_OUT" --categories "$$M3_CATEGORIES"

@@ -115,10 +115,16 @@ class CaptionRecords(Metric):
 
 
 def unique_pairs(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """pair id -> record, keeping the first record of each pair (padding repeats pairs in DDP)."""
+    """pair id -> record, keeping the first record of each pair (padding repeats pairs in DDP).
+
+    With several benchmarks in one evaluation (a mixture) ids are keyed ``<benchmark>/<pair id>``:
+    benchmarks reuse ids (CLEVR-Change and CLEVR-DC both have ``000256.png``).
+    """
+    several = len({rec["benchmark"] for rec in records}) > 1
     out: dict[str, dict[str, Any]] = {}
     for rec in records:
-        out.setdefault(rec["pair_id"], dict(rec))
+        key = f"{rec['benchmark']}/{rec['pair_id']}" if several else rec["pair_id"]
+        out.setdefault(key, dict(rec))
     return out
 
 

@@ -132,12 +132,16 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+# Keys whose value is a user-defined mapping, set as a whole (not config sections to recurse into).
+FREE_FORM_KEYS = ("defaults", "groups", "fields", "category_map")
+
+
 def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; dict *values* of dict-typed keys stay whole."""
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; the mappings of ``FREE_FORM_KEYS`` stay whole."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value and key not in ("groups", "defaults"):
+        if isinstance(value, Mapping) and value and key not in FREE_FORM_KEYS:
             flat.update(_flatten(value, dotted + "."))
         else:
             flat[dotted] = value

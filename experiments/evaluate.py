@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="checkpoint file (CKPT=)")
     parser.add_argument("--data", default="", help="benchmark (DATA=); default: the one it was trained on")
+    parser.add_argument("--root", default="", help="dataset folder, sets data.root (ROOT=)")
     parser.add_argument("--split", default="", help="val or test (SPLIT=; default test)")
     parser.add_argument("--out", default="", help="output folder (OUT=)")
     parser.add_argument("--args", default="", help="key=value overrides (ARGS=)")
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.ckpt:
         parser.error("CKPT=<checkpoint> is required")
     runner.configure_logging()
-    evaluate(args.ckpt, data=args.data, split=args.split or "test", out=args.out, overrides=shlex.split(args.args))
+    root = [f"data.root={args.root}"] if args.root else []
+    evaluate(args.ckpt, data=args.data, split=args.split or "test", out=args.out, overrides=root + shlex.split(args.args))
     return 0
 
 

@@ -32,6 +32,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The config options every entry point shares (empty strings mean "default", as make passes them)."""
     parser.add_argument("--backbone", default="", help="backbone group or timm model name (BACKBONE=)")
     parser.add_argument("--data", default="", help="data group: synthetic, clevr_change, ... (DATA=)")
+    parser.add_argument("--root", default="", help="dataset folder, sets data.root (ROOT=)")
     parser.add_argument("--exp", default="", help="experiment YAML under experiments/ (EXP=)")
     parser.add_argument("--args", default="", help='space-separated key=value overrides (ARGS="a.b=1 c=2")')
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -39,7 +40,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> DictConfig:
-    overrides = [*shlex.split(args.args or ""), *args.overrides]
+    root = [f"data.root={args.root}"] if getattr(args, "root", "") else []
+    overrides = [*root, *shlex.split(args.args or ""), *args.overrides]
     return load_config(
         experiment=args.exp or None, groups={"backbone": args.backbone, "data": args.data}, overrides=overrides
     )
