@@ -77,8 +77,8 @@ data-info: setup ## inspect a dataset: DATA=<benchmark> ROOT=<dir> [SPLIT=test] 
 synth: setup ## export the embedded benchmark: OUT=<dir> N=<count> [SPLIT=train|val|test]
 	$(PY) -m experiments.synth --out "$$M3_OUT" --n "$$M3_N" --split "$$M3_SPLIT" --args "$$M3_ARGS"
 
-compare: setup ## train each of BACKBONES="siglip clip ..." (or EXP="a b") with one budget, write a table
-	$(PY) -m experiments.compare --backbones "$$M3_BACKBONES" --exp "$$M3_EXP" --data "$$M3_DATA" --args "$$M3_ARGS"
+compare: setup ## train BACKBONES="siglip clip ..." x EXP="a b" on one budget; table in logs/<exp>/compare.md
+	$(PY) -m experiments.compare --backbones "$$M3_BACKBONES" --exp "$$M3_EXP" --data "$$M3_DATA" --root "$$M3_ROOT" --args "$$M3_ARGS"
 
 tb: setup ## TensorBoard on 127.0.0.1 over logs/ [PORT=6006]
 	$(VENV)/bin/tensorboard --logdir logs --host 127.0.0.1 --port "$${M3_PORT:-6006}"

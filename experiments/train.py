@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
-from lightning.pytorch import seed_everything
+from lightning.pytorch import Callback, seed_everything
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from experiments import runner
+from experiments.config import ConfigError
 
 log = logging.getLogger("m3diff.train")
 
@@ -43,13 +46,41 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     datamodule, module = runner.make_parts(cfg)
     logger = TensorBoardLogger(save_dir=cfg.logs_dir, name=runner.run_name(cfg), version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
-    runner.save_run_files(cfg, run_dir, module)
-    trainer = runner.make_trainer(cfg, logger=logger, callbacks=runner.make_callbacks(cfg, run_dir))
+    # Under DDP every rank runs this; only global rank 0 writes (another rank would pick the next
+    # version_N and leave a stray run folder). The checkpoint folder is broadcast from rank 0 by Lightning.
+    leader = _launch_rank_is_zero()
+    if leader:
+        runner.save_run_files(cfg, run_dir, module)
+    last_val = _LastValidation()
+    trainer = runner.make_trainer(
+        cfg, logger=logger, callbacks=[*runner.make_callbacks(cfg, run_dir), last_val]
+    )
     log.info("run folder: %s%s", run_dir, f" (resuming {ckpt_path})" if ckpt_path else "")
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    if last_val.step != trainer.global_step and not trainer.interrupted and trainer.limit_val_batches != 0:
+        # A step or time budget stops mid-epoch, before the epoch's validation: score the final weights.
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    if leader:
+        (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics
+
+
+class _LastValidation(Callback):
+    """Remembers the global step of the latest (non-sanity-check) validation."""
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.step = trainer.global_step
+
+
+def _launch_rank_is_zero() -> bool:
+    """Global rank 0 as the launcher's environment says, before the Trainer exists (torchrun: RANK;
+    SLURM: SLURM_PROCID; Lightning's own DDP launcher: LOCAL_RANK and NODE_RANK)."""
+    return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,11 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", default="", help="'last' or a checkpoint path (RESUME=)")
     args = parser.parse_args(argv)
     runner.configure_logging()
-    cfg = runner.config_from_args(args)
+    try:
+        cfg = runner.config_from_args(args)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
     if args.print_config:
         runner.print_config(cfg)
         return 0
     metrics = train(cfg, resume=args.resume)
+    if not _launch_rank_is_zero():
+        return 0
     print("\nfinal validation metrics:")
     for key in sorted(metrics):
         print(f"  {key:40s} {metrics[key]:.4f}")
