@@ -29,7 +29,12 @@ def register_datamodule(name: str, target: str) -> None:
 
 
 def build_datamodule(
-    data_cfg: Mapping[str, Any], *, image_size: int, mean: Sequence[float], std: Sequence[float], seed: int = 0
+    data_cfg: Mapping[str, Any],
+    *,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    seed: int = 0,
 ):
     """Build the DataModule named by ``data_cfg["name"]`` from the rest of the ``data`` section."""
     kwargs = dict(data_cfg)

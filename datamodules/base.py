@@ -17,15 +17,15 @@ from datamodules.images import ImageTransform
 
 class PairDataModule(L.LightningDataModule):
     """Args (keyword-only; each is a key of the ``data`` config section):
-        root: dataset folder (``None`` for generated data).
-        batch_size / eval_batch_size: pairs per training / evaluation batch.
-        num_workers: DataLoader worker processes (0 = load in the main process).
-        categories: the change categories scored separately for this benchmark.
-        groups: extra scored groups, name -> categories (e.g. CLEVR-Change's ``semantic``).
-        on_error: ``raise`` stops at the first bad record naming file and record; ``skip`` drops it,
-            counts it and logs the count.
-        image_size / mean / std: the backbone's preprocessing.
-        seed: the run's seed (generated data, train-time augmentation).
+    root: dataset folder (``None`` for generated data).
+    batch_size / eval_batch_size: pairs per training / evaluation batch.
+    num_workers: DataLoader worker processes (0 = load in the main process).
+    categories: the change categories scored separately for this benchmark.
+    groups: extra scored groups, name -> categories (e.g. CLEVR-Change's ``semantic``).
+    on_error: ``raise`` stops at the first bad record naming file and record; ``skip`` drops it,
+        counts it and logs the count.
+    image_size / mean / std: the backbone's preprocessing.
+    seed: the run's seed (generated data, train-time augmentation).
     """
 
     benchmark: str = "base"

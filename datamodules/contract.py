@@ -72,7 +72,9 @@ def check_sample(sample: dict, *, where: str = "sample") -> None:
         if not (isinstance(t, torch.Tensor) and t.ndim == 3 and t.shape[0] == 3):
             raise ValueError(f"{where}: {key} must be a (3, H, W) tensor, got {getattr(t, 'shape', type(t))}")
     if sample["before"].shape != sample["after"].shape:
-        raise ValueError(f"{where}: before {tuple(sample['before'].shape)} != after {tuple(sample['after'].shape)}")
+        raise ValueError(
+            f"{where}: before {tuple(sample['before'].shape)} != after {tuple(sample['after'].shape)}"
+        )
     caps = sample["captions"]
     if not caps or not all(isinstance(c, str) for c in caps):
         raise ValueError(f"{where}: captions must be a non-empty list of str")

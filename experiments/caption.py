@@ -25,7 +25,9 @@ from experiments.evaluate import load_module
 from lightning_modules.m3diff import heatmaps
 
 
-def caption_pair(ckpt: str | Path, before: str | Path, after: str | Path, *, overrides: list[str] = ()) -> dict:
+def caption_pair(
+    ckpt: str | Path, before: str | Path, after: str | Path, *, overrides: list[str] = ()
+) -> dict:
     """Load the checkpoint, caption ``before`` -> ``after``; return caption, heatmap and the panel image."""
     module = load_module(ckpt).eval()
     cfg = apply_overrides(OmegaConf.create(module.config), list(overrides))
@@ -47,7 +49,9 @@ def save_panel(panel: torch.Tensor, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ckpt", default="", help="checkpoint (CKPT=)")
     parser.add_argument("--before", default="", help="the 'before' image (BEFORE=)")
     parser.add_argument("--after", default="", help="the 'after' image (AFTER=)")

@@ -13,8 +13,8 @@ data: YAML is parsed with a safe loader and nothing is ever evaluated.
 from __future__ import annotations
 
 import difflib
-import re
 import inspect
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,9 @@ def resolve_experiment(experiment: str | Path) -> Path:
     candidate = EXPERIMENTS_DIR / f"{experiment}.yaml"
     if candidate.exists():
         return candidate
-    known = sorted(str(p.relative_to(EXPERIMENTS_DIR).with_suffix("")) for p in EXPERIMENTS_DIR.rglob("*.yaml"))
+    known = sorted(
+        str(p.relative_to(EXPERIMENTS_DIR).with_suffix("")) for p in EXPERIMENTS_DIR.rglob("*.yaml")
+    )
     near = difflib.get_close_matches(str(experiment), known, n=1)
     hint = f" — did you mean '{near[0]}'?" if near else ""
     raise ConfigError(f"no experiment '{experiment}' (looked for {candidate}){hint}; known: {known}")
@@ -189,7 +191,9 @@ def _check_and_merge(cfg: DictConfig, flat: Mapping[str, Any], *, source: str) -
             if section == "trainer" and leaf in _trainer_args():
                 cfg.trainer[leaf] = value
                 continue
-            valid = _all_keys(cfg) + (sorted(f"trainer.{a}" for a in _trainer_args()) if section == "trainer" else [])
+            valid = _all_keys(cfg) + (
+                sorted(f"trainer.{a}" for a in _trainer_args()) if section == "trainer" else []
+            )
             near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
             hint = f"; did you mean '{near[0]}'?" if near else ""
             raise ConfigError(f"{source}: unknown config key '{key}'{hint}")
@@ -208,7 +212,12 @@ def _check_type(key: str, old: Any, new: Any, *, source: str) -> None:
         old = OmegaConf.to_container(old)
     ok = (
         (isinstance(old, bool) and isinstance(new, bool))
-        or (isinstance(old, (int, float)) and not isinstance(old, bool) and isinstance(new, (int, float)) and not isinstance(new, bool))
+        or (
+            isinstance(old, (int, float))
+            and not isinstance(old, bool)
+            and isinstance(new, (int, float))
+            and not isinstance(new, bool)
+        )
         or (isinstance(old, str) and isinstance(new, str))
         or (isinstance(old, list) and isinstance(new, list))
         or (isinstance(old, dict) and isinstance(new, dict))

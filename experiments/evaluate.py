@@ -39,7 +39,9 @@ def eval_config(module: CaptionerModule, *, data: str, overrides: list[str]) -> 
     return apply_overrides(cfg, overrides)
 
 
-def evaluate(ckpt: str | Path, *, data: str = "", split: str = "test", out: str = "", overrides: list[str] = ()):
+def evaluate(
+    ckpt: str | Path, *, data: str = "", split: str = "test", out: str = "", overrides: list[str] = ()
+):
     module = load_module(ckpt)
     cfg = eval_config(module, data=data, overrides=list(overrides))
     if split not in ("val", "test"):
@@ -59,7 +61,9 @@ def evaluate(ckpt: str | Path, *, data: str = "", split: str = "test", out: str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ckpt", required=True, help="checkpoint file (CKPT=)")
     parser.add_argument("--data", default="", help="benchmark (DATA=); default: the one it was trained on")
     parser.add_argument("--root", default="", help="dataset folder, sets data.root (ROOT=)")
@@ -71,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("CKPT=<checkpoint> is required")
     runner.configure_logging()
     root = [f"data.root={args.root}"] if args.root else []
-    evaluate(args.ckpt, data=args.data, split=args.split or "test", out=args.out, overrides=root + shlex.split(args.args))
+    evaluate(
+        args.ckpt,
+        data=args.data,
+        split=args.split or "test",
+        out=args.out,
+        overrides=root + shlex.split(args.args),
+    )
     return 0
 
 

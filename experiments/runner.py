@@ -43,7 +43,9 @@ def config_from_args(args: argparse.Namespace) -> DictConfig:
     root = [f"data.root={args.root}"] if getattr(args, "root", "") else []
     overrides = [*root, *shlex.split(args.args or ""), *args.overrides]
     return load_config(
-        experiment=args.exp or None, groups={"backbone": args.backbone, "data": args.data}, overrides=overrides
+        experiment=args.exp or None,
+        groups={"backbone": args.backbone, "data": args.data},
+        overrides=overrides,
     )
 
 
@@ -93,7 +95,9 @@ def run_name(cfg: DictConfig) -> str:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints to a temporary file and rename: a kill during a save never leaves a corrupt file."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -146,15 +150,52 @@ def hparams_for_tensorboard(cfg: DictConfig) -> dict[str, Any]:
     flat: dict[str, Any] = {"experiment": cfg.experiment, "seed": cfg.seed}
     for section in ("backbone", "mdp"):
         for key, value in to_container(cfg[section]).items():
-            flat[f"{section}.{key}"] = str(value) if isinstance(value, (list, dict)) or value is None else value
-    flat.update({"model.lm": cfg.model.lm.name, "model.token_pool": cfg.model.token_pool, "data": cfg.data.name})
+            flat[f"{section}.{key}"] = (
+                str(value) if isinstance(value, (list, dict)) or value is None else value
+            )
+    flat.update(
+        {"model.lm": cfg.model.lm.name, "model.token_pool": cfg.model.token_pool, "data": cfg.data.name}
+    )
     flat.update({"trainer.max_steps": cfg.trainer.max_steps, "data.batch_size": cfg.data.batch_size})
     return flat
 
 
-def make_trainer(cfg: DictConfig, *, logger: TensorBoardLogger | bool, callbacks: Sequence[L.Callback]) -> L.Trainer:
+# Transformer blocks that become one FSDP unit each (LM decoder layers, ViT blocks), by class name.
+FSDP_BLOCKS = (
+    "GPT2Block",
+    "Qwen2DecoderLayer",
+    "LlamaDecoderLayer",
+    "MistralDecoderLayer",
+    "ResidualAttentionBlock",
+    "Block",
+)
+
+
+def _is_fsdp_block(module: Any) -> bool:
+    cls = type(module)
+    return cls.__name__ in FSDP_BLOCKS and cls.__module__.startswith(("transformers.", "open_clip.", "timm."))
+
+
+def make_strategy(strategy: Any) -> Any:
+    """``trainer.strategy: fsdp`` -> Lightning's FSDP, sharded per transformer block (the plain string would
+    make the whole model one unit, gathered at once); any other value is passed through."""
+    if strategy != "fsdp":
+        return strategy
+    from functools import partial
+
+    from lightning.pytorch.strategies import FSDPStrategy
+    from torch.distributed.fsdp.wrap import lambda_auto_wrap_policy
+
+    return FSDPStrategy(auto_wrap_policy=partial(lambda_auto_wrap_policy, lambda_fn=_is_fsdp_block))
+
+
+def make_trainer(
+    cfg: DictConfig, *, logger: TensorBoardLogger | bool, callbacks: Sequence[L.Callback]
+) -> L.Trainer:
+    kwargs = trainer_kwargs(cfg)
+    kwargs["strategy"] = make_strategy(kwargs.get("strategy", "auto"))
     return L.Trainer(
-        **trainer_kwargs(cfg),
+        **kwargs,
         logger=logger,
         callbacks=list(callbacks),
         plugins=[AtomicCheckpointIO()],

@@ -44,7 +44,9 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     seed_everything(int(cfg.seed), workers=True)
     ckpt_path, version = find_resume_checkpoint(cfg, resume) if resume else (None, None)
     datamodule, module = runner.make_parts(cfg)
-    logger = TensorBoardLogger(save_dir=cfg.logs_dir, name=runner.run_name(cfg), version=version, default_hp_metric=False)
+    logger = TensorBoardLogger(
+        save_dir=cfg.logs_dir, name=runner.run_name(cfg), version=version, default_hp_metric=False
+    )
     run_dir = Path(logger.log_dir)
     # Under DDP every rank runs this; only global rank 0 writes (another rank would pick the next
     # version_N and leave a stray run folder). The checkpoint folder is broadcast from rank 0 by Lightning.
@@ -84,7 +86,9 @@ def _launch_rank_is_zero() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     runner.add_config_arguments(parser)
     parser.add_argument("--resume", default="", help="'last' or a checkpoint path (RESUME=)")
     args = parser.parse_args(argv)

@@ -88,7 +88,9 @@ class CaptionerModule(L.LightningModule):
         return [text.strip() for text in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
 
     # ----------------------------------------------------------------------------------------- steps
-    def shared_step(self, batch: dict, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def shared_step(
+        self, batch: dict, captions: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ids, mask = self.tokenize(captions)
         loss, logits = self.model(batch["before"], batch["after"], ids, mask)
         return loss, logits, ids.masked_fill(mask == 0, -100)
@@ -147,7 +149,9 @@ class CaptionerModule(L.LightningModule):
             groups[key].append(param)
         lrs = {"backbone": optim["lr_backbone"], "mdp": optim["lr_mdp"], "lm": optim["lr_lm"]}
         param_groups = [{"params": p, "lr": lrs[k], "name": k} for k, p in groups.items() if p]
-        optimizer = torch.optim.AdamW(param_groups, weight_decay=optim["weight_decay"], betas=tuple(optim["betas"]))
+        optimizer = torch.optim.AdamW(
+            param_groups, weight_decay=optim["weight_decay"], betas=tuple(optim["betas"])
+        )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup, floor = min(optim["warmup_steps"], total // 2), optim["min_lr_ratio"]
 
@@ -165,18 +169,34 @@ def build_model(config: dict[str, Any], tokenizer: Any) -> M3Diff:
     """Config values + tokenizer -> :class:`M3Diff` (backbone, MDP, projector, LM; LoRA and freezing)."""
     bb_cfg, model_cfg = config["backbone"], config["model"]
     backbone = mdp.build_backbone(
-        bb_cfg["name"], layers=list(bb_cfg["layers"]), pretrained=bb_cfg["pretrained"], image_size=bb_cfg["image_size"]
+        bb_cfg["name"],
+        layers=list(bb_cfg["layers"]),
+        pretrained=bb_cfg["pretrained"],
+        image_size=bb_cfg["image_size"],
     )
     difference = build_mdp(config["mdp"], width=backbone.width, num_layers=len(backbone.layers))
-    prompt_ids = tokenizer(model_cfg["prompt"], add_special_tokens=False)["input_ids"] if model_cfg["prompt"] else []
+    prompt_ids = (
+        tokenizer(model_cfg["prompt"], add_special_tokens=False)["input_ids"] if model_cfg["prompt"] else []
+    )
     grid_tokens = backbone.num_tokens // (model_cfg["token_pool"] ** 2) + 1
-    max_positions = 2 * grid_tokens + len(prompt_ids) + model_cfg["max_caption_tokens"] + config["generation"]["max_new_tokens"]
+    max_positions = (
+        2 * grid_tokens
+        + len(prompt_ids)
+        + model_cfg["max_caption_tokens"]
+        + config["generation"]["max_new_tokens"]
+    )
     lm = build_language_model(**lm_kwargs_from_config(model_cfg["lm"], tokenizer, max_positions))
     if model_cfg["freeze_lm"]:
         freeze(lm)
     lora = model_cfg["lora"]
     if lora["enabled"]:
-        lm = apply_lora(lm, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], target_modules=lora["target_modules"])
+        lm = apply_lora(
+            lm,
+            r=lora["r"],
+            alpha=lora["alpha"],
+            dropout=lora["dropout"],
+            target_modules=lora["target_modules"],
+        )
     if bb_cfg["freeze"]:
         freeze(backbone)
     return M3Diff(

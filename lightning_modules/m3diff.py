@@ -92,7 +92,9 @@ class M3Diff(nn.Module):
             weights = None
             diff_maps = (first[-1] - second[-1]).norm(dim=-1)
         tokens_1, tokens_2 = self._pool(tokens_1, grid), self._pool(tokens_2, grid)
-        prefix = torch.cat([self.projector(tokens_1) + self.segment[0], self.projector(tokens_2) + self.segment[1]], 1)
+        prefix = torch.cat(
+            [self.projector(tokens_1) + self.segment[0], self.projector(tokens_2) + self.segment[1]], 1
+        )
         return VisualPrefix(embeds=prefix, diff_maps=diff_maps, grid=grid, layer_weights=weights)
 
     def _pool(self, tokens: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor:
@@ -105,7 +107,9 @@ class M3Diff(nn.Module):
         pooled = F.avg_pool2d(maps, self.token_pool, ceil_mode=True)
         return pooled.flatten(2).transpose(1, 2)
 
-    def _prefix_with_prompt(self, before: torch.Tensor, after: torch.Tensor) -> tuple[torch.Tensor, VisualPrefix]:
+    def _prefix_with_prompt(
+        self, before: torch.Tensor, after: torch.Tensor
+    ) -> tuple[torch.Tensor, VisualPrefix]:
         visual = self.encode(before, after)
         embeds = visual.embeds
         if self.prompt_ids.numel():
@@ -135,7 +139,9 @@ class M3Diff(nn.Module):
         out = self.lm(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=steps + 1)
         logits = out.logits[:, :-1]
         labels = input_ids.masked_fill(attention_mask == 0, -100)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100
+        )
         return loss, logits
 
     # ------------------------------------------------------------------------------------------ inference

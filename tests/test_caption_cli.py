@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from PIL import Image
+from test_captioner import fit, make_module
 
 from experiments import caption, synth
-from test_captioner import fit, make_module
 
 
 def test_caption_command_on_exported_pngs(tmp_path, capsys):
@@ -15,13 +15,30 @@ def test_caption_command_on_exported_pngs(tmp_path, capsys):
     trainer = fit(module, 2, tmp_path)
     ckpt = tmp_path / "model.ckpt"
     trainer.save_checkpoint(ckpt)
-    assert synth.main(["--out", str(tmp_path / "synth"), "--n", "1", "--split", "val", "--args", "backbone.image_size=48"]) == 0
+    assert (
+        synth.main(
+            [
+                "--out",
+                str(tmp_path / "synth"),
+                "--n",
+                "1",
+                "--split",
+                "val",
+                "--args",
+                "backbone.image_size=48",
+            ]
+        )
+        == 0
+    )
     pair = json.loads((tmp_path / "synth" / "annotations.json").read_text())[0]
     before, after = (tmp_path / "synth" / pair[k] for k in ("before", "after"))
 
     out = tmp_path / "out"
     capsys.readouterr()
-    assert caption.main(["--ckpt", str(ckpt), "--before", str(before), "--after", str(after), "--out", str(out)]) == 0
+    assert (
+        caption.main(["--ckpt", str(ckpt), "--before", str(before), "--after", str(after), "--out", str(out)])
+        == 0
+    )
     record = json.loads((out / "caption.json").read_text())
     assert record["caption"] == capsys.readouterr().out.splitlines()[0]
     panel = Image.open(out / "heatmap.png")

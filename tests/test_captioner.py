@@ -21,7 +21,12 @@ TINY = [
     "mdp.num_heads=2",
     "generation.max_new_tokens=8",
 ]
-CAPTIONS = ["the red square moved left", "a blue circle was added", "nothing has changed", "the green bar is gone"]
+CAPTIONS = [
+    "the red square moved left",
+    "a blue circle was added",
+    "nothing has changed",
+    "the green bar is gone",
+]
 
 
 class TinyPairs(Dataset):
@@ -117,7 +122,9 @@ def test_checkpoint_reloads_alone_and_generates_the_same(tmp_path):
     reloaded = CaptionerModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     batch = batch_of(4)
     module.eval(), reloaded.eval()
-    assert module.caption(batch["before"], batch["after"]) == reloaded.caption(batch["before"], batch["after"])
+    assert module.caption(batch["before"], batch["after"]) == reloaded.caption(
+        batch["before"], batch["after"]
+    )
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])
@@ -135,7 +142,10 @@ def test_generation_is_batch_invariant():
     module = make_module("model.prompt='describe the change:'").eval()
     batch = batch_of(4)
     together, _ = module.model.generate(batch["before"], batch["after"], max_new_tokens=8)
-    alone = [module.model.generate(batch["before"][i : i + 1], batch["after"][i : i + 1], max_new_tokens=8)[0][0] for i in range(4)]
+    alone = [
+        module.model.generate(batch["before"][i : i + 1], batch["after"][i : i + 1], max_new_tokens=8)[0][0]
+        for i in range(4)
+    ]
     assert together == alone
 
 
@@ -157,7 +167,9 @@ def test_caption_loss_ignores_prefix_and_padding():
     module = make_module().eval()
     batch = batch_of(2)
     ids, mask = module.tokenize(["the red square moved left", "a blue circle"])
-    assert (ids[:, -1] == module.tokenizer.pad_token_id).any() and mask.sum(1).tolist()[0] > mask.sum(1).tolist()[1]
+    assert (ids[:, -1] == module.tokenizer.pad_token_id).any() and mask.sum(1).tolist()[0] > mask.sum(
+        1
+    ).tolist()[1]
     with torch.no_grad():
         loss, logits = module.model(batch["before"], batch["after"], ids, mask)
     assert logits.shape[:2] == ids.shape
