@@ -58,11 +58,14 @@ def make_datamodule(cfg: DictConfig, spec: mdp.ImageSpec | None = None) -> L.Lig
     return build_datamodule(to_container(cfg.data), image_size=size, mean=mean, std=std, seed=int(cfg.seed))
 
 
-def make_parts(cfg: DictConfig) -> tuple[L.LightningDataModule, CaptionerModule]:
-    """DataModule and captioner. The tokenizer is trained on the DataModule's captions first; the
-    DataModule then takes the backbone's preprocessing (the backbone is built once, in the module)."""
+def make_parts(
+    cfg: DictConfig, *, tokenizer_json: str | None = None
+) -> tuple[L.LightningDataModule, CaptionerModule]:
+    """DataModule and captioner. The tokenizer is trained on the DataModule's captions first (unless
+    ``tokenizer_json`` is given: a resumed run keeps its checkpoint's); the DataModule then takes the
+    backbone's preprocessing (the backbone is built once, in the module)."""
     datamodule = make_datamodule(cfg)
-    module = make_module(cfg, datamodule)
+    module = make_module(cfg, datamodule, tokenizer_json=tokenizer_json)
     spec = module.image_spec
     datamodule.set_image_spec(size=spec.size, mean=spec.mean, std=spec.std)
     return datamodule, module
@@ -77,10 +80,9 @@ def training_captions(datamodule: Any, limit: int) -> list[str]:
     return captions[: limit * 5]
 
 
-def make_module(cfg: DictConfig, datamodule: Any) -> CaptionerModule:
+def make_module(cfg: DictConfig, datamodule: Any, *, tokenizer_json: str | None = None) -> CaptionerModule:
     config = to_container(cfg)
-    tokenizer_json = None
-    if is_tiny_lm(cfg.model.lm.name):
+    if tokenizer_json is None and is_tiny_lm(cfg.model.lm.name):
         captions = training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
         tokenizer_json = train_caption_tokenizer(captions, vocab_size=int(cfg.model.lm.vocab_size))
     return CaptionerModule(config=config, tokenizer_json=tokenizer_json)
@@ -93,21 +95,59 @@ def run_name(cfg: DictConfig) -> str:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write checkpoints to a temporary file and rename: a kill during a save never leaves a corrupt file."""
+    """Write checkpoints to a temporary file and rename: a kill during a save never leaves a corrupt file.
+
+    The temporary file is flushed to disk before the rename (and the folder after it), so that a power cut
+    cannot leave a renamed but empty ``last.ckpt`` either. Temporary files of killed saves are removed.
+    """
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            _fsync(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """``.<name>.tmp-<pid>`` files whose writer is gone (a save killed mid-write)."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     from callbacks.caption_metrics import CaptionMetricsCallback, monitor_key
     from callbacks.panels import HparamsCallback, PanelsCallback
+    from callbacks.safety import NonFiniteGuard, StepSeed, StopOnSignal
 
     monitor = monitor_key(cfg.metrics.monitor)
     checkpoint = ModelCheckpoint(
@@ -128,6 +168,10 @@ def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
         HparamsCallback(hparams=hparams_for_tensorboard(cfg)),
         checkpoint,
         LearningRateMonitor(logging_interval="step"),
+        # Kill-and-resume safety: per-batch seeds, a checkpoint on SIGINT/SIGTERM, no non-finite weights saved.
+        StepSeed(int(cfg.seed)),
+        StopOnSignal(run_dir / "checkpoints" / "last.ckpt"),
+        NonFiniteGuard(),
     ]
 
 
