@@ -1,0 +1,158 @@
+"""`make compare`: runs planned up front, one table with a row per run (failed runs too), TensorBoard runs side by
+side; `make tb` serves the logs folder on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from experiments import compare
+from experiments.config import REPO_ROOT, load_config
+
+TINY = (
+    "backbone.image_size=32 model.lm.num_layers=1 model.lm.hidden_size=64 model.lm.num_heads=2 "
+    "model.lm.vocab_size=128 model.lm.tokenizer_captions=40 mdp.num_heads=2 generation.max_new_tokens=4 "
+    "data.train_size=32 data.val_size=6 data.batch_size=4 data.eval_batch_size=6 data.num_workers=0 "
+    "trainer.max_steps=2 metrics.num_panels=1"
+)
+
+
+@pytest.mark.slow
+def test_compare_two_backbones_writes_one_row_each_and_marks_a_failure(tmp_path, capsys):
+    code = compare.main(
+        ["--backbones", "siglip clip no_such_vit", "--args", f"{TINY} logs_dir={tmp_path}", "--name", "bb"]
+    )
+    assert code == 1  # one run failed; the others are still in the table
+    out = tmp_path / "bb"
+    table = (out / "compare.md").read_text()
+    overall = table.split("\n## ")[0]
+    rows = {line.split(" | ")[1]: line for line in overall.splitlines() if line.startswith("| default |")}
+    assert set(rows) == {"siglip-tiny", "clip-tiny", "timm:no_such_vit"}
+    assert "| ok | 2 |" in rows["siglip-tiny"] and "| ok | 2 |" in rows["clip-tiny"]
+    assert "| failed |" in rows["timm:no_such_vit"] and "no_such_vit" in table.split("## Failed runs")[1]
+    assert (
+        "## CIDEr by change category (x100)" in table and "*ceiling*" in table and "change-id exact" in table
+    )
+    assert 'Command: `make compare BACKBONES="siglip clip no_such_vit"' in table
+    assert table in capsys.readouterr().out
+
+    report = json.loads((out / "compare.json").read_text())
+    runs = {r["backbone"]: r for r in report["runs"]}
+    for name in ("siglip-tiny", "clip-tiny"):
+        run = runs[name]
+        assert run["status"] == "ok" and run["steps"] == 2 and "val/CIDEr" in run["metrics"]
+        folder = Path(run["run_dir"])
+        # TensorBoard side by side: logs/<experiment>/<backbone>/version_N, hparams naming the backbone.
+        assert folder.parent == tmp_path / "default" / name and list(folder.glob("events.out.tfevents.*"))
+        assert OmegaConf.load(folder / "hparams.yaml")["backbone.name"] == name
+        assert (folder / "final_metrics.json").is_file()
+    assert runs["timm:no_such_vit"]["status"] == "failed" and Path(runs["timm:no_such_vit"]["log"]).is_file()
+
+
+def test_sweep_plans_experiment_by_backbone_with_one_budget():
+    planned = compare.plan_runs(
+        backbones="siglip vit_tiny_patch16_224",
+        experiments="default ablations",
+        overrides=["trainer.max_steps=7"],
+    )
+    names = [run.run_name for run, _ in planned]
+    assert len(names) == 12 and len(set(names)) == 12
+    assert names[:2] == ["default/siglip-tiny", "default/timm-vit_tiny_patch16_224"]
+    assert {run.experiment for run, _ in planned} == {
+        "default",
+        "mdp_off",
+        "no_cross_attention",
+        "no_gate",
+        "single_scale",
+        "subtract",
+    }
+    assert len({json.dumps(compare.budget(cfg), sort_keys=True) for _, cfg in planned}) == 1
+    assert all(cfg.trainer.max_steps == 7 for _, cfg in planned)
+
+
+def test_defaults_and_refusals(tmp_path, capsys):
+    planned = compare.plan_runs(backbones="", experiments="")
+    assert [run.backbone for run, _ in planned] == ["siglip-tiny", "clip-tiny"]
+    planned = compare.plan_runs(backbones="", experiments="ablations/no_gate")
+    assert [(run.experiment, run.backbone) for run, _ in planned] == [("no_gate", "siglip-tiny")]
+    # A typo fails before any training, naming the key to use.
+    assert compare.main(["--backbones", "siglip", "--args", "optim.lr_lmm=1"]) == 2
+    assert "did you mean 'optim.lr_lm'" in capsys.readouterr().err
+    assert compare.main(["--exp", "ablations/no_gat"]) == 2
+    assert "did you mean 'ablations/no_gate'" in capsys.readouterr().err
+    # No budget at all would train for ever.
+    args = f"logs_dir={tmp_path} trainer.max_steps=-1 trainer.max_epochs=null trainer.max_time=null"
+    if load_config().trainer.max_epochs is None:
+        assert compare.main(["--backbones", "siglip", "--args", args]) == 2
+        assert "no training budget" in capsys.readouterr().err
+        assert not list(tmp_path.iterdir())
+
+
+def test_markdown_table_from_rows():
+    cfg = load_config(overrides=["trainer.max_steps=10"])
+    ok = compare.Run("", "siglip", "default", "siglip-tiny", "default/siglip-tiny", status="ok", steps=10)
+    ok.seconds, ok.run_dir = 90.0, "logs/default/siglip-tiny/version_0"
+    ok.metrics = {
+        "val/CIDEr": 0.4321,
+        "val/Bleu_4": 0.1,
+        "val/CIDEr/color": 0.5,
+        "val/CIDEr/no_change": 1.25,
+        "val/ceiling/CIDEr": 6.9,
+        "val/trivial/CIDEr": 0.28,
+        "val/change_id/exact": 0.25,
+    }
+    bad = compare.Run(
+        "", "x", "default", "timm:x", "default/timm-x", status="failed", error="exit 1: ValueError: no x"
+    )
+    text = compare.render_markdown("demo", [ok, bad], cfg, 'make compare BACKBONES="siglip x"')
+    lines = text.splitlines()
+    assert "| default | siglip-tiny | ok | 10 | 1.5 | 10.00 | 43.21 | 25.00 |" in lines
+    assert "| default | timm:x | failed | – | – | – | – | – |" in lines
+    assert any(line.startswith("| *ceiling* |") and "690.00" in line for line in lines)
+    # Categories in config order, then the groups; only those scored.
+    assert "| experiment | backbone | color | no_change |" in lines
+    assert "| default | siglip-tiny | 50.00 | 125.00 |" in lines
+    assert "| default | timm:x | – | – |" in lines
+    assert "- default / timm:x: exit 1: ValueError: no x" in text
+
+
+def test_make_tb_serves_the_logs_folder_on_localhost(tmp_path):
+    dry = subprocess.run(
+        ["make", "-n", "tb", "PORT=7007; echo pwned"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = next(ln for ln in dry.stdout.splitlines() if "tensorboard" in ln)
+    assert '--logdir logs --host 127.0.0.1 --port "${M3_PORT:-6006}"' in line  # PORT reaches it as data
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    tb = Path(sys.executable).parent / "tensorboard"
+    proc = subprocess.Popen(
+        [str(tb), "--logdir", str(tmp_path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/logdir", timeout=2) as resp:
+                    assert str(tmp_path) in resp.read().decode()
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "TensorBoard did not start"
+                time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
