@@ -302,6 +302,10 @@ def make_command(args: argparse.Namespace) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- main
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -319,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--print-config", action="store_true", help="print every run's resolved config and exit"
     )
+    parser.add_argument("overrides", nargs="*", help="more key=value overrides for every run")
     args = parser.parse_args(argv)
+    args.args = " ".join([args.args, shlex.join(args.overrides)]).strip()
 
     try:
         overrides = shlex.split(args.args)
@@ -339,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             print(OmegaConf.to_yaml(cfg), end="")
         return 0
     first = planned[0][1]
-    if not has_budget(first):
+    if not all(has_budget(cfg) for _, cfg in planned):
         print(
             "config error: no training budget (trainer.max_steps, max_epochs and max_time are unset): "
             'give one for every run, e.g. ARGS="trainer.max_steps=2000"',
@@ -360,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     command = make_command(args)
     print(f"comparing {len(runs)} runs -> {out_dir / 'compare.md'}", flush=True)
 
+    signal.signal(signal.SIGTERM, _interrupt)  # a killed comparison stops its run and keeps the table
     code = 0
     for i, (run, cfg) in enumerate(planned, 1):
         run_logs = Path(str(cfg.logs_dir))

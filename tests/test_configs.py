@@ -191,7 +191,9 @@ def test_paper_config_builds_with_tiny_lm(tmp_path):
     ]
     with pytest.raises(FileNotFoundError, match="Qwen2-7B-Instruct"):
         runner.make_parts(compose(tmp_path, experiment=name))
-    module = build_and_step(compose(tmp_path, experiment=name, lm="tiny-qwen2"))
+    # Forward only: the 400M-parameter encoder's backward is slow, and the gradient check of this LM/LoRA
+    # setup is test_group_file_composes_and_builds[model-qwen2_lora].
+    module = build_and_step(compose(tmp_path, experiment=name, lm="tiny-qwen2"), backward=False)
     assert module.model.backbone.width == 1152 and len(module.model.backbone.layers) == 4
     trainable = {n.split(".")[0] for n, p in module.model.named_parameters() if p.requires_grad}
     assert trainable == {"backbone", "mdp", "projector", "segment", "lm"}  # lm: the LoRA adapters only
