@@ -7,12 +7,15 @@ A benchmark subclasses :class:`PairDataModule`, sets ``benchmark`` and implement
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.contract import collate_pairs
 from datamodules.images import ImageTransform
+from datamodules.samplers import ResumableSampler, worker_init_fn
 
 
 class PairDataModule(L.LightningDataModule):
@@ -58,6 +61,7 @@ class PairDataModule(L.LightningDataModule):
         self.transform = ImageTransform(size=image_size, mean=tuple(mean), std=tuple(std))
         self.seed = seed
         self.datasets: dict[str, Dataset] = {}
+        self._sampler_resume: dict[str, int] | None = None  # from a checkpoint, for the next training sampler
 
     # ------------------------------------------------------------------ to implement per benchmark
     def build_dataset(self, split: str) -> Dataset:
@@ -82,14 +86,57 @@ class PairDataModule(L.LightningDataModule):
             self.dataset(split)
 
     def _loader(self, split: str, *, train: bool) -> DataLoader:
+        dataset = self.dataset(split)
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            # Plain indices: these datasets are a pure function of the index (no per-epoch augmentation).
+            sampler=self.train_sampler(len(dataset), encode_epoch=False) if train else None,
             drop_last=train,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=worker_init_fn,
             collate_fn=collate_pairs,
+        )
+
+    # ------------------------------------------------------------------ resuming mid-epoch
+    def train_sampler(self, n: int, **kwargs: Any) -> ResumableSampler:
+        """The training sampler (seeded by the run's seed), positioned where a resumed checkpoint stopped."""
+        sampler = ResumableSampler(n, seed=self.seed, **kwargs)
+        if self._sampler_resume:
+            sampler.resume(**self._sampler_resume)
+            self._sampler_resume = None
+        return sampler
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: where the training order stands (epoch, samples consumed in it).
+
+        Computed from Lightning's own progress counters at save time, not from the sampler, which DataLoader
+        workers and Lightning's prefetching have already run ahead of.
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        epochs = trainer.fit_loop.epoch_progress.current
+        epoch, done = epochs.processed, 0
+        if epochs.processed < epochs.ready:  # mid-epoch (once an epoch is closed, a resume starts the next)
+            # Batches of this epoch done on this rank (it continues after them).
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            if done >= trainer.num_training_batches:  # saved after its last batch: the next epoch, from 0
+                epoch, done = epoch + 1, 0
+        # Every rank consumed `done` batches; the sampler's order is shared (a DistributedSampler deals it out).
+        return {
+            "train_sampler": {
+                "epoch": int(epoch),
+                "consumed": int(done * self.batch_size * trainer.world_size),
+            }
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """On resume (before the training DataLoader is built): continue the interrupted epoch's order."""
+        resume = state_dict.get("train_sampler")
+        self._sampler_resume = (
+            {"epoch": int(resume["epoch"]), "consumed": int(resume["consumed"])} if resume else None
         )
 
     def train_dataloader(self) -> DataLoader:

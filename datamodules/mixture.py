@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import PairDataModule
 from datamodules.contract import PairSample, collate_pairs
-from datamodules.records import EpochSampler, RecordDataset
+from datamodules.records import RecordDataset
+from datamodules.samplers import worker_init_fn
 
 CONF_DATA = Path(__file__).resolve().parents[1] / "conf" / "data"
 # Keys the mixture hands down to members that do not set them.
@@ -61,8 +62,9 @@ def member_config(member: Mapping[str, Any], defaults: Mapping[str, Any]) -> dic
 
 
 class MixtureDataset(Dataset):
-    """The members' datasets back to back; keys may carry the epoch (see :class:`EpochSampler`), which is
-    passed on to members that use it (CLEVR-Change's swap augmentation)."""
+    """The members' datasets back to back; keys may carry the epoch (see
+    :class:`~datamodules.samplers.ResumableSampler`), which is passed on to members that use it (CLEVR-Change's
+    swap augmentation)."""
 
     def __init__(self, datasets: Sequence[Dataset]) -> None:
         self.datasets = list(datasets)
@@ -157,9 +159,7 @@ class MixtureDataModule(PairDataModule):
             if len(part) == 0 and weight > 0:
                 raise ValueError(f"mixture member '{name}' has no training pairs but weight {weight}")
             item_weights += [weight / max(len(part), 1)] * len(part)
-        sampler = EpochSampler(
-            len(dataset), seed=self.seed, num_samples=self.epoch_size, weights=item_weights
-        )
+        sampler = self.train_sampler(len(dataset), num_samples=self.epoch_size, weights=item_weights)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -167,6 +167,7 @@ class MixtureDataModule(PairDataModule):
             drop_last=len(sampler) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=worker_init_fn,
             collate_fn=collate_pairs,
         )
 

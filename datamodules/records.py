@@ -32,18 +32,17 @@ import logging
 import os
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import PairDataModule
 from datamodules.contract import PairSample, collate_pairs
 from datamodules.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, ImageTransform, load_image
+from datamodules.samplers import ResumableSampler, worker_init_fn
 
 log = logging.getLogger("m3diff.data")
 
@@ -354,54 +353,9 @@ def check_image_files(
 
 
 # ------------------------------------------------------------------------------------------------ loading
-def epoch_seed(seed: int, epoch: int) -> int:
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch]).generate_state(1)[0])
-
-
-class EpochSampler(Sampler[int]):
-    """A seeded training order that also tells the dataset the epoch.
-
-    It yields ``epoch * n + index``; datasets decode it with ``divmod`` (:meth:`RecordDataset.__getitem__`), so
-    per-epoch augmentation is deterministic in any DataLoader worker without shared state. Lightning calls
-    :meth:`set_epoch` before each epoch; without it each new iteration counts as the next epoch.
-
-    ``weights`` (per item) draw ``num_samples`` items with replacement (the mixture); otherwise a permutation.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        *,
-        seed: int,
-        num_samples: int | None = None,
-        weights: Sequence[float] | torch.Tensor | None = None,
-    ) -> None:
-        if n <= 0:
-            raise ValueError("EpochSampler needs a non-empty dataset")
-        self.n = n
-        self.seed = seed
-        self.num_samples = num_samples or n
-        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __iter__(self) -> Iterator[int]:
-        epoch = self.epoch
-        self.epoch += 1
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        if self.weights is not None:
-            order = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
-        else:
-            reps = -(-self.num_samples // self.n)
-            order = torch.cat([torch.randperm(self.n, generator=generator) for _ in range(reps)])
-            order = order[: self.num_samples]
-        offset = epoch * self.n
-        return iter((offset + order).tolist())
+# The seeded, resumable per-epoch order (``epoch * n + index`` keys) lives in datamodules/samplers.py, shared by
+# every DataModule; the old name stays importable.
+EpochSampler = ResumableSampler
 
 
 class RecordDataset(Dataset):
@@ -615,10 +569,11 @@ class RecordDataModule(PairDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochSampler(len(dataset), seed=self.seed),
+            sampler=self.train_sampler(len(dataset)),  # seeded per epoch, resumable mid-epoch
             # No ragged last batch, unless the whole split is smaller than one batch (mini copies).
             drop_last=len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=worker_init_fn,
             collate_fn=collate_pairs,
         )

@@ -20,6 +20,7 @@ from PIL import Image
 
 from callbacks.panels import compose_panel
 from datamodules.images import ImageLoadError, ImageTransform, load_image
+from experiments.checkpoints import CheckpointError, check_overrides
 from experiments.config import apply_overrides
 from experiments.evaluate import load_module
 from lightning_modules.m3diff import heatmaps
@@ -31,6 +32,7 @@ def caption_pair(
     """Load the checkpoint, caption ``before`` -> ``after``; return caption, heatmap and the panel image."""
     module = load_module(ckpt).eval()
     cfg = apply_overrides(OmegaConf.create(module.config), list(overrides))
+    check_overrides(module.config, OmegaConf.to_container(cfg), path=ckpt)
     generation = OmegaConf.to_container(cfg.generation)
     spec = module.image_spec
     transform = ImageTransform(size=spec.size, mean=spec.mean, std=spec.std)
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{', '.join(missing)} required: make caption CKPT=<ckpt> BEFORE=<png> AFTER=<png>")
     try:
         result = caption_pair(args.ckpt, args.before, args.after, overrides=shlex.split(args.args))
-    except (FileNotFoundError, ImageLoadError) as err:
+    except (FileNotFoundError, ImageLoadError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out or ".")

@@ -17,6 +17,13 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import runner
+from experiments.checkpoints import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    check_overrides,
+    checkpoint_config,
+    read_checkpoint,
+)
 from experiments.config import apply_overrides, load_config
 from lightning_modules.captioner import CaptionerModule
 
@@ -27,7 +34,9 @@ def load_module(ckpt: str | Path) -> CaptionerModule:
     """Rebuild the captioner from the checkpoint alone (weights-only loading: no pickled code runs)."""
     path = Path(ckpt)
     if not path.is_file():
-        raise FileNotFoundError(f"CKPT={ckpt}: no such checkpoint file")
+        raise CheckpointNotFoundError(f"CKPT={ckpt}: no such checkpoint file")
+    # Read (memory-mapped) first for clear errors: refused pickled code, a damaged file, not a captioner.
+    checkpoint_config(read_checkpoint(path), path)
     return CaptionerModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
 
 
@@ -44,6 +53,7 @@ def evaluate(
 ):
     module = load_module(ckpt)
     cfg = eval_config(module, data=data, overrides=list(overrides))
+    check_overrides(module.config, runner.to_container(cfg), path=ckpt)
     if split not in ("val", "test"):
         raise ValueError(f"SPLIT must be 'val' or 'test', got {split!r}")
     module.config["generation"] = runner.to_container(cfg.generation)
@@ -75,13 +85,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("CKPT=<checkpoint> is required")
     runner.configure_logging()
     root = [f"data.root={args.root}"] if args.root else []
-    evaluate(
-        args.ckpt,
-        data=args.data,
-        split=args.split or "test",
-        out=args.out,
-        overrides=root + shlex.split(args.args),
-    )
+    try:
+        evaluate(
+            args.ckpt,
+            data=args.data,
+            split=args.split or "test",
+            out=args.out,
+            overrides=root + shlex.split(args.args),
+        )
+    except CheckpointError as err:
+        print(f"checkpoint error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -147,19 +147,22 @@ def _pid_alive(pid: int) -> bool:
 def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     from callbacks.caption_metrics import CaptionMetricsCallback, monitor_key
     from callbacks.panels import HparamsCallback, PanelsCallback
-    from callbacks.safety import NonFiniteGuard, StepSeed, StopOnSignal
+    from callbacks.safety import LastCheckpoint, NonFiniteGuard, StepSeed, StopOnSignal
 
     monitor = monitor_key(cfg.metrics.monitor)
+    # best-*.ckpt by validation score only; last.ckpt is LastCheckpoint's (ModelCheckpoint would defer its
+    # step-based saves until the monitored metric exists, i.e. write none before the first validation).
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-{step}",
         monitor=monitor,
         mode="max",
         save_top_k=int(cfg.checkpoint.save_top_k),
-        save_last=bool(cfg.checkpoint.save_last),
-        every_n_train_steps=cfg.checkpoint.every_n_train_steps,
+        save_last=False,
         auto_insert_metric_name=False,
     )
+    last_path = run_dir / "checkpoints" / "last.ckpt"
+    last = [LastCheckpoint(last_path, cfg.checkpoint.every_n_train_steps)] if cfg.checkpoint.save_last else []
     return [
         CaptionMetricsCallback(
             spice=bool(cfg.metrics.spice), change_id=bool(cfg.metrics.change_id), output_dir=run_dir / "eval"
@@ -168,9 +171,11 @@ def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
         HparamsCallback(hparams=hparams_for_tensorboard(cfg)),
         checkpoint,
         LearningRateMonitor(logging_interval="step"),
-        # Kill-and-resume safety: per-batch seeds, a checkpoint on SIGINT/SIGTERM, no non-finite weights saved.
+        # Kill-and-resume safety: per-batch seeds, last.ckpt every N steps and on SIGINT/SIGTERM, no
+        # checkpoint with non-finite weights.
+        *last,
         StepSeed(int(cfg.seed)),
-        StopOnSignal(run_dir / "checkpoints" / "last.ckpt"),
+        StopOnSignal(last_path),
         NonFiniteGuard(),
     ]
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from lightning.pytorch import Callback, seed_everything
@@ -18,8 +19,17 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from callbacks.safety import NonFiniteError, TrainingStopped
+from datamodules.base import PairDataModule
 from experiments import runner
-from experiments.config import ConfigError
+from experiments.checkpoints import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    check_model_config,
+    checkpoint_config,
+    read_checkpoint,
+)
+from experiments.config import ConfigError, to_container
 
 log = logging.getLogger("m3diff.train")
 
@@ -29,12 +39,14 @@ def find_resume_checkpoint(cfg: DictConfig, resume: str) -> tuple[Path, int | No
     if resume != "last":
         path = Path(resume)
         if not path.is_file():
-            raise FileNotFoundError(f"RESUME={resume}: no such checkpoint file")
+            raise CheckpointNotFoundError(f"RESUME={resume}: no such checkpoint file")
         return path, None
     base = Path(cfg.logs_dir) / runner.run_name(cfg)
     candidates = sorted(base.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise FileNotFoundError(f"RESUME=last: no {base}/version_*/checkpoints/last.ckpt to resume from")
+        raise CheckpointNotFoundError(
+            f"RESUME=last: no {base}/version_*/checkpoints/last.ckpt to resume from"
+        )
     path = candidates[-1]
     return path, int(path.parent.parent.name.removeprefix("version_"))
 
@@ -43,7 +55,8 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     """Fit (and validate) one run; return the final validation metrics."""
     seed_everything(int(cfg.seed), workers=True)
     ckpt_path, version = find_resume_checkpoint(cfg, resume) if resume else (None, None)
-    datamodule, module = runner.make_parts(cfg)
+    tokenizer_json = resume_tokenizer(cfg, ckpt_path) if ckpt_path else None
+    datamodule, module = runner.make_parts(cfg, tokenizer_json=tokenizer_json)
     logger = TensorBoardLogger(
         save_dir=cfg.logs_dir, name=runner.run_name(cfg), version=version, default_hp_metric=False
     )
@@ -58,7 +71,17 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
         cfg, logger=logger, callbacks=[*runner.make_callbacks(cfg, run_dir), last_val]
     )
     log.info("run folder: %s%s", run_dir, f" (resuming {ckpt_path})" if ckpt_path else "")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    if isinstance(datamodule, PairDataModule):
+        # Its checkpointed state holds the training order's position (datamodules/samplers.py); Lightning only
+        # looks for a stateful DataLoader and would warn that a mid-epoch resume is unreliable.
+        warnings.filterwarnings(
+            "ignore", message="You're resuming from a checkpoint that ended before the epoch"
+        )
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except NonFiniteError as err:
+        err.last_checkpoint = run_dir / "checkpoints" / "last.ckpt"  # the CLI reports it
+        raise
     if last_val.step != trainer.global_step and not trainer.interrupted and trainer.limit_val_batches != 0:
         # A step or time budget stops mid-epoch, before the epoch's validation: score the final weights.
         trainer.validate(module, datamodule=datamodule, verbose=False)
@@ -66,6 +89,21 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     if leader:
         (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics
+
+
+def resume_tokenizer(cfg: DictConfig, ckpt_path: Path) -> str | None:
+    """Check that the checkpoint can be resumed under ``cfg`` (read weights-only, same model config) and
+    return its caption tokenizer: the resumed run must keep the token ids its weights were trained with."""
+    checkpoint = read_checkpoint(ckpt_path)
+    check_model_config(
+        checkpoint_config(checkpoint, ckpt_path),
+        to_container(cfg),
+        path=ckpt_path,
+        current_name="this run's config",
+        hint="Resume with the settings the run was started with (its config.yaml is in the run folder), "
+        "or start a new run without RESUME.",
+    )
+    return checkpoint["hyper_parameters"].get("tokenizer_json")
 
 
 class _LastValidation(Callback):
@@ -101,13 +139,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         runner.print_config(cfg)
         return 0
-    metrics = train(cfg, resume=args.resume)
+    try:
+        metrics = train(cfg, resume=args.resume)
+    except CheckpointError as err:
+        print(f"checkpoint error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteError as err:
+        print(f"error: {err}. Training stopped. {_last_good(err)}", file=sys.stderr)
+        return 3
+    except TrainingStopped as err:
+        print(
+            f"{err}. Continue with: make train ... RESUME=last (the same BACKBONE/EXP/ARGS)", file=sys.stderr
+        )
+        return 128 + err.signum
     if not _launch_rank_is_zero():
         return 0
     print("\nfinal validation metrics:")
     for key in sorted(metrics):
         print(f"  {key:40s} {metrics[key]:.4f}")
     return 0
+
+
+def _last_good(err: NonFiniteError) -> str:
+    path = getattr(err, "last_checkpoint", None)
+    if path is None or not Path(path).is_file():
+        return "No checkpoint was saved before it."
+    try:
+        step = read_checkpoint(path).get("global_step")
+    except CheckpointError:
+        step = None
+    return (
+        f"The last good checkpoint is {path} (step {step}): lower the learning rate or check the data, "
+        "then resume with RESUME=last or start a new run."
+    )
 
 
 if __name__ == "__main__":

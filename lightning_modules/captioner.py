@@ -8,16 +8,22 @@ generate captions and return them for the metrics callback (``callbacks/caption_
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
+from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import Perplexity
+from torchmetrics.utilities.data import dim_zero_cat
 
 import mdp
+from callbacks.safety import NonFiniteError
 from lightning_modules.language_model import (
     apply_lora,
     build_language_model,
@@ -51,6 +57,7 @@ class CaptionerModule(L.LightningModule):
         vocab = self.model.lm.get_input_embeddings().num_embeddings
         self.train_accuracy = MulticlassAccuracy(num_classes=vocab, ignore_index=-100, average="micro")
         self.train_perplexity = Perplexity(ignore_index=-100)
+        self.eval_loss = torch.nn.ModuleDict({"val": PairLoss(), "test": PairLoss()})
         self.max_caption_tokens = model_cfg["max_caption_tokens"]
 
     # ----------------------------------------------------------------------------------------- helpers
@@ -98,7 +105,10 @@ class CaptionerModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, logits, labels = self.shared_step(batch, self.pick_references(batch, step=self.global_step))
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss ({loss.item()}) at step {self.global_step}")
+            # Before backward: the weights are still those of the last good step (callbacks/safety.py).
+            raise NonFiniteError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step}", step=self.global_step
+            )
         self.train_accuracy(logits.detach().flatten(0, 1), labels.flatten())
         self.train_perplexity(logits.detach().float(), labels)
         size = len(batch["pair_id"])
@@ -108,8 +118,12 @@ class CaptionerModule(L.LightningModule):
         return loss
 
     def evaluation_step(self, batch: dict, stage: str) -> dict[str, list]:
-        loss, _, _ = self.shared_step(batch, [refs[0] for refs in batch["captions"]])
-        self.log(f"{stage}/loss", loss, batch_size=len(batch["pair_id"]), sync_dist=True)
+        _, logits, labels = self.shared_step(batch, [refs[0] for refs in batch["captions"]])
+        token_losses = F.cross_entropy(
+            logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none"
+        )
+        keys = [f"{b}/{p}" for b, p in zip(batch["benchmark"], batch["pair_id"])]
+        self.eval_loss[stage].update(keys, token_losses.sum(1), (labels != -100).sum(1))
         predictions = self.caption(batch["before"], batch["after"])
         return {
             "pair_id": list(batch["pair_id"]),
@@ -124,6 +138,19 @@ class CaptionerModule(L.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, list]:
         return self.evaluation_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_loss("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_loss("test")
+
+    def _log_eval_loss(self, stage: str) -> None:
+        metric = self.eval_loss[stage]
+        if metric.update_count:
+            # Every rank holds the same gathered value; "max" keeps it bit-exact (a mean could round).
+            self.log(f"{stage}/loss", metric.compute(), sync_dist=True, reduce_fx="max")
+        metric.reset()
 
     # ----------------------------------------------------------------------------------------- inference
     @torch.no_grad()
@@ -163,6 +190,55 @@ class CaptionerModule(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class PairLoss(Metric):
+    """Token-level mean evaluation loss over unique pairs, the same on any number of processes.
+
+    With DDP, DistributedSampler pads the last batches by repeating pairs and each rank averages its own
+    batches, so Lightning's ``sync_dist`` mean of per-rank means is not the single-process number. This keeps
+    one (loss sum, token count) per pair, gathered from every rank, and counts each pair once.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("keys", default=[], dist_reduce_fx="cat")
+        self.add_state("sums", default=[], dist_reduce_fx="cat")
+        self.add_state("tokens", default=[], dist_reduce_fx="cat")
+        self._add_empty()
+
+    def _add_empty(self) -> None:
+        # A rank without batches must still sync tensors of the right dtypes.
+        self.keys.append(torch.zeros(0, dtype=torch.int64, device=self.device))
+        self.sums.append(torch.zeros(0, dtype=torch.float64, device=self.device))
+        self.tokens.append(torch.zeros(0, dtype=torch.float64, device=self.device))
+
+    def reset(self) -> None:
+        super().reset()
+        self._add_empty()
+
+    def update(self, keys: Sequence[str], sums: torch.Tensor, tokens: torch.Tensor) -> None:
+        hashed = [
+            int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
+            for k in keys
+        ]
+        self.keys.append(torch.tensor(hashed, dtype=torch.int64, device=self.device))
+        self.sums.append(sums.detach().to(torch.float64))
+        self.tokens.append(tokens.detach().to(torch.float64))
+
+    def compute(self) -> torch.Tensor:
+        keys, sums, tokens = (
+            dim_zero_cat(x) if isinstance(x, list) else x for x in (self.keys, self.sums, self.tokens)
+        )
+        # Sorted by key, first occurrence kept: the summation order does not depend on how pairs were split.
+        keys, order = torch.sort(keys, stable=True)
+        first = torch.ones_like(keys, dtype=torch.bool)
+        first[1:] = keys[1:] != keys[:-1]
+        return (sums[order][first].sum() / tokens[order][first].sum().clamp_min(1)).float()
 
 
 def build_model(config: dict[str, Any], tokenizer: Any) -> M3Diff:

@@ -1,0 +1,116 @@
+"""Reading checkpoints safely: weights-only unpickling, clear errors, config compatibility.
+
+Every checkpoint the kit opens (``make train RESUME=``, ``make eval``, ``make caption``) goes through
+:func:`read_checkpoint`: ``torch.load(weights_only=True)`` only rebuilds tensors and plain containers, so a file
+that carries pickled code (``__reduce__`` payloads) is refused before anything in it runs. The model is then
+rebuilt from the checkpoint's own config (``hyper_parameters.config``); :func:`check_model_config` compares it
+with the config of the command, section by section, so that a mismatch names config keys instead of
+producing a wall of ``size mismatch for ...`` lines.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# The config sections that decide the model's architecture (and so the state_dict's keys and shapes).
+MODEL_SECTIONS = ("backbone", "mdp", "model")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot or must not be loaded; the message names the file and the reason."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint file at the given path."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict, unpickled weights-only (no code in the file runs) on the CPU.
+
+    Zip-format checkpoints (what ``torch.save`` writes) are memory-mapped: reading the config of a large
+    checkpoint does not load its tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as err:
+        detail = next((ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln), "")
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds pickled Python objects other than tensors and plain "
+            f"containers{f' ({detail})' if detail else ''}. Checkpoints are read weights-only, so nothing in the "
+            "file was executed. A checkpoint written by this kit never contains such objects: this file was "
+            "made elsewhere or tampered with."
+        ) from None
+    except Exception as err:  # torch raises RuntimeError / OSError / EOFError / BadZipFile for damaged files
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {type(err).__name__}: {err}"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+    return checkpoint
+
+
+def checkpoint_config(checkpoint: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
+    """The run config saved with a captioner checkpoint (``hyper_parameters.config``)."""
+    config = (checkpoint.get("hyper_parameters") or {}).get("config")
+    if not isinstance(config, Mapping):
+        raise CheckpointError(f"{path}: not an M3Diff captioner checkpoint (no hyper_parameters.config)")
+    return dict(config)
+
+
+def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(tree, Mapping) and tree:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}.{key}"))
+        return out
+    return {prefix: tree}
+
+
+def config_differences(
+    saved: Mapping[str, Any], current: Mapping[str, Any], sections: Sequence[str] = MODEL_SECTIONS
+) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, saved value, current value)`` for every key of ``sections`` that differs."""
+    missing = object()
+    diffs = []
+    for section in sections:
+        a, b = _flatten(saved.get(section, {}), section), _flatten(current.get(section, {}), section)
+        for key in sorted(set(a) | set(b)):
+            old, new = a.get(key, missing), b.get(key, missing)
+            if old != new:
+                diffs.append((key, None if old is missing else old, None if new is missing else new))
+    return diffs
+
+
+def check_model_config(
+    saved: Mapping[str, Any], current: Mapping[str, Any], *, path: str | Path, current_name: str, hint: str
+) -> None:
+    """Raise :class:`CheckpointError` naming each model-defining key whose value differs from the checkpoint's."""
+    diffs = config_differences(saved, current)
+    if not diffs:
+        return
+    lines = "\n".join(f"  {key}: checkpoint {old!r}, {current_name} {new!r}" for key, old, new in diffs)
+    raise CheckpointError(
+        f"{path}: the checkpoint's model does not match {current_name} "
+        f"({len(diffs)} key(s) of {'/'.join(MODEL_SECTIONS)} differ):\n{lines}\n{hint}"
+    )
+
+
+def check_overrides(saved: Mapping[str, Any], current: Mapping[str, Any], *, path: str | Path) -> None:
+    """``make eval`` / ``make caption``: the model is rebuilt from the checkpoint's config, so ARGS that change
+    a model-defining key would be silently ignored (or, applied, break the weights): refuse them by name."""
+    check_model_config(
+        saved,
+        current,
+        path=path,
+        current_name="ARGS",
+        hint="The model is rebuilt from the checkpoint's own config; drop these keys from ARGS.",
+    )
