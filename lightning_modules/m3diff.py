@@ -155,26 +155,38 @@ class M3Diff(nn.Module):
         num_beams: int = 1,
         length_penalty: float = 1.0,
         use_cache: bool = True,
+        min_new_tokens: int = 0,
     ) -> tuple[list[list[int]], VisualPrefix]:
         """Greedy (``num_beams=1``) or beam-search captions, batched, with or without the KV cache.
 
+        ``min_new_tokens`` suppresses EOS until that many tokens exist (benchmarks force a length with it).
+
         Every pair's prefix has the same length, so the batch needs no padding on the input side; the
         attention mask is still passed so that ``generate`` handles finished sequences correctly.
+        ``use_cache=False`` with greedy decoding recomputes the whole sequence at every step
+        (:meth:`_greedy_without_cache`): HF ``generate`` always uses its cache when it starts from
+        ``inputs_embeds``, whatever ``use_cache`` says, so beam search is always cached.
         Returns the generated token ids per pair (EOS and padding stripped) and the visual prefix.
         """
         embeds, visual = self._prefix_with_prompt(before, after)
-        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-        out = self.lm.generate(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            num_beams=num_beams,
-            length_penalty=length_penalty,
-            do_sample=False,
-            use_cache=use_cache,
-            eos_token_id=self.eos_token_id,
-            pad_token_id=self.pad_token_id,
-        )
+        if not use_cache and num_beams == 1:
+            out = self._greedy_without_cache(
+                embeds, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens
+            )
+        else:
+            mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+            out = self.lm.generate(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                num_beams=num_beams,
+                length_penalty=length_penalty,
+                do_sample=False,
+                use_cache=use_cache,
+                min_new_tokens=min_new_tokens or None,
+                eos_token_id=self.eos_token_id,
+                pad_token_id=self.pad_token_id,
+            )
         sequences = []
         for row in out.tolist():
             ids = []
@@ -185,6 +197,31 @@ class M3Diff(nn.Module):
                     ids.append(token)
             sequences.append(ids)
         return sequences, visual
+
+    def _greedy_without_cache(
+        self, embeds: torch.Tensor, *, max_new_tokens: int, min_new_tokens: int
+    ) -> torch.Tensor:
+        """Greedy decoding with no KV cache: the LM reads prefix + tokens so far at every step.
+
+        Same rules as HF's greedy search: EOS is masked until ``min_new_tokens``, logits are compared in fp32,
+        and a finished sequence continues with padding. Extra processors that a pretrained LM's own
+        ``generation_config`` may ask for (repetition penalty, ...) are not applied here.
+        ``(B, P, D)`` -> ``(B, <= max_new_tokens)`` token ids.
+        """
+        table = self.lm.get_input_embeddings()
+        tokens = torch.empty((embeds.shape[0], 0), dtype=torch.long, device=embeds.device)
+        done = torch.zeros(embeds.shape[0], dtype=torch.bool, device=embeds.device)
+        for step in range(max_new_tokens):
+            sequence = torch.cat([embeds, table(tokens)], dim=1)
+            logits = self.lm(inputs_embeds=sequence, use_cache=False, logits_to_keep=1).logits[:, -1].float()
+            if step < min_new_tokens:
+                logits[:, self.eos_token_id] = float("-inf")
+            next_token = logits.argmax(dim=-1).masked_fill(done, self.pad_token_id)
+            tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+            done |= next_token == self.eos_token_id
+            if bool(done.all()):
+                break
+        return tokens
 
 
 def heatmaps(visual: VisualPrefix) -> torch.Tensor | None:
