@@ -100,7 +100,7 @@ class LastCheckpoint(L.Callback):
 
     def _save(self, trainer: L.Trainer) -> None:
         if self._saved_step != trainer.global_step and trainer.global_step > 0:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
             self._saved_step = trainer.global_step
 
     def on_train_batch_end(
@@ -162,7 +162,7 @@ class StopOnSignal(L.Callback):
     ) -> None:
         if self.requested is None or not at_step_boundary(trainer):
             return
-        trainer.save_checkpoint(self.last_path)
+        trainer.save_checkpoint(self.last_path, weights_only=False)
         self._restore()
         raise TrainingStopped(self.requested, step=trainer.global_step, checkpoint=self.last_path)
 

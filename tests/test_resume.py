@@ -1,0 +1,236 @@
+"""Kill and resume: a run SIGKILLed mid-epoch and resumed with ``--resume last`` (``make train RESUME=last``) ends
+bit-identical to an uninterrupted run; checkpoints are never left corrupt by a kill; SIGINT / SIGTERM stop a run
+cleanly with a checkpoint, DataLoader workers included."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from datamodules.samplers import ResumableSampler
+from experiments.checkpoints import read_checkpoint
+from experiments.runner import AtomicCheckpointIO
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "backbone.image_size=32",
+    "model.lm.num_layers=1",
+    "model.lm.hidden_size=64",
+    "model.lm.num_heads=2",
+    "model.lm.vocab_size=128",
+    "model.lm.tokenizer_captions=200",
+    "mdp.num_heads=2",
+    "data.val_size=8",
+    "data.batch_size=4",
+    "generation.max_new_tokens=8",
+    "metrics.change_id=false",
+    "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def start_training(logs: Path, *overrides: str, resume: str = "", **popen) -> subprocess.Popen:
+    """``python -m experiments.train`` (what ``make train`` runs); output goes to files next to ``logs``, so a
+    child is never blocked on a full pipe while the test waits."""
+    args = " ".join([*TINY, f"logs_dir={logs}", *overrides])
+    cmd = [sys.executable, "-m", "experiments.train", "--args", args] + (
+        ["--resume", resume] if resume else []
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    tag = f"{logs.name}-{'resume' if resume else 'run'}"
+    out, err = (open(logs.parent / f"{tag}.{kind}", "w") for kind in ("out", "err"))  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, text=True, **popen)
+    proc.logs = (Path(out.name), Path(err.name))  # type: ignore[attr-defined]
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
+    proc.wait(timeout=timeout)
+    out, err = (p.read_text() for p in proc.logs)  # type: ignore[attr-defined]
+    return proc.returncode, out, err
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            log = proc.logs[1].read_text()[-3000:] if hasattr(proc, "logs") else ""
+            raise AssertionError(f"the process ended before {path} appeared:\n{log}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear in {timeout} s")
+        time.sleep(0.05)
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    """``train/loss`` by step; where event files overlap (the killed run's and the resumed run's), the
+    newest file's value wins."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    out: dict[int, float] = {}
+    for path in sorted(run_dir.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == "train/loss":
+                    out[event.step] = value.simple_value
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ resume
+RUN = [
+    "data.train_size=40",  # 10 batches per epoch: the run crosses an epoch boundary after the resume
+    "data.num_workers=0",
+    "trainer.max_steps=16",
+    "trainer.val_check_interval=null",  # validation at each epoch end and after the step budget
+    "checkpoint.every_n_train_steps=3",
+    "optim.warmup_steps=3",
+]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_last_matches_an_uninterrupted_run(tmp_path):
+    full_logs, killed_logs = tmp_path / "uninterrupted", tmp_path / "killed"
+    full = start_training(full_logs, *RUN)
+    killed = start_training(killed_logs, *RUN)
+    run_dir = killed_logs / "default" / "siglip-tiny" / "version_0"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    wait_for(last, killed)  # the first periodic checkpoint (step 3): kill now, mid-step or mid-save
+    killed.kill()
+    assert finish(killed)[0] == -signal.SIGKILL
+    code, _, err = finish(full)
+    assert code == 0, err[-3000:]
+
+    checkpoint = read_checkpoint(last)
+    saved_step = checkpoint["global_step"]
+    position = checkpoint["SyntheticDataModule"]["train_sampler"]
+    assert saved_step in (3, 6, 9, 10, 12, 15)  # every 3 steps, or after the epoch-end validation
+    assert position == {"epoch": saved_step // 10, "consumed": (saved_step % 10) * 4}  # mid-epoch
+
+    resumed = start_training(killed_logs, *RUN, resume="last")
+    code, _, err = finish(resumed)
+    assert code == 0, err[-3000:]
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["version_0"]  # same run folder
+
+    full_dir = full_logs / "default" / "siglip-tiny" / "version_0"
+    # The loss curve after the resume point, the final weights and the final metrics: bit-identical.
+    expected, got = losses(full_dir), losses(run_dir)
+    assert sorted(expected) == list(range(16)) and sorted(got) == list(range(16))
+    assert {s: got[s] for s in range(saved_step, 16)} == {s: expected[s] for s in range(saved_step, 16)}
+    a, b = read_checkpoint(full_dir / "checkpoints" / "last.ckpt"), read_checkpoint(last)
+    assert a["global_step"] == b["global_step"] == 16
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    metrics = [json.loads((d / "final_metrics.json").read_text()) for d in (full_dir, run_dir)]
+    assert metrics[0] == metrics[1] and "val/loss" in metrics[0]
+
+
+def test_resumed_sampler_continues_the_interrupted_order():
+    whole = ResumableSampler(10, seed=5, encode_epoch=False)
+    whole.set_epoch(3)
+    order = list(whole)
+    resumed = ResumableSampler(10, seed=5, encode_epoch=False)
+    resumed.resume(epoch=3, consumed=4)
+    rest = list(resumed)
+    assert rest[:6] == order[4:] and len(rest) == len(resumed) == 10  # full length: DDP wrappers index it
+    assert list(resumed) == whole.order(4)  # the next epoch is a plain one
+    other = ResumableSampler(10, seed=6, encode_epoch=False)
+    other.set_epoch(3)
+    assert list(other) != order  # seeded by (seed, epoch)
+
+
+# ------------------------------------------------------------------------------------------------ atomic saves
+SAVER = """
+import sys, torch
+from experiments.runner import AtomicCheckpointIO
+io, i = AtomicCheckpointIO(), 0
+while True:
+    io.save_checkpoint({"i": i, "w": torch.full((3_000_000,), float(i))}, sys.argv[1])
+    i += 1
+"""
+
+
+def check_intact(path: Path) -> int:
+    checkpoint = torch.load(path, weights_only=True)
+    assert torch.equal(checkpoint["w"], torch.full((3_000_000,), float(checkpoint["i"])))
+    return checkpoint["i"]
+
+
+def test_sigkill_during_a_save_never_leaves_a_corrupt_checkpoint(tmp_path):
+    path = tmp_path / "last.ckpt"
+    proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], cwd=REPO)
+    try:
+        wait_for(path, proc, timeout=120)
+        deadline = time.monotonic() + 60
+        # Kill while a temporary file is being written (the save in progress).
+        while not any(p.name.startswith(".last.ckpt.tmp-") for p in tmp_path.iterdir()):
+            assert time.monotonic() < deadline, "no save in progress seen"
+        proc.kill()
+    finally:
+        proc.kill()
+        proc.wait()
+    check_intact(path)
+    # The next save removes the dead writer's partial file and replaces last.ckpt whole.
+    AtomicCheckpointIO().save_checkpoint({"i": 99, "w": torch.full((3_000_000,), 99.0)}, path)
+    assert check_intact(path) == 99
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"i": 1, "w": torch.full((3_000_000,), 1.0)}, path)
+
+    def crash(self, checkpoint, target, storage_options=None):
+        Path(target).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("lightning.fabric.plugins.io.torch_io.TorchCheckpointIO.save_checkpoint", crash)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"i": 2, "w": torch.full((3_000_000,), 2.0)}, path)
+    assert check_intact(path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+# ------------------------------------------------------------------------------------------------ signals
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_training_cleanly_with_a_checkpoint(tmp_path, signum):
+    """Sent to the whole process group, as a terminal's Ctrl+C or a scheduler's SIGTERM is, with two
+    DataLoader workers: the step finishes, last.ckpt is saved, every process exits."""
+    proc = start_training(
+        tmp_path,
+        "data.train_size=2000",
+        "data.num_workers=2",
+        "trainer.max_steps=400",
+        "checkpoint.every_n_train_steps=2",
+        start_new_session=True,
+    )
+    last = tmp_path / "default" / "siglip-tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    try:
+        wait_for(last, proc)  # training is under way
+        os.killpg(proc.pid, signum)
+        code, _, err = finish(proc, timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 128 + signum, err[-3000:]
+    name = signal.Signals(signum).name
+    line = next(ln for ln in err.splitlines() if f"stopped by {name} after step" in ln)
+    step = int(line.split("after step ")[1].split(";")[0])
+    assert "RESUME=last" in line and "Traceback" not in err
+    assert read_checkpoint(last)["global_step"] == step >= 2
+    deadline = time.monotonic() + 15
+    while True:  # no DataLoader worker left behind
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "processes of the run are still alive"
+        time.sleep(0.2)
