@@ -60,7 +60,8 @@ def evaluate(ckpt: Path, out: Path, *args: str) -> tuple[dict[str, float], str]:
     """``python -m experiments.evaluate`` as ``make eval`` runs it; returns the printed metrics and the log."""
     cmd = [sys.executable, "-m", "experiments.evaluate", "--ckpt", str(ckpt), "--out", str(out)]
     cmd += ["--args", " ".join(["data.eval_batch_size=2", "trainer.enable_progress_bar=false", *args])]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # One thread per process: the cores are shared, and oversubscribed OpenMP threads make tiny steps slow.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]

@@ -44,7 +44,8 @@ def start_training(logs: Path, *overrides: str, resume: str = "", **popen) -> su
     cmd = [sys.executable, "-m", "experiments.train", "--args", args] + (
         ["--resume", resume] if resume else []
     )
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # One thread per process: the cores are shared, and oversubscribed OpenMP threads make tiny steps slow.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     tag = f"{logs.name}-{'resume' if resume else 'run'}"
     out, err = (open(logs.parent / f"{tag}.{kind}", "w") for kind in ("out", "err"))  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, text=True, **popen)
