@@ -176,8 +176,14 @@ class CaptionerModule(L.LightningModule):
             groups[key].append(param)
         lrs = {"backbone": optim["lr_backbone"], "mdp": optim["lr_mdp"], "lm": optim["lr_lm"]}
         param_groups = [{"params": p, "lr": lrs[k], "name": k} for k, p in groups.items() if p]
+        # fused: one kernel per parameter instead of ~10 elementwise ops (8.5 vs 20 ms per step for the
+        # default model on one CPU thread; experiments/BENCHMARKS.md). CPU and CUDA only.
+        fused = all(p.device.type in ("cpu", "cuda") for ps in groups.values() for p in ps)
         optimizer = torch.optim.AdamW(
-            param_groups, weight_decay=optim["weight_decay"], betas=tuple(optim["betas"])
+            param_groups,
+            weight_decay=optim["weight_decay"],
+            betas=tuple(optim["betas"]),
+            fused=fused or None,
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup, floor = min(optim["warmup_steps"], total // 2), optim["min_lr_ratio"]

@@ -41,6 +41,9 @@ def build_language_model(
             resid_pdrop=0.0,
             embd_pdrop=0.0,
             attn_pdrop=0.0,
+            # GPT-2's tanh-approximated GELU as one fused kernel; the default "gelu_new" is the same function
+            # as ~8 elementwise ops in Python (fwd + bwd ~4% of the default model's CPU step).
+            activation_function="gelu_pytorch_tanh",
             **special,
         )
         config._attn_implementation = "sdpa"  # fused attention (PyTorch SDPA) on CPU and GPU

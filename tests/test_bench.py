@@ -1,0 +1,102 @@
+"""`make bench` (experiments/bench.py) works: every section runs at toy sizes and the JSON has its keys.
+
+No timing is asserted: the numbers of a --quick run mean nothing (and machines differ).
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import torch.nn.functional as F
+
+from experiments import bench
+
+SECTION_KEYS = {
+    "peak": {"gflops", "samples", "threads", "loadavg_1m"},
+    "train": {
+        "pairs_per_s",
+        "step_s",
+        "gflop_per_pair",
+        "gflops",
+        "peak_gflops",
+        "fraction_of_peak",
+        "fraction_of_peak_paired",
+        "mdp_tiny",
+        "loadavg_1m",
+    },
+    "mdp_base": {"step_on_s", "step_off_s", "overhead", "overhead_paired", "flop_share", "mdp_alone_share"},
+    "generate": {
+        "cached_captions_per_s",
+        "uncached_captions_per_s",
+        "speedup",
+        "identical",
+        "generated_lengths",
+    },
+    "score": {"pairs", "subsets"},
+    "data": {"per_worker_pairs_per_s", "workers", "consumption_pairs_per_s", "ratio"},
+}
+
+
+def test_quick_run_writes_every_section(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    # One thread: on a shared machine, two threads' barriers make toy-sized steps crawl.
+    assert bench.main(["--quick", "--threads", "1", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["quick"] is True
+    assert {"machine", "targets", "table", "loadavg_1m", "wall_s"} <= set(results)
+    for section, keys in SECTION_KEYS.items():
+        assert keys <= set(results[section]), (section, keys - set(results[section]))
+    tiny = results["train"]["mdp_tiny"]
+    assert {"overhead", "where_time_goes", "profile_top_ops"} <= set(tiny)
+    parts = {row["part"] for row in tiny["where_time_goes"]}
+    assert {"backbone", "mdp", "lm", "projector", "optimizer step"} <= parts
+    assert results["train"]["gflop_per_pair"] > 0
+    # Greedy decoding with and without the KV cache gives the same tokens, of the forced length.
+    generate = results["generate"]
+    assert generate["identical"] is True
+    assert generate["generated_lengths"] == [generate["new_tokens"]]
+    score = results["score"]
+    if "skipped" not in score:  # needs Java
+        assert {"scorer_s", "naive_s", "naive_extrapolated", "speedup"} <= set(score)
+        assert score["max_abs_diff_vs_naive"] < 1e-9  # the kit's scorer reproduces pycocoevalcap
+    assert set(results["targets"]) == set(bench.TARGETS)
+    assert "M3Diff kit bench" in capsys.readouterr().out
+
+
+def test_unknown_section_is_an_error(capsys):
+    try:
+        bench.main(["--sections", "nope"])
+    except SystemExit as err:
+        assert err.code == 2
+    assert "unknown sections" in capsys.readouterr().err
+
+
+def test_flop_counter_counts_cpu_attention():
+    q = torch.randn(2, 4, 16, 8, requires_grad=True)
+    counter = bench.flop_counter()
+    with counter:
+        F.scaled_dot_product_attention(q, q, q).sum().backward()
+    # forward 2 bmm (4 * b*h * s*s*d) + backward 5 bmm (10 * b*h * s*s*d) as torch counts SDPA
+    assert counter.get_total_flops() == 14 * 2 * 4 * 16 * 16 * 8
+
+
+def test_interleave_alternates_order():
+    calls: list[str] = []
+    times = bench.interleave({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+
+
+def test_clevr_like_set_has_the_test_split_shape():
+    refs, preds, subsets = bench.clevr_like_set(3985)
+    assert len(preds) == 7970 and set(refs) == set(preds)
+    assert all(5 <= len(r) <= 7 for r in refs.values())
+    cats = subsets["categories"]
+    assert {len(v) for k, v in cats.items() if k != "distractor"} == {797}
+    assert len(cats["distractor"]) == 3985 and len(subsets["groups"]["semantic"]) == 3985
+
+
+def test_naive_cost_fit():
+    fixed, per_pair = bench._fit_cost([("a", 100, 3.0), ("b", 1100, 13.0)])
+    assert abs(fixed - 2.0) < 1e-9 and abs(per_pair - 0.01) < 1e-12
