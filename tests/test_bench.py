@@ -50,7 +50,8 @@ def test_quick_run_writes_every_section(tmp_path, capsys):
     tiny = results["train"]["mdp_tiny"]
     assert {"overhead", "where_time_goes", "profile_top_ops"} <= set(tiny)
     parts = {row["part"] for row in tiny["where_time_goes"]}
-    assert {"backbone", "mdp", "lm", "projector", "optimizer step"} <= parts
+    assert {"whole step", "backbone", "mdp", "lm", "projector", "optimizer step"} <= parts
+    assert "threads" in results  # one thread configured here: compared only when there are more
     assert results["train"]["gflop_per_pair"] > 0
     # Greedy decoding with and without the KV cache gives the same tokens, of the forced length.
     generate = results["generate"]
@@ -100,3 +101,13 @@ def test_clevr_like_set_has_the_test_split_shape():
 def test_naive_cost_fit():
     fixed, per_pair = bench._fit_cost([("a", 100, 3.0), ("b", 1100, 13.0)])
     assert abs(fixed - 2.0) < 1e-9 and abs(per_pair - 0.01) < 1e-12
+
+
+def test_naive_order_measures_two_sizes_first():
+    jobs = [
+        ("overall", list("abcdefgh")),
+        ("small", list("ab")),
+        ("mid", list("abcd")),
+        ("big", list("abcdef")),
+    ]
+    assert [label for label, _ in bench._naive_order(jobs)] == ["small", "big", "mid", "overall"]
