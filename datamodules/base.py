@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from lightning.pytorch.trainer.states import TrainerFn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.contract import collate_pairs
 from datamodules.images import ImageTransform
@@ -100,12 +101,22 @@ class PairDataModule(L.LightningDataModule):
         )
 
     # ------------------------------------------------------------------ resuming mid-epoch
-    def train_sampler(self, n: int, **kwargs: Any) -> ResumableSampler:
-        """The training sampler (seeded by the run's seed), positioned where a resumed checkpoint stopped."""
+    def train_sampler(self, n: int, **kwargs: Any) -> Sampler[int]:
+        """The training sampler (seeded by the run's seed), positioned where a resumed checkpoint stopped.
+
+        With several processes it is sharded here, without shuffling: Lightning's automatic wrapper would
+        shuffle the order once more with its own seed, and after a mid-epoch resume that second shuffle would
+        deal other pairs to the remaining steps.
+        """
         sampler = ResumableSampler(n, seed=self.seed, **kwargs)
         if self._sampler_resume:
             sampler.resume(**self._sampler_resume)
             self._sampler_resume = None
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            return DistributedSamplerWrapper(
+                sampler, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
         return sampler
 
     def state_dict(self) -> dict[str, Any]:

@@ -45,11 +45,16 @@ def checkpoint(tmp_path_factory) -> Path:
     batch = collate_pairs([data[i] for i in range(len(data))])
     optimizer = torch.optim.AdamW(module.parameters(), lr=5e-3)
     module.train()
-    for _ in range(40):
-        loss, _, _ = module.shared_step(batch, [refs[0] for refs in batch["captions"]])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the cores are shared: oversubscribed threads make tiny steps slow
+    try:
+        for _ in range(40):
+            loss, _, _ = module.shared_step(batch, [refs[0] for refs in batch["captions"]])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
     path = tmp_path_factory.mktemp("ddp") / "model.ckpt"
     state = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
     torch.save({**state, "pytorch-lightning_version": L.__version__}, path)

@@ -132,6 +132,46 @@ def test_sigkill_mid_epoch_then_resume_last_matches_an_uninterrupted_run(tmp_pat
     assert metrics[0] == metrics[1] and "val/loss" in metrics[0]
 
 
+@pytest.mark.slow
+def test_two_process_ddp_run_resumes_bit_identically(tmp_path):
+    """The same with 2 CPU processes (DDP, gloo): the order is sharded by the DataModule, not reshuffled by
+    Lightning's sampler wrapper, so the ranks continue with the pairs they would have had."""
+    ddp = [
+        "data.train_size=64",
+        "data.num_workers=0",
+        "trainer.max_steps=8",
+        "trainer.limit_val_batches=0",  # weights and losses only; metrics are compared above
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "checkpoint.every_n_train_steps=2",
+        "optim.warmup_steps=2",
+    ]
+    full_logs, killed_logs = tmp_path / "uninterrupted", tmp_path / "killed"
+    full = start_training(full_logs, *ddp)
+    killed = start_training(killed_logs, *ddp, start_new_session=True)  # its group: rank 0 and rank 1
+    run_dir = killed_logs / "default" / "siglip-tiny" / "version_0"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    try:
+        wait_for(last, killed)
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)
+    finish(killed)
+    code, _, err = finish(full)
+    assert code == 0, err[-3000:]
+    saved_step = read_checkpoint(last)["global_step"]
+    assert 2 <= saved_step < 8
+
+    code, out, err = finish(start_training(killed_logs, *ddp, resume="last"))
+    assert code == 0, err[-3000:]
+    assert "GLOBAL_RANK: 1" in out + err
+    full_dir = full_logs / "default" / "siglip-tiny" / "version_0"
+    expected, got = losses(full_dir), losses(run_dir)
+    assert {s: got[s] for s in range(saved_step, 8)} == {s: expected[s] for s in range(saved_step, 8)}
+    a, b = read_checkpoint(full_dir / "checkpoints" / "last.ckpt"), read_checkpoint(last)
+    assert a["global_step"] == b["global_step"] == 8
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
 def test_resumed_sampler_continues_the_interrupted_order():
     whole = ResumableSampler(10, seed=5, encode_epoch=False)
     whole.set_epoch(3)

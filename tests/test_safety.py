@@ -65,6 +65,15 @@ def tiny_ckpt(tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ non-finite
+@pytest.fixture
+def one_thread():
+    """In-process training on shared cores: oversubscribed OpenMP threads make tiny steps slow."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def train_args(tmp_path: Path, *extra: str) -> list[str]:
     overrides = [
         *TINY,
@@ -86,7 +95,9 @@ def all_finite(state_dict: dict) -> bool:
     return all(torch.isfinite(t).all() for t in state_dict.values() if t.is_floating_point())
 
 
-def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, monkeypatch, capsys, one_thread
+):
     original = CaptionerModule.shared_step
 
     def shared_step(self, batch, captions):
@@ -107,7 +118,7 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(t
     assert not list(path.parent.glob("best-*.ckpt"))  # nothing else was written after the failure
 
 
-def test_nonfinite_gradient_is_never_applied(tmp_path, monkeypatch, capsys):
+def test_nonfinite_gradient_is_never_applied(tmp_path, monkeypatch, capsys, one_thread):
     """A finite loss with an inf gradient: the run stops before the optimizer step, weights stay finite."""
     seen: list[CaptionerModule] = []
 
