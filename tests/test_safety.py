@@ -192,6 +192,21 @@ def test_a_pickle_payload_in_a_checkpoint_never_runs(tmp_path, tiny_ckpt, capsys
     assert not (tmp_path / "eval").exists()
 
 
+def test_what_the_kit_saves_is_plain_data(tiny_ckpt):
+    """Config and caption tokenizer travel as plain values and a JSON string: weights-only loading suffices."""
+
+    def plain(value) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, list | tuple):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, str | int | float | bool)
+
+    hparams = read_checkpoint(tiny_ckpt)["hyper_parameters"]
+    assert set(hparams) == {"config", "tokenizer_json"} and plain(hparams)
+    assert json.loads(hparams["tokenizer_json"])["model"]["vocab"]
+
+
 def test_damaged_checkpoints_get_a_clear_error(tmp_path, tiny_ckpt):
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(tiny_ckpt.read_bytes()[:5000])
