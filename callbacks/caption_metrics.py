@@ -117,13 +117,16 @@ class CaptionRecords(Metric):
 def unique_pairs(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """pair id -> record, keeping the first record of each pair (padding repeats pairs in DDP).
 
-    With several benchmarks in one evaluation (a mixture) ids are keyed ``<benchmark>/<pair id>``:
-    benchmarks reuse ids (CLEVR-Change and CLEVR-DC both have ``000256.png``).
+    Ids stay the benchmarks' own, unless two benchmarks of one evaluation (a mixture) share an id
+    (CLEVR-Change and CLEVR-DC both have ``000256.png``): then every id is keyed ``<benchmark>/<pair id>``.
     """
-    several = len({rec["benchmark"] for rec in records}) > 1
+    owners: dict[str, set[str]] = {}
+    for rec in records:
+        owners.setdefault(rec["pair_id"], set()).add(rec["benchmark"])
+    shared = any(len(benchmarks) > 1 for benchmarks in owners.values())
     out: dict[str, dict[str, Any]] = {}
     for rec in records:
-        key = f"{rec['benchmark']}/{rec['pair_id']}" if several else rec["pair_id"]
+        key = f"{rec['benchmark']}/{rec['pair_id']}" if shared else rec["pair_id"]
         out.setdefault(key, dict(rec))
     return out
 
@@ -314,7 +317,9 @@ class CaptionMetricsCallback(L.Callback):
                     scalars[f"{stage}/{name}/{m}"] = scores[m]
         change_id: dict[str, float] = {}
         if self.change_id and callable(getattr(dm, "change_identification", None)):
-            change_id = {str(k): float(v) for k, v in dm.change_identification(split, predictions).items()}
+            # The DataModule knows its pairs by their own ids (not the benchmark-prefixed keys of a mixture).
+            own_ids = {rec["pair_id"]: rec["prediction"] for rec in pairs.values()}
+            change_id = {str(k): float(v) for k, v in dm.change_identification(split, own_ids).items()}
             scalars.update({f"{stage}/change_id/{k}": v for k, v in change_id.items()})
 
         folder = self._folder(trainer, stage)

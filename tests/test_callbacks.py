@@ -322,9 +322,12 @@ def test_records_roundtrip_and_dedupe():
 
 def test_benchmarks_sharing_ids_are_kept_apart():
     rec = lambda pid, bench: {"pair_id": pid, "prediction": bench, "benchmark": bench}  # noqa: E731
-    pairs = unique_pairs([rec("000256.png", "clevr_change"), rec("000256.png", "clevr_dc"), rec("000256.png", "clevr_dc")])
+    pairs = unique_pairs(
+        [rec("000256.png", "clevr_change"), rec("000256.png", "clevr_dc"), rec("000256.png", "clevr_dc")]
+    )
     assert list(pairs) == ["clevr_change/000256.png", "clevr_dc/000256.png"]
     assert list(unique_pairs([rec("000256.png", "clevr_dc")])) == ["000256.png"]
+    assert list(unique_pairs([rec("1.png", "a"), rec("2.png", "b")])) == ["1.png", "2.png"]  # own ids kept
 
 
 def test_build_subsets():
