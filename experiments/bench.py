@@ -1097,7 +1097,9 @@ def run(
         if "peak" in sections:
             results["peak"] = section_peak(peak.n, 3 if quick else 7)
         cfg = load_config(overrides=list(user))
-        needs_model = any(s in sections for s in ("train", "mdp_base", "generate", "data", "compile"))
+        needs_model = any(
+            s in sections for s in ("train", "threads", "mdp_base", "generate", "data", "compile")
+        )
         tokenizer_json = None
         if needs_model:
             started = time.perf_counter()
