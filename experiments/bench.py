@@ -1,7 +1,7 @@
 """Speed benchmarks: what the kit achieves, as a ratio to what this machine can do.
 
     make bench [ARGS="key=value ..."] [OUT=bench_results/bench.json]
-    m3diff-bench [--quick] [--sections peak,train,mdp_base,generate,score,data] [--threads N] [--out PATH]
+    m3diff-bench [--quick] [--sections peak,train,threads,...] [--threads N] [--out PATH] [--args "k=v ..."]
 
 Sections (each fills one object of the JSON file; a table is printed at the end):
 
@@ -20,6 +20,10 @@ Sections (each fills one object of the JSON file; a table is printed at the end)
   of pycocoevalcap (``COCOEvalCap.evaluate``'s steps, with a new PTB tokenizer and METEOR JVM per subset), which is
   run on a few subsets and extrapolated to all of them when it would not fit the time budget.
 - ``data``: the embedded benchmark's pairs/s per DataLoader worker vs the training step's consumption.
+- ``threads``: the default step at one thread vs the configured threads, interleaved.
+- ``compile`` (opt-in): ``torch.compile`` of the whole model, cold compile time vs the steps it saves.
+
+Results and their interpretation: ``experiments/BENCHMARKS.md``.
 
 Every comparison is a ratio measured within one run, with the A/B repeats interleaved and medians taken, so a
 machine shared with other jobs still gives a fair comparison; each section records the 1-minute load average and
