@@ -54,6 +54,7 @@ def evaluate(
     module = load_module(ckpt)
     cfg = eval_config(module, data=data, overrides=list(overrides))
     check_overrides(module.config, runner.to_container(cfg), path=ckpt)
+    runner.apply_num_threads(cfg)
     if split not in ("val", "test"):
         raise ValueError(f"SPLIT must be 'val' or 'test', got {split!r}")
     module.config["generation"] = runner.to_container(cfg.generation)

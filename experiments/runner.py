@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -50,6 +51,12 @@ def config_from_args(args: argparse.Namespace) -> DictConfig:
 
 
 # ------------------------------------------------------------------------------------------------ parts
+def apply_num_threads(cfg: DictConfig) -> None:
+    """``num_threads``: on a machine shared with other jobs one thread beats two (OpenMP barriers stall)."""
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+
+
 def make_datamodule(cfg: DictConfig, spec: mdp.ImageSpec | None = None) -> L.LightningDataModule:
     """The DataModule of ``cfg.data``; without ``spec`` (the backbone's preprocessing) call
     ``set_image_spec`` before it loads images."""

@@ -54,6 +54,7 @@ def find_resume_checkpoint(cfg: DictConfig, resume: str) -> tuple[Path, int | No
 def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     """Fit (and validate) one run; return the final validation metrics."""
     seed_everything(int(cfg.seed), workers=True)
+    runner.apply_num_threads(cfg)
     ckpt_path, version = find_resume_checkpoint(cfg, resume) if resume else (None, None)
     tokenizer_json = resume_tokenizer(cfg, ckpt_path) if ckpt_path else None
     datamodule, module = runner.make_parts(cfg, tokenizer_json=tokenizer_json)

@@ -127,15 +127,30 @@ def test_checkpoint_reloads_alone_and_generates_the_same(tmp_path):
     )
 
 
-@pytest.mark.parametrize("num_beams", [1, 3])
-def test_kv_cache_does_not_change_the_tokens(num_beams):
+def test_kv_cache_does_not_change_the_tokens():
+    """Greedy decoding with the KV cache and by recomputing every step (forced to full length)."""
     module = make_module().eval()
     batch = batch_of(4)
-    cached, _ = module.model.generate(batch["before"], batch["after"], max_new_tokens=8, num_beams=num_beams)
-    plain, _ = module.model.generate(
-        batch["before"], batch["after"], max_new_tokens=8, num_beams=num_beams, use_cache=False
-    )
-    assert cached == plain
+    args = dict(max_new_tokens=8, min_new_tokens=8)
+    cached, _ = module.model.generate(batch["before"], batch["after"], **args)
+    plain, _ = module.model.generate(batch["before"], batch["after"], use_cache=False, **args)
+    assert cached == plain and all(len(ids) == 8 for ids in cached)
+
+
+def test_beam_search_is_batch_invariant_and_one_beam_is_greedy():
+    module = make_module().eval()
+    batch = batch_of(4)
+    beams, _ = module.model.generate(batch["before"], batch["after"], max_new_tokens=8, num_beams=3)
+    alone = [
+        module.model.generate(
+            batch["before"][i : i + 1], batch["after"][i : i + 1], max_new_tokens=8, num_beams=3
+        )[0][0]
+        for i in range(4)
+    ]
+    assert beams == alone
+    greedy, _ = module.model.generate(batch["before"], batch["after"], max_new_tokens=8)
+    one_beam, _ = module.model.generate(batch["before"], batch["after"], max_new_tokens=8, num_beams=1)
+    assert greedy == one_beam
 
 
 def test_generation_is_batch_invariant():
