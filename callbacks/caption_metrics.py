@@ -12,8 +12,8 @@ torchmetrics gathers every rank's records; each pair is then kept exactly once (
 repeating pairs), rank 0 scores them (:mod:`callbacks.scoring`) and writes the files, the scores are
 broadcast and every rank logs them (ModelCheckpoint may run on any rank).
 
-Also here: :func:`monitor_key` (what ModelCheckpoint monitors) and the training-time token metrics
-:class:`TokenAccuracy` / :class:`TokenPerplexity`.
+Also here: :func:`monitor_key` (what ModelCheckpoint monitors). Token accuracy and perplexity during
+training are torchmetrics' own ``MulticlassAccuracy`` / ``Perplexity`` (see ``lightning_modules/captioner.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
@@ -427,69 +426,3 @@ def log_bar_charts(trainer: L.Trainer, stage: str, report: ScoreReport) -> None:
                 f"{stage}/by_category/{metric}", fig, global_step=trainer.global_step, close=False
             )
         plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------------- training metrics
-def _align(logits: torch.Tensor, labels: torch.Tensor, shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    if logits.ndim != 3 or labels.shape != logits.shape[:2]:
-        raise ValueError(
-            f"expected logits (B, T, V) and labels (B, T); got {tuple(logits.shape)}, {tuple(labels.shape)}"
-        )
-    if shift:  # HF convention: logits at t predict the label at t + 1
-        logits, labels = logits[:, :-1], labels[:, 1:]
-    return logits, labels
-
-
-class TokenAccuracy(Metric):
-    """Share of non-ignored tokens whose arg-max prediction is the label (teacher forcing).
-
-    ``update(logits (B, T, V), labels (B, T))``; positions with ``labels == ignore_index`` don't count.
-    ``shift=True`` when ``logits[:, t]`` predicts ``labels[:, t + 1]`` (Hugging Face causal-LM convention).
-    """
-
-    full_state_update = False
-    higher_is_better = True
-    is_differentiable = False
-
-    def __init__(self, ignore_index: int = -100, shift: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ignore_index, self.shift = ignore_index, shift
-        self.add_state("correct", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        logits, labels = _align(logits.detach(), labels, self.shift)
-        keep = labels != self.ignore_index
-        self.correct += (logits.argmax(-1).eq(labels) & keep).sum()
-        self.total += keep.sum()
-
-    def compute(self) -> torch.Tensor:
-        return self.correct.float() / self.total.clamp(min=1)
-
-
-class TokenPerplexity(Metric):
-    """exp(mean token cross-entropy) over non-ignored tokens; same ``update`` / ``shift`` as TokenAccuracy.
-
-    Cross-entropy in fp32 from the logits (stable, no softmax materialised as probabilities).
-    """
-
-    full_state_update = False
-    higher_is_better = False
-    is_differentiable = False
-
-    def __init__(self, ignore_index: int = -100, shift: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ignore_index, self.shift = ignore_index, shift
-        self.add_state("nll", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        logits, labels = _align(logits.detach(), labels, self.shift)
-        nll = F.cross_entropy(
-            logits.float().flatten(0, 1), labels.flatten(), ignore_index=self.ignore_index, reduction="sum"
-        )
-        self.nll += nll.double()
-        self.total += (labels != self.ignore_index).sum()
-
-    def compute(self) -> torch.Tensor:
-        return torch.exp(self.nll / self.total.clamp(min=1)).float()

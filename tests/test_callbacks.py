@@ -8,7 +8,6 @@ included, is tests/test_scoring.py's job.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -23,8 +22,6 @@ from torch.utils.data import Dataset
 from callbacks.caption_metrics import (
     CaptionMetricsCallback,
     CaptionRecords,
-    TokenAccuracy,
-    TokenPerplexity,
     build_subsets,
     monitor_key,
     unique_pairs,
@@ -356,25 +353,6 @@ def test_monitor_key():
     assert monitor_key({"monitor": "CIDEr/color"}) == "val/CIDEr/color"
     with pytest.raises(ValueError, match="metrics.monitor"):
         monitor_key("accuracy")
-
-
-def test_token_metrics():
-    logits = torch.randn(2, 5, 7)
-    labels = logits.argmax(-1)
-    labels[0, 0] = (labels[0, 0] + 1) % 7  # one wrong token
-    labels[1, 3:] = -100  # padding
-    acc, ppl = TokenAccuracy(), TokenPerplexity()
-    acc.update(logits, labels)
-    ppl.update(logits, labels)
-    assert float(acc.compute()) == pytest.approx(7 / 8)
-    keep = labels != -100
-    nll = torch.nn.functional.cross_entropy(logits[keep], labels[keep])
-    assert float(ppl.compute()) == pytest.approx(math.exp(float(nll)), rel=1e-5)
-    # shift=True: logits at t predict labels at t + 1 (Hugging Face causal-LM convention)
-    shifted, plain = TokenAccuracy(shift=True), TokenAccuracy()
-    shifted.update(logits, torch.cat([torch.full((2, 1), -100), labels[:, :-1]], 1))
-    plain.update(logits[:, :-1], labels[:, :-1])
-    assert float(shifted.compute()) == float(plain.compute())
 
 
 def test_compose_panel_and_flatten():
