@@ -156,10 +156,36 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + err.signum
     if not _launch_rank_is_zero():
         return 0
-    print("\nfinal validation metrics:")
-    for key in sorted(metrics):
-        print(f"  {key:40s} {metrics[key]:.4f}")
+    print(summary(metrics))
     return 0
+
+
+def summary(metrics: dict[str, float]) -> str:
+    """The final validation scores a person reads first; every key is in final_metrics.json and TensorBoard."""
+    overall = [f"{m} {metrics[f'val/{m}']:.3f}" for m in METRICS if f"val/{m}" in metrics]
+    lines = ["", "final validation metrics: " + (" | ".join(overall) or "none logged")]
+    reference = [
+        f"{name} CIDEr {metrics[key]:.3f}"
+        for name in ("ceiling", "trivial")
+        if (key := f"val/{name}/CIDEr") in metrics
+    ]
+    if reference:
+        lines.append("  reference points: " + " | ".join(reference))
+    if "val/change_id/exact" in metrics:
+        keys = ("category", "attributes", "location", "exact")
+        lines.append(
+            "  change identification: "
+            + " | ".join(
+                f"{k} {metrics[f'val/change_id/{k}']:.3f}" for k in keys if f"val/change_id/{k}" in metrics
+            )
+        )
+    per_category = {k.removeprefix("val/CIDEr/"): v for k, v in metrics.items() if k.startswith("val/CIDEr/")}
+    if per_category:
+        lines.append("  CIDEr by category: " + ", ".join(f"{c} {v:.2f}" for c, v in per_category.items()))
+    return "\n".join(lines)
+
+
+METRICS = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 
 
 def _last_good(err: NonFiniteError) -> str:
