@@ -260,7 +260,9 @@ def build_model(config: dict[str, Any], tokenizer: Any) -> M3Diff:
     prompt_ids = (
         tokenizer(model_cfg["prompt"], add_special_tokens=False)["input_ids"] if model_cfg["prompt"] else []
     )
-    grid_tokens = backbone.num_tokens // (model_cfg["token_pool"] ** 2) + 1
+    # Pooling uses ceil_mode, so a 7x7 grid pooled by 2 gives 4x4 tokens, not 49 // 4.
+    pool = model_cfg["token_pool"]
+    grid_tokens = math.ceil(backbone.grid[0] / pool) * math.ceil(backbone.grid[1] / pool)
     max_positions = (
         2 * grid_tokens
         + len(prompt_ids)

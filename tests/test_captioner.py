@@ -190,3 +190,13 @@ def test_caption_loss_ignores_prefix_and_padding():
     assert logits.shape[:2] == ids.shape
     manual = torch.nn.functional.cross_entropy(logits[mask.bool()], ids[mask.bool()])
     assert torch.allclose(loss, manual, atol=1e-5)
+
+
+def test_lm_positions_cover_a_pooled_grid_that_does_not_divide():
+    """48 px / patch 16 = a 3x3 grid; pooled by 2 with ceil_mode it is 2x2 = 4 tokens per image, not 9 // 4."""
+    module = make_module("backbone.image_size=48", "model.token_pool=2")
+    cfg = module.hparams.config
+    prefix = module.model.encode(torch.zeros(1, 3, 48, 48), torch.zeros(1, 3, 48, 48)).embeds
+    assert prefix.shape[1] == 2 * 4
+    needed = prefix.shape[1] + cfg["model"]["max_caption_tokens"] + cfg["generation"]["max_new_tokens"]
+    assert module.model.lm.config.n_positions >= needed
