@@ -63,7 +63,10 @@ EXTRA_SECTIONS = ("compile",)
 
 # Base scale: SigLIP-B/16 (86M, random init) at 224 px with a GPT-2-small-size LM (12 x 768, ~86M with the
 # caption tokenizer's vocabulary). MDP keeps the default's settings, at width 768 on 4 tapped layers.
+# Every token goes to the LM (token_pool 1), as in the paper and the real-size configs: the default's 2x2
+# pooling is a CPU-budget choice for the tiny model.
 BASE_OVERRIDES = (
+    "model.token_pool=1",
     "backbone.name=siglip-b16",
     "backbone.image_size=224",
     "backbone.layers=[5,7,9,11]",
