@@ -114,7 +114,7 @@ class CaptionRecords(Metric):
 
 
 def unique_pairs(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """pair id -> record, keeping the first record of each pair (padding repeats pairs in DDP).
+    """pair id -> record, sorted by id, keeping the first record of each pair (padding repeats pairs in DDP).
 
     Ids stay the benchmarks' own, unless two benchmarks of one evaluation (a mixture) share an id
     (CLEVR-Change and CLEVR-DC both have ``000256.png``): then every id is keyed ``<benchmark>/<pair id>``.
@@ -127,7 +127,9 @@ def unique_pairs(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, An
     for rec in records:
         key = f"{rec['benchmark']}/{rec['pair_id']}" if shared else rec["pair_id"]
         out.setdefault(key, dict(rec))
-    return out
+    # Sorted by id: the order pairs arrive in depends on the number of processes, and CIDEr / ROUGE-L
+    # are means over pairs, whose float sums would differ in the last digit with the order.
+    return dict(sorted(out.items()))
 
 
 def build_subsets(

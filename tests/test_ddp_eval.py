@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from ports import free_port
 
 from datamodules.contract import collate_pairs
 from experiments import runner
@@ -66,7 +67,7 @@ def evaluate(ckpt: Path, out: Path, *args: str) -> tuple[dict[str, float], str]:
     cmd = [sys.executable, "-m", "experiments.evaluate", "--ckpt", str(ckpt), "--out", str(out)]
     cmd += ["--args", " ".join(["data.eval_batch_size=2", "trainer.enable_progress_bar=false", *args])]
     # One thread per process: the cores are shared, and oversubscribed OpenMP threads make tiny steps slow.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MASTER_PORT": str(free_port())}
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]

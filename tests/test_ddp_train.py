@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+from ports import free_port
 
 from experiments.config import REPO_ROOT
 
@@ -37,6 +39,7 @@ def test_two_process_ddp_train_completes_and_writes_one_run(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.train", *args],
         cwd=REPO_ROOT,
+        env={**os.environ, "MASTER_PORT": str(free_port())},
         capture_output=True,
         text=True,
         timeout=600,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ports import free_port
 
 from datamodules.samplers import ResumableSampler
 from experiments.checkpoints import read_checkpoint
@@ -45,7 +46,7 @@ def start_training(logs: Path, *overrides: str, resume: str = "", **popen) -> su
         ["--resume", resume] if resume else []
     )
     # One thread per process: the cores are shared, and oversubscribed OpenMP threads make tiny steps slow.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MASTER_PORT": str(free_port())}
     tag = f"{logs.name}-{'resume' if resume else 'run'}"
     out, err = (open(logs.parent / f"{tag}.{kind}", "w") for kind in ("out", "err"))  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, text=True, **popen)
