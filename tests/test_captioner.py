@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from helpers import TINY_MODEL
 from torch.utils.data import Dataset
 
 from datamodules.base import PairDataModule
@@ -13,12 +14,7 @@ from lightning_modules.captioner import CaptionerModule
 from lightning_modules.tokenizer import train_caption_tokenizer
 
 TINY = [
-    "backbone.image_size=32",
-    "model.lm.num_layers=1",
-    "model.lm.hidden_size=64",
-    "model.lm.num_heads=2",
-    "model.lm.vocab_size=128",
-    "mdp.num_heads=2",
+    *TINY_MODEL,
     "generation.max_new_tokens=8",
 ]
 CAPTIONS = [

@@ -13,7 +13,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from ports import free_port
+from helpers import TINY_MODEL, free_port
 
 from datamodules.contract import collate_pairs
 from experiments import runner
@@ -21,13 +21,9 @@ from experiments.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
-    "backbone.image_size=32",
-    "model.lm.num_layers=1",
-    "model.lm.hidden_size=64",
-    "model.lm.num_heads=2",
+    *TINY_MODEL,
     "model.lm.vocab_size=512",  # word-sized tokens: a few steps memorise whole captions
     "model.lm.tokenizer_captions=200",
-    "mdp.num_heads=2",
     "data.num_workers=0",
     "data.test_size=7",
     "generation.max_new_tokens=12",

@@ -8,18 +8,13 @@ import subprocess
 import sys
 
 import pytest
-from ports import free_port
+from helpers import TINY_MODEL, free_port
 
 from experiments.config import REPO_ROOT
 
 TINY = [
-    "backbone.image_size=32",
-    "model.lm.num_layers=1",
-    "model.lm.hidden_size=64",
-    "model.lm.num_heads=2",
-    "model.lm.vocab_size=128",
+    *TINY_MODEL,
     "model.lm.tokenizer_captions=40",
-    "mdp.num_heads=2",
     "generation.max_new_tokens=4",
     "data.train_size=64",
     "data.val_size=6",  # 3 per rank

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from ports import free_port
+from helpers import TINY_MODEL, free_port
 
 from datamodules.samplers import ResumableSampler
 from experiments.checkpoints import read_checkpoint
@@ -22,13 +22,8 @@ from experiments.runner import AtomicCheckpointIO
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
-    "backbone.image_size=32",
-    "model.lm.num_layers=1",
-    "model.lm.hidden_size=64",
-    "model.lm.num_heads=2",
-    "model.lm.vocab_size=128",
+    *TINY_MODEL,
     "model.lm.tokenizer_captions=200",
-    "mdp.num_heads=2",
     "data.val_size=8",
     "data.batch_size=4",
     "generation.max_new_tokens=8",

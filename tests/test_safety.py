@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from helpers import TINY_MODEL
 
 from callbacks.safety import NonFiniteError, NonFiniteGuard
 from experiments import caption, evaluate, runner, train
@@ -27,13 +28,8 @@ from lightning_modules.captioner import CaptionerModule
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
-    "backbone.image_size=32",
-    "model.lm.num_layers=1",
-    "model.lm.hidden_size=64",
-    "model.lm.num_heads=2",
-    "model.lm.vocab_size=128",
+    *TINY_MODEL,
     "model.lm.tokenizer_captions=200",
-    "mdp.num_heads=2",
     "data.val_size=8",
     "data.batch_size=4",
     "data.num_workers=0",

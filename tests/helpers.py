@@ -1,0 +1,34 @@
+"""Shared test helpers: the tiny model every end-to-end test trains, and distinct free ports for DDP runs."""
+
+from __future__ import annotations
+
+import socket
+
+# A model that builds and trains in seconds on CPU; each test adds the data / trainer keys it needs
+# (a later override of the same key wins).
+TINY_MODEL = [
+    "backbone.image_size=32",
+    "model.lm.num_layers=1",
+    "model.lm.hidden_size=64",
+    "model.lm.num_heads=2",
+    "model.lm.vocab_size=128",
+    "mdp.num_heads=2",
+]
+
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A port that is free now and was not returned before in this test session.
+
+    Lightning picks a free port itself when ``MASTER_PORT`` is unset, but two DDP runs started at the same
+    moment (the kill-and-resume test starts an uninterrupted and a to-be-killed run together) can be handed
+    the same one, and the second then fails with EADDRINUSE. Tests set ``MASTER_PORT`` from here instead.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
