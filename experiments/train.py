@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+METRICS = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")  # overall scores shown first, in this order
+
+
 def summary(metrics: dict[str, float]) -> str:
     """The final validation scores a person reads first; every key is in final_metrics.json and TensorBoard."""
     overall = [f"{m} {metrics[f'val/{m}']:.3f}" for m in METRICS if f"val/{m}" in metrics]
@@ -183,9 +186,6 @@ def summary(metrics: dict[str, float]) -> str:
     if per_category:
         lines.append("  CIDEr by category: " + ", ".join(f"{c} {v:.2f}" for c, v in per_category.items()))
     return "\n".join(lines)
-
-
-METRICS = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 
 
 def _last_good(err: NonFiniteError) -> str:
