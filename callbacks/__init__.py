@@ -1,9 +1,7 @@
-"""Evaluation and TensorBoard callbacks.
+"""Lightning callbacks: what happens around training and evaluation.
 
-- :mod:`callbacks.scoring`: plain-python pycocoevalcap scoring (``CaptionScorer``, ``score_captions``), no Lightning.
-- :mod:`callbacks.caption_metrics`: ``CaptionMetricsCallback`` (per-category metrics, files, bar charts),
-  ``monitor_key`` and the ``CaptionRecords`` gatherer.
+- :mod:`callbacks.caption_metrics`: ``CaptionMetricsCallback`` (per-category metrics with
+  :mod:`evaluation.scoring`, COCO files, bar charts), ``monitor_key`` and the ``CaptionRecords`` gatherer.
 - :mod:`callbacks.panels`: ``PanelsCallback`` (image + caption + heatmap panels) and ``HparamsCallback``.
-
-Nothing is imported here, so ``import callbacks.scoring`` stays free of Lightning.
+- :mod:`callbacks.safety`: per-batch seeds, ``last.ckpt``, stop on a signal, stop on non-finite values.
 """

@@ -4,12 +4,12 @@
   so that dropout and any other training-time randomness of a resumed run is that of an uninterrupted one
   (Lightning does not store RNG states, and building a DataLoader iterator on resume draws from them).
 - :class:`LastCheckpoint`: ``last.ckpt`` every N optimizer steps (``checkpoint.every_n_train_steps``), after
-  each validation and at the end, written atomically (``experiments.runner.AtomicCheckpointIO``).
+  each validation and at the end, written atomically (``experiments.common.runner.AtomicCheckpointIO``).
 - :class:`StopOnSignal`: SIGINT (Ctrl+C) and SIGTERM finish the current step, save ``last.ckpt`` and stop with
   :class:`TrainingStopped`; a second Ctrl+C stops at once.
 - :class:`NonFiniteGuard`: a non-finite gradient stops the run before the optimizer writes it into the weights,
   and a checkpoint with non-finite weights is never written, so the last checkpoint on disk stays a good one.
-  (A non-finite *loss* is caught in ``CaptionerModule.training_step``, before the backward pass.)
+  A non-finite *loss* stops the run before its backward pass.
 """
 
 from __future__ import annotations
@@ -183,11 +183,22 @@ class StopOnSignal(L.Callback):
 
 # ------------------------------------------------------------------------------------------------ non-finite
 class NonFiniteGuard(L.Callback):
-    """Stop on a non-finite gradient before the optimizer step; never write a checkpoint with non-finite weights.
+    """Stop on a non-finite loss before the backward pass and on a non-finite gradient before the optimizer step;
+    never write a checkpoint with non-finite weights.
 
     A finite loss can still produce inf/NaN gradients (an overflow in the backward pass); one optimizer step
     with them turns every weight it touches into NaN, and the next periodic checkpoint would save those.
     """
+
+    def on_before_backward(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
+    ) -> None:
+        # Before backward: the weights are still those of the last good step.
+        if not torch.isfinite(loss):
+            raise NonFiniteError(
+                f"non-finite training loss ({loss.item()}) at step {trainer.global_step}",
+                step=trainer.global_step,
+            )
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer

@@ -12,7 +12,7 @@ from typing import Any
 
 # data.name -> "module:Class" (imported lazily, so inspecting one benchmark never imports the others)
 DATAMODULES: dict[str, str] = {
-    "synthetic": "datamodules.synthetic:SyntheticDataModule",
+    "synthetic": "datamodules.synthetic.datamodule:SyntheticDataModule",
     "clevr_change": "datamodules.clevr_change:ClevrChangeDataModule",
     "clevr_dc": "datamodules.clevr_dc:ClevrDCDataModule",
     "spot_the_diff": "datamodules.spot_the_diff:SpotTheDiffDataModule",

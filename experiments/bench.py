@@ -16,7 +16,7 @@ Sections (each fills one object of the JSON file; a table is printed at the end)
 - ``generate``: captions/s of long captions (a fixed number of new tokens, EOS suppressed) with and without the
   KV cache; the token outputs of both must be identical.
 - ``score``: a CLEVR-Change-test-sized set (3985 change + 3985 distractor pairs, 5-7 references each) scored
-  overall + per category + the semantic group with :class:`~callbacks.scoring.CaptionScorer`, against naive use
+  overall + per category + the semantic group with :class:`~evaluation.scoring.CaptionScorer`, against naive use
   of pycocoevalcap (``COCOEvalCap.evaluate``'s steps, with a new PTB tokenizer and METEOR JVM per subset), which is
   run on a few subsets and extrapolated to all of them when it would not fit the time budget.
 - ``data``: the embedded benchmark's pairs/s per DataLoader worker vs the training step's consumption.
@@ -231,16 +231,16 @@ class Rig:
 
 
 def _datamodule(cfg: Any) -> Any:
-    from experiments import runner
+    from experiments.common import runner
 
     return runner.make_datamodule(cfg)
 
 
 def train_tokenizer(cfg: Any) -> str | None:
     """The tiny LM's caption tokenizer, trained as ``make train`` does (None: a pretrained LM brings its own)."""
-    from experiments import runner
-    from lightning_modules.language_model import is_tiny_lm
-    from lightning_modules.tokenizer import train_caption_tokenizer
+    from experiments.common import runner
+    from lightning_modules.model.language_model import is_tiny_lm
+    from lightning_modules.model.tokenizer import train_caption_tokenizer
 
     if not is_tiny_lm(cfg.model.lm.name):
         return None
@@ -258,7 +258,7 @@ def build_rig(
 ) -> Rig:
     """Model + optimizer (the module's own ``configure_optimizers``) + training batches of the configured data."""
     from datamodules.contract import collate_pairs
-    from experiments.config import load_config, to_container
+    from experiments.common.config import load_config, to_container
     from lightning_modules.captioner import CaptionerModule
 
     cfg = load_config(overrides=list(overrides))
@@ -440,7 +440,7 @@ def section_train(
 ) -> tuple[dict[str, Any], Rig]:
     """The default model's step (MDP as configured) and the same model with MDP toggled, interleaved with matmul
     bursts so the fraction of peak compares numbers taken under the same load."""
-    from experiments.config import load_config
+    from experiments.common.config import load_config
 
     default_on = bool(load_config(overrides=list(user)).mdp.enabled)
     variants = {"mdp_on": [*user, "mdp.enabled=true"], "mdp_off": [*user, "mdp.enabled=false"]}
@@ -490,7 +490,7 @@ def section_train(
 def section_mdp_base(
     user: Sequence[str], base: Sequence[str], tokenizer_json: str | None, *, batch_size: int, repeats: int
 ) -> dict[str, Any]:
-    from experiments.config import load_config
+    from experiments.common.config import load_config
 
     variants = {"mdp_on": [*user, *base, "mdp.enabled=true"], "mdp_off": [*user, *base, "mdp.enabled=false"]}
     cfg = load_config(overrides=[*user, *base])
@@ -723,7 +723,7 @@ def naive_score(
 
 
 def section_score(*, scenes: int, naive_budget_s: float, meteor: bool) -> dict[str, Any]:
-    from callbacks.scoring import CaptionScorer, java_missing_reason
+    from evaluation.scoring import CaptionScorer, java_missing_reason
 
     refs, preds, subsets = clevr_like_set(scenes)
     jobs = [("overall", list(preds))] + [
@@ -873,7 +873,7 @@ def section_compile(user: Sequence[str], tokenizer_json: str | None, *, repeats:
 
 
 def section_data(user: Sequence[str], consumption: float | None, *, seconds: float) -> dict[str, Any]:
-    from experiments.config import load_config
+    from experiments.common.config import load_config
     from experiments.synth import benchmark
 
     cfg = load_config(overrides=list(user))
@@ -1089,7 +1089,7 @@ def run(
     quick: bool,
     out_path: Path,
 ) -> dict[str, Any]:
-    from experiments.config import load_config
+    from experiments.common.config import load_config
 
     user = [*(QUICK_OVERRIDES if quick else ()), *user]
     results: dict[str, Any] = {
@@ -1150,7 +1150,7 @@ def run(
             results["data"] = section_data(user, consumption, seconds=1.0 if quick else 4.0)
     results["targets"] = check_targets(results)
     results["table"] = render_table(results)
-    from callbacks.scoring import atomic_write_text
+    from evaluation.scoring import atomic_write_text
 
     atomic_write_text(out_path, json.dumps(results, indent=1) + "\n")
     return results

@@ -20,10 +20,10 @@ from PIL import Image
 
 from callbacks.panels import compose_panel
 from datamodules.images import ImageLoadError, ImageTransform, load_image
-from experiments.checkpoints import CheckpointError, check_overrides
-from experiments.config import apply_overrides
+from experiments.common.checkpoints import CheckpointError, check_overrides
+from experiments.common.config import apply_overrides
 from experiments.evaluate import load_module
-from lightning_modules.m3diff import heatmaps
+from lightning_modules.model.m3diff import heatmaps
 
 
 def caption_pair(

@@ -35,8 +35,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import EXPERIMENTS_DIR, REPO_ROOT, ConfigError, load_config
-from experiments.runner import run_name
+from experiments.common.config import EXPERIMENTS_DIR, REPO_ROOT, ConfigError, load_config
+from experiments.common.runner import run_name
 
 DEFAULT_BACKBONES = ("siglip", "clip")
 OVERALL = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")

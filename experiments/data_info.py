@@ -122,7 +122,7 @@ def summarize(head: dict[str, Any], reports: dict[str, SplitReport]) -> dict[str
 
 def build(data: str, root: str, overrides: list[str]) -> Any:
     from datamodules import build_datamodule
-    from experiments.config import load_config
+    from experiments.common.config import load_config
 
     if root:
         overrides = [f"data.root={json.dumps(root)}", *overrides]

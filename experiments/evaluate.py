@@ -16,15 +16,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import runner
-from experiments.checkpoints import (
+from experiments.common import runner
+from experiments.common.checkpoints import (
     CheckpointError,
     CheckpointNotFoundError,
     check_overrides,
     checkpoint_config,
     read_checkpoint,
 )
-from experiments.config import apply_overrides, load_config
+from experiments.common.config import apply_overrides, load_config
 from lightning_modules.captioner import CaptionerModule
 
 log = logging.getLogger("m3diff.eval")

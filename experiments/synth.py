@@ -27,9 +27,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from datamodules import build_datamodule
-from datamodules.synthetic import SyntheticDataModule
-from datamodules.synthetic_render import _font
-from experiments.config import ConfigError, load_config, to_container
+from datamodules.synthetic.datamodule import SyntheticDataModule
+from datamodules.synthetic.render import _font
+from experiments.common.config import ConfigError, load_config, to_container
 
 DEFAULT_N = 100
 DEFAULT_SPLIT = "val"

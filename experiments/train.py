@@ -21,15 +21,15 @@ from omegaconf import DictConfig
 
 from callbacks.safety import NonFiniteError, TrainingStopped
 from datamodules.base import PairDataModule
-from experiments import runner
-from experiments.checkpoints import (
+from experiments.common import runner
+from experiments.common.checkpoints import (
     CheckpointError,
     CheckpointNotFoundError,
     check_model_config,
     checkpoint_config,
     read_checkpoint,
 )
-from experiments.config import ConfigError, to_container
+from experiments.common.config import ConfigError, to_container
 
 log = logging.getLogger("m3diff.train")
 

@@ -59,7 +59,7 @@ def make_dm(name: str, root: Path | str, **overrides: Any):
     from omegaconf import OmegaConf
 
     from datamodules import build_datamodule
-    from experiments.config import load_config
+    from experiments.common.config import load_config
 
     data = OmegaConf.to_container(load_config(groups={"data": name}).data)
     data.update(root=str(root), batch_size=4, eval_batch_size=4, num_workers=0)

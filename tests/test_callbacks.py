@@ -27,8 +27,8 @@ from callbacks.caption_metrics import (
     unique_pairs,
 )
 from callbacks.panels import HparamsCallback, PanelsCallback, compose_panel, flatten_hparams
-from callbacks.scoring import CaptionScorer
 from datamodules.base import PairDataModule
+from evaluation.scoring import CaptionScorer
 from experiments.score import score_files
 
 CATEGORIES = ["color", "move", "distractor"]

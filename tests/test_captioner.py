@@ -9,9 +9,9 @@ from helpers import TINY_MODEL
 from torch.utils.data import Dataset
 
 from datamodules.base import PairDataModule
-from experiments.config import load_config, to_container
+from experiments.common.config import load_config, to_container
 from lightning_modules.captioner import CaptionerModule
-from lightning_modules.tokenizer import train_caption_tokenizer
+from lightning_modules.model.tokenizer import train_caption_tokenizer
 
 TINY = [
     *TINY_MODEL,

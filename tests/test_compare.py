@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from experiments import compare
-from experiments.config import REPO_ROOT, load_config
+from experiments.common.config import REPO_ROOT, load_config
 
 TINY = (
     "backbone.image_size=32 model.lm.num_layers=1 model.lm.hidden_size=64 model.lm.num_heads=2 "

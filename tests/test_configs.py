@@ -13,9 +13,9 @@ import torch
 from fixtures_data import BUILDERS, build_mini
 from omegaconf import DictConfig
 
-from experiments import runner
-from experiments.config import CONF_DIR, EXPERIMENTS_DIR, REPO_ROOT, ConfigError, load_config
-from lightning_modules.language_model import is_tiny_lm
+from experiments.common import runner
+from experiments.common.config import CONF_DIR, EXPERIMENTS_DIR, REPO_ROOT, ConfigError, load_config
+from lightning_modules.model.language_model import is_tiny_lm
 
 GROUP_FILES = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml"))
 EXPERIMENTS = sorted(

@@ -252,7 +252,7 @@ def test_epoch_sampler_is_seeded_and_encodes_the_epoch():
 
 
 def test_configs_select_each_datamodule(tmp_path):
-    from experiments.config import load_config
+    from experiments.common.config import load_config
 
     for name, cls in {
         "clevr_change": "ClevrChangeDataModule",

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fixtures_data import BENCHMARKS, copy_real, make_dm, placeholder_images
 
-from callbacks.scoring import coco_ground_truth
 from datamodules.contract import check_sample
+from evaluation.scoring import coco_ground_truth
 from experiments import data_info
 
 pytestmark = pytest.mark.skipif(

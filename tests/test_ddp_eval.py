@@ -16,8 +16,8 @@ import torch
 from helpers import TINY_MODEL, free_port
 
 from datamodules.contract import collate_pairs
-from experiments import runner
-from experiments.config import load_config
+from experiments.common import runner
+from experiments.common.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [

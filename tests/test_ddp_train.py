@@ -10,7 +10,7 @@ import sys
 import pytest
 from helpers import TINY_MODEL, free_port
 
-from experiments.config import REPO_ROOT
+from experiments.common.config import REPO_ROOT
 
 TINY = [
     *TINY_MODEL,

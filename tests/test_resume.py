@@ -17,8 +17,8 @@ import torch
 from helpers import TINY_MODEL, free_port
 
 from datamodules.samplers import ResumableSampler
-from experiments.checkpoints import read_checkpoint
-from experiments.runner import AtomicCheckpointIO
+from experiments.common.checkpoints import read_checkpoint
+from experiments.common.runner import AtomicCheckpointIO
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -185,7 +185,7 @@ def test_resumed_sampler_continues_the_interrupted_order():
 # ------------------------------------------------------------------------------------------------ atomic saves
 SAVER = """
 import sys, torch
-from experiments.runner import AtomicCheckpointIO
+from experiments.common.runner import AtomicCheckpointIO
 io, i = AtomicCheckpointIO(), 0
 while True:
     io.save_checkpoint({"i": i, "w": torch.full((3_000_000,), float(i))}, sys.argv[1])

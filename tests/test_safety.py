@@ -21,9 +21,10 @@ import torch
 from helpers import TINY_MODEL
 
 from callbacks.safety import NonFiniteError, NonFiniteGuard
-from experiments import caption, evaluate, runner, train
-from experiments.checkpoints import CheckpointError, read_checkpoint
-from experiments.config import ConfigError, load_config
+from experiments import caption, evaluate, train
+from experiments.common import runner
+from experiments.common.checkpoints import CheckpointError, read_checkpoint
+from experiments.common.config import ConfigError, load_config
 from lightning_modules.captioner import CaptionerModule
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from callbacks import scoring
-from callbacks.scoring import CaptionScorer, atomic_write_text, coco_ground_truth, coco_predictions
+from evaluation import scoring
+from evaluation.scoring import CaptionScorer, atomic_write_text, coco_ground_truth, coco_predictions
 from experiments import score as score_cli
 
 SPOT = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "spot-the-diff" / "predictions"

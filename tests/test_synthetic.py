@@ -16,13 +16,14 @@ from PIL import Image
 
 from datamodules import build_datamodule
 from datamodules.contract import check_sample
-from datamodules.synthetic import SyntheticDataModule, render_pair
-from datamodules.synthetic_captions import expand, fill, identify, parse_caption
-from datamodules.synthetic_changes import OPERATIONS, GeneratorConfig, parse_pair_id, sample_pair
-from datamodules.synthetic_grammar import NO_CHANGE_TEMPLATES, TEMPLATES, VOCAB, change_slots
-from datamodules.synthetic_render import camera_affine, render
-from datamodules.synthetic_scenes import COLORS, Background, Scene
-from experiments.config import load_config, to_container
+from datamodules.synthetic.captions import expand, fill, identify, parse_caption
+from datamodules.synthetic.changes import sample_pair
+from datamodules.synthetic.datamodule import SyntheticDataModule, render_pair
+from datamodules.synthetic.grammar import NO_CHANGE_TEMPLATES, TEMPLATES, VOCAB, change_slots
+from datamodules.synthetic.render import camera_affine, render
+from datamodules.synthetic.scenes import COLORS, Background, Scene
+from datamodules.synthetic.spec import OPERATIONS, GeneratorConfig, parse_pair_id
+from experiments.common.config import load_config, to_container
 
 SIDE = 96  # pixel tests: big enough for every object, small enough to be quick
 
@@ -432,7 +433,7 @@ def test_datamodule_batches_follow_the_contract():
 
 
 def test_training_captions_do_not_render(monkeypatch):
-    import datamodules.synthetic as synthetic
+    import datamodules.synthetic.datamodule as synthetic
 
     monkeypatch.setattr(synthetic, "render_pair", lambda *a, **k: pytest.fail("rendered an image"))
     dm = make_dm()

@@ -11,7 +11,7 @@ Object kinds:
 - ``group``: 2–5 identical small shapes in one cell (its **count**).
 
 Backgrounds are muted, textured (mottled, striped, checkered, grainy) so that objects stand out by colour
-while the encoder still has to ignore texture. Drawing is in :mod:`datamodules.synthetic_render`.
+while the encoder still has to ignore texture. Drawing is in :mod:`datamodules.synthetic.render`.
 """
 
 from __future__ import annotations

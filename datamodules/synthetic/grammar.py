@@ -5,7 +5,7 @@ attributes (size, colour, shape / word / count and members), its cell (``loc``) 
 (new colour, new size, new word, the attachment taken off, the camera move, the light...). A **template** is a
 string with ``{slot}`` / ``{slot:form}`` placeholders (``{the_np}`` / ``{a_np}`` / ``{np}``: the object's noun
 phrase, ``{a}``: "a" or "an"). Every phrase of a slot maps back to one value, so each template compiles to a
-regular expression that recovers the slots (:mod:`datamodules.synthetic_captions`). Rule checked by the
+regular expression that recovers the slots (:mod:`datamodules.synthetic.captions`). Rule checked by the
 tests: all templates of an operation carry the same slots, so any reference names the whole change.
 
 Styles: ``short`` is one CLEVR-Change-like sentence per change ("the small red triangle in the top left turned
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from datamodules.synthetic_changes import Change
-from datamodules.synthetic_scenes import CELL_NAMES, COLORS, SHAPES, WORDS, Obj
+from datamodules.synthetic.scenes import CELL_NAMES, COLORS, SHAPES, WORDS, Obj
+from datamodules.synthetic.spec import Change
 
 # ---------------------------------------------------------------------------------------------- vocabulary
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}

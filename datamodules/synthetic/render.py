@@ -1,4 +1,4 @@
-"""Drawing the embedded benchmark's scenes with PIL (see :mod:`datamodules.synthetic_scenes` for what is drawn).
+"""Drawing the embedded benchmark's scenes with PIL (see :mod:`datamodules.synthetic.scenes` for what is drawn).
 
 Plain polygons and lines without anti-aliasing, so an object's pixels are exactly its mask; everything is in
 world coordinates scaled to the requested pixel size. The camera (viewpoint change) and the lighting
@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from datamodules.synthetic_scenes import (
+from datamodules.synthetic.scenes import (
     COLORS,
     MEMBER_SPACING,
     VIEW_MARGIN,

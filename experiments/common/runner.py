@@ -20,10 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import mdp
 from datamodules import build_datamodule
-from experiments.config import load_config, save_config, to_container, trainer_kwargs
+from experiments.common.config import load_config, save_config, to_container, trainer_kwargs
 from lightning_modules.captioner import CaptionerModule
-from lightning_modules.language_model import is_tiny_lm
-from lightning_modules.tokenizer import save_tokenizer_json, train_caption_tokenizer
+from lightning_modules.model.language_model import is_tiny_lm
+from lightning_modules.model.tokenizer import save_tokenizer_json, train_caption_tokenizer
 
 log = logging.getLogger("m3diff")
 

@@ -1,6 +1,6 @@
 """Writing references with the grammar, parsing captions back, and the change-identification score.
 
-The grammar itself (vocabulary, templates, slots) is :mod:`datamodules.synthetic_grammar`.
+The grammar itself (vocabulary, templates, slots) is :mod:`datamodules.synthetic.grammar`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from datamodules.synthetic_changes import PairSpec
-from datamodules.synthetic_grammar import (
+from datamodules.synthetic.grammar import (
     ATTRIBUTE_SLOTS,
     BACKGROUND_WORDS,
     CONTEXT,
@@ -28,7 +27,8 @@ from datamodules.synthetic_grammar import (
     change_slots,
     object_slots,
 )
-from datamodules.synthetic_scenes import Obj
+from datamodules.synthetic.scenes import Obj
+from datamodules.synthetic.spec import PairSpec
 
 # ---------------------------------------------------------------------------------------------- writing
 _PLACEHOLDER = re.compile(r"\{([a-z_]+(?::[a-z]+)?)\}")

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 GROUPS = ("backbone", "data", "model", "trainer")

@@ -1,7 +1,7 @@
 """The embedded benchmark as a LightningDataModule: procedural scene pairs generated on the fly.
 
 Pair ``i`` of split ``s`` is a pure function of (``data_seed``, ``s``, ``i``) and the ``data`` config (see
-:mod:`datamodules.synthetic_changes` for the twelve change categories and :mod:`datamodules.synthetic_captions`
+:mod:`datamodules.synthetic.changes` for the twelve change categories and :mod:`datamodules.synthetic.captions`
 for the caption grammar). Its evaluation id is ``"<split>/<index>"`` (e.g. ``"val/000123"``), from which the
 truth is regenerated, so the change-identification score needs nothing but the predictions.
 
@@ -28,10 +28,11 @@ from torch.utils.data import Dataset
 from datamodules.base import PairDataModule
 from datamodules.contract import PairSample
 from datamodules.images import ImageTransform
-from datamodules.synthetic_captions import identify, parse_caption
-from datamodules.synthetic_changes import OPERATIONS, GeneratorConfig, PairSpec, parse_pair_id, sample_pair
-from datamodules.synthetic_grammar import change_slots
-from datamodules.synthetic_render import background_canvas, render
+from datamodules.synthetic.captions import identify, parse_caption
+from datamodules.synthetic.changes import sample_pair
+from datamodules.synthetic.grammar import change_slots
+from datamodules.synthetic.render import background_canvas, render
+from datamodules.synthetic.spec import OPERATIONS, GeneratorConfig, PairSpec, parse_pair_id
 
 SPLITS = ("train", "val", "test")
 
@@ -102,7 +103,7 @@ class SyntheticDataModule(PairDataModule):
 
     Args (keyword-only; each is a key of ``conf/data/synthetic.yaml``), besides the base class's:
         categories: the 12 category labels, one per change operation in the order of
-            :data:`~datamodules.synthetic_changes.OPERATIONS` (viewpoint ... count).
+            :data:`~datamodules.synthetic.changes.OPERATIONS` (viewpoint ... count).
         caption_style: ``short`` (one CLEVR-style sentence per change) or ``long`` (OmniDiff-style, tens of words).
         min_references / max_references: references per pair (drawn uniformly in between).
         max_changes: each changed pair has 1..max_changes changes (at most 3).
