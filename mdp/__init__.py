@@ -1,6 +1,6 @@
 """mdp: Multi-scale Differential Perception (OmniDiff / M³Diff, ICCV 2025) for plain PyTorch.
 
-Needs torch only; timm / open_clip are imported when a backbone of theirs is built.
+Needs torch only; timm / open_clip / transformers are imported when a backbone of theirs is built.
 
 Example::
 

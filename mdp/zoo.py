@@ -1,6 +1,6 @@
 """The built-in backbone names: a tiny random-init variant of every family next to the real sizes.
 
-Importing this module registers names only; timm / open_clip are imported when a backbone is built.
+Importing this module registers names only; timm / open_clip / transformers are imported when a backbone is built.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ _OPEN_CLIP: dict[str, tuple[str, str | None, tuple[int, ...], bool]] = {
     "clip-tiny": ("mdp-ViT-T-16", None, (1, 3, 5), False),
     # Real sizes; pretrained=None builds them with random init (benchmarks), tags load released weights.
     "siglip-b16": ("ViT-B-16-SigLIP", "webli", (5, 7, 9, 11), False),
-    # The paper's encoder (LLaVA-OneVision's SigLIP-so400m-384); M³Diff taps blocks 17, 20, 23, 26.
-    "siglip-so400m-14-384": ("ViT-SO400M-14-SigLIP-384", "webli", (17, 20, 23, 26), False),
+    # SigLIP-so400m-384 as released (27 blocks, WebLI weights). LLaVA-OneVision and M³Diff use it without its
+    # last block (see "llava-ov-siglip-so400m" below); the default taps are M³Diff's, the same blocks 0-based.
+    "siglip-so400m-14-384": ("ViT-SO400M-14-SigLIP-384", "webli", (16, 19, 22, 25), False),
     "clip-b16": ("ViT-B-16", "openai", (5, 7, 9, 11), True),
     "clip-b32": ("ViT-B-32", "openai", (5, 7, 9, 11), True),
 }
@@ -49,6 +50,66 @@ def _open_clip_factory(name: str) -> None:
 
 for _name in _OPEN_CLIP:
     _open_clip_factory(_name)
+
+
+# transformers towers. LLaVA-OneVision's vision tower is SigLIP-so400m-384 without its last block (26 layers);
+# its projector was trained on hidden_states[-1], the output of layer 25 (0-based). M³Diff's "layers 17, 20, 23,
+# 26" count from 1 (26 = that last layer), so the 0-based taps are 16, 19, 22, 25: the last tap is exactly what
+# the pretrained projector was trained on (and what the MDP-off baseline feeds it).
+LLAVA_OV_TAPS = (16, 19, 22, 25)
+_LLAVA_OV_TOWER = dict(
+    hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,
+    image_size=384, patch_size=14, vision_use_head=False,
+)  # fmt: skip
+_SIGLIP_HF_TINY = dict(
+    hidden_size=192, intermediate_size=768, num_hidden_layers=6, num_attention_heads=3,
+    image_size=128, patch_size=16, vision_use_head=False,
+)  # fmt: skip
+
+
+def _hf_siglip_factory(name: str, sizes: dict[str, Any], taps: tuple[int, ...], weights: str | None) -> None:
+    @register_backbone(name)
+    def factory(
+        *, layers: Sequence[int] | None, pretrained: Any, image_size: int | None, **kwargs: Any
+    ) -> Backbone:
+        from .hf_adapter import build_hf, import_transformers
+
+        config = import_transformers(f"backbone {name!r}").SiglipVisionConfig(**sizes)
+        return build_hf(
+            name=name,
+            config=config,
+            layers=taps if layers is None else layers,
+            pretrained=pretrained,
+            image_size=image_size,
+            default_weights=weights,
+            **kwargs,
+        )
+
+
+# pretrained: a LLaVA-OneVision folder / hub id (or a SigLIP one: the first 26 layers are taken).
+_hf_siglip_factory(
+    "llava-ov-siglip-so400m", _LLAVA_OV_TOWER, LLAVA_OV_TAPS, "llava-hf/llava-onevision-qwen2-7b-ov-hf"
+)
+_hf_siglip_factory("siglip-hf-tiny", _SIGLIP_HF_TINY, (1, 3, 5), None)
+
+
+@register_backbone("hf:")
+def hf_any(
+    *, model: str, layers: Sequence[int] | None, pretrained: Any, image_size: int | None, **kwargs: Any
+) -> Backbone:
+    """A transformers vision tower from a folder or hub id, e.g. ``hf:/models/llava-onevision-qwen2-7b-ov-hf``
+    (its SigLIP tower) or ``hf:google/siglip-so400m-patch14-384``; ``pretrained=True`` loads that folder's
+    weights, None builds its architecture with random init."""
+    from .hf_adapter import build_hf
+
+    return build_hf(
+        name=f"hf:{model}",
+        source=model,
+        layers=layers,
+        pretrained=pretrained,
+        image_size=image_size,
+        **kwargs,
+    )
 
 
 @register_backbone("vit-tiny")

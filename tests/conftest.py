@@ -5,3 +5,13 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def llava_twin(tmp_path_factory):
+    """A tiny random LLaVA-OneVision folder in HF format (tests/llava_twin.py), written once per session."""
+    from llava_twin import write_llava_twin
+
+    return write_llava_twin(tmp_path_factory.mktemp("llava_twin"))

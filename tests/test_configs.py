@@ -120,7 +120,7 @@ def test_real_size_backbones_have_their_paper_settings():
     so400m = load_config(groups={"backbone": "siglip_so400m"}).backbone
     assert (so400m.name, list(so400m.layers), so400m.image_size, so400m.pretrained) == (
         "siglip-so400m-14-384",
-        [17, 20, 23, 26],
+        [16, 19, 22, 25],
         384,
         "webli",
     )

@@ -29,7 +29,13 @@ SCRIPT = textwrap.dedent(
     out = module(feats, feats)
     backbone = mdp.build_backbone("siglip-tiny", layers=[0, 1], image_size=32)
     taps = backbone(torch.zeros(1, 3, 32, 32))
+    try:
+        mdp.build_backbone("siglip-hf-tiny")
+        hf_error = ""
+    except ImportError as err:
+        hf_error = str(err)
     print(json.dumps({
+        "hf_error": hf_error,
         "lazy_ok": after_import,
         "all": sorted(mdp.__all__),
         "out": list(out.before.shape),
@@ -52,6 +58,8 @@ def test_import_mdp_without_lightning_or_omegaconf():
     )
     assert result["leaked"] == []
     assert result["out"] == [1, 4, 16]
+    # transformers towers say what they need, and only when one is built.
+    assert "siglip-hf-tiny" in result["hf_error"] and "`transformers`" in result["hf_error"]
     assert result["taps"] == [[1, 4, 192], [1, 4, 192]]
     assert set(result["all"]) >= {
         "MDP",
