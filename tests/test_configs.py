@@ -171,7 +171,7 @@ def test_paper_config_builds_with_tiny_lm(tmp_path):
     name = "paper/m3diff_so400m_qwen2"
     cfg = load_config(experiment=name)
     # The paper's recipe, as composed.
-    assert cfg.backbone.name == "siglip-so400m-14-384" and list(cfg.backbone.layers) == [17, 20, 23, 26]
+    assert cfg.backbone.name == "siglip-so400m-14-384" and list(cfg.backbone.layers) == [16, 19, 22, 25]
     assert cfg.backbone.image_size == 384 and not cfg.backbone.freeze and cfg.mdp.enabled
     assert (cfg.model.lora.enabled, cfg.model.lora.r, cfg.model.lora.alpha) == (True, 128, 256)
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.strategy == "ddp"

@@ -105,9 +105,8 @@ def test_clip_vision_model_drops_its_class_token_and_reads_clip_normalisation(tm
     ).eval()  # fmt: skip
     clip.save_pretrained(tmp_path)
     bb = mdp.build_backbone(f"hf:{tmp_path}", layers=[0, 2], pretrained=True).eval()
-    assert bb.spec.mean == pytest.approx(
-        (0.48145466, 0.4578275, 0.40821073)
-    )  # no preprocessor config: CLIP's
+    # No preprocessor_config.json in the folder: CLIP's normalisation.
+    assert bb.spec.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
     x = images(1)
     with torch.no_grad():
         taps = bb(x)
