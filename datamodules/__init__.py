@@ -18,6 +18,7 @@ DATAMODULES: dict[str, str] = {
     "spot_the_diff": "datamodules.spot_the_diff:SpotTheDiffDataModule",
     "iedit": "datamodules.iedit:IEditDataModule",
     "omnidiff": "datamodules.omnidiff:OmniDiffDataModule",
+    "birds_to_words": "datamodules.birds_to_words:BirdsToWordsDataModule",
     "pairs": "datamodules.pairs:PairsDataModule",
     "mixture": "datamodules.mixture:MixtureDataModule",
 }

@@ -317,6 +317,9 @@ class PairRecord(NamedTuple):
         return (self.before, self.after, *(self.swapped or ()))
 
 
+IMAGE_NOT_FOUND = "image file not found"
+
+
 def _image_problem(path: str, *, decode: bool, max_pixels: int | None) -> str | None:
     """Why ``path`` cannot be used, or ``None``. Without ``decode`` only existence and size are checked."""
     if decode:
@@ -328,26 +331,42 @@ def _image_problem(path: str, *, decode: bool, max_pixels: int | None) -> str | 
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
-        return "image file not found"
+        return IMAGE_NOT_FOUND
     except OSError as err:
         return f"cannot read image file ({err.strerror or err})"
     return "empty image file (0 bytes)" if size == 0 else None
 
 
 def check_image_files(
-    records: Sequence[PairRecord], problems: Problems, *, decode: bool, max_pixels: int | None
+    records: Sequence[PairRecord],
+    problems: Problems,
+    *,
+    decode: bool,
+    max_pixels: int | None,
+    status: dict[str, str | None] | None = None,
+    every_file: bool = False,
 ) -> list[PairRecord]:
-    """The records whose files are all usable; the others are reported (each distinct file checked once)."""
-    status: dict[str, str | None] = {}
+    """The records whose files are all usable; the others are reported (each distinct file checked once).
+
+    Default: one problem per unusable record (its first bad file). ``every_file`` (``make data-info``): every file
+    of every record is checked and each bad file is reported once, naming the first pair that uses it.
+    ``status`` (filled in): every file checked -> its problem or ``None``.
+    """
+    status = {} if status is None else status
     kept = []
     for record in records:
+        usable = True
         for path in record.files:
-            if path not in status:
+            new = path not in status
+            if new:
                 status[path] = _image_problem(path, decode=decode, max_pixels=max_pixels)
             if status[path]:
-                problems.add(status[path], file=path, record=f"pair {record.pair_id!r} ({record.source})")
-                break
-        else:
+                usable = False
+                if new or not every_file:
+                    problems.add(status[path], file=path, record=f"pair {record.pair_id!r} ({record.source})")
+                if not every_file:
+                    break
+        if usable:
             kept.append(record)
     return kept
 
@@ -445,6 +464,9 @@ class SplitReport:
     references: int | None = 0  # None: the caption file is missing, references unknown
     blank_references: int = 0
     categories: dict[str, int] = field(default_factory=dict)
+    missing_images: int | None = (
+        None  # distinct image files not found; None: not checked (--check-images=none)
+    )
     problems: list[str] = field(default_factory=list)
 
 
@@ -508,10 +530,18 @@ class RecordDataModule(PairDataModule):
             raise ValueError(f"check_images must be decode, exists or none, got {check_images!r}")
         problems = Problems("collect")
         records = self.index(split, problems)
+        missing = None
         if check_images != "none":
+            status: dict[str, str | None] = {}
             check_image_files(
-                records, problems, decode=check_images == "decode", max_pixels=self.max_image_pixels
+                records,
+                problems,
+                decode=check_images == "decode",
+                max_pixels=self.max_image_pixels,
+                status=status,
+                every_file=True,
             )
+            missing = sum(1 for reason in status.values() if reason == IMAGE_NOT_FOUND)
         counts = Counter(c for r in records for c in r.categories)
         categories = {c: counts.pop(c, 0) for c in self.categories} | dict(sorted(counts.items()))
         known = bool(records) and all(r.captions for r in records)
@@ -521,6 +551,7 @@ class RecordDataModule(PairDataModule):
             references=sum(len(r.captions) for r in records) if known or not records else None,
             blank_references=sum(1 for r in records for c in r.captions if not c.strip()),
             categories=categories,
+            missing_images=missing,
             problems=[str(p) for p in problems.items],
         )
 

@@ -57,7 +57,7 @@ def generic_report(module: Any, split: str) -> SplitReport:
     """For DataModules without an annotation index (the embedded benchmark). Counted without images when the
     module can say what a pair is (``specs(split)`` with ids, captions and categories, as the embedded benchmark
     has); otherwise by loading every sample."""
-    report = SplitReport()
+    report = SplitReport(missing_images=0)  # generated or loaded: no image file is missing
     counts: Counter[str] = Counter()
     ids: set[str] = set()
     if callable(getattr(module, "specs", None)):
@@ -103,6 +103,7 @@ def inspect_module(module: Any, split: str, check_images: str) -> dict[str, Any]
 
 def summarize(head: dict[str, Any], reports: dict[str, SplitReport]) -> dict[str, Any]:
     refs = [r.references for r in reports.values()]
+    missing = [r.missing_images for r in reports.values()]
     categories: Counter[str] = Counter()
     for r in reports.values():
         categories.update(r.categories)
@@ -111,6 +112,8 @@ def summarize(head: dict[str, Any], reports: dict[str, SplitReport]) -> dict[str
         **head,
         "pairs": sum(r.pairs for r in reports.values()),
         "references": None if any(x is None for x in refs) else sum(refs),
+        # Files, per split (a file shared by two splits counts in each); None: images not checked.
+        "missing_images": None if any(x is None for x in missing) else sum(missing),
         "categories": {
             c: categories[c] for c in dict.fromkeys(c for r in reports.values() for c in r.categories)
         },
@@ -142,12 +145,18 @@ def print_text(info: dict[str, Any], out: Any = None) -> None:
     def table(item: dict[str, Any], indent: str = "") -> None:
         print(f"{indent}{item['benchmark']}  (root: {item['root']})", file=out)
         print(
-            f"{indent}  {'split':<6} {'pairs':>8} {'unique ids':>11} {'references':>11}  categories", file=out
+            f"{indent}  {'split':<6} {'pairs':>8} {'unique ids':>11} {'references':>11} {'missing images':>15}"
+            "  categories",
+            file=out,
         )
         for name, s in item["splits"].items():
             refs = "unknown" if s["references"] is None else s["references"]
+            missing = "not checked" if s.get("missing_images") is None else s["missing_images"]
             cats = ", ".join(f"{c} {n}" for c, n in s["categories"].items()) or "-"
-            print(f"{indent}  {name:<6} {s['pairs']:>8} {s['unique_ids']:>11} {refs!s:>11}  {cats}", file=out)
+            print(
+                f"{indent}  {name:<6} {s['pairs']:>8} {s['unique_ids']:>11} {refs!s:>11} {missing!s:>15}  {cats}",
+                file=out,
+            )
             if s["blank_references"]:
                 print(f"{indent}         ({s['blank_references']} blank references, as released)", file=out)
 

@@ -309,6 +309,72 @@ def make_omnidiff(root: Path) -> Mini:
     return Mini("omnidiff", root, images=images, files=files)
 
 
+# ------------------------------------------------------------------------------------------------ Birds-to-Words
+BIRDS_COLUMNS = [
+    *("img1ObservationURL", "img1ImgURL", "img1Species", "img1Selection"),
+    *("img2ObservationURL", "img2ImgURL", "img2Species", "img2Selection"),
+    *("split", "annN", "description"),
+]
+# (photo 1, photo 2, split, annN, description): a pair's rows need not be adjacent; one pair has all five.
+BIRDS_ROWS = [
+    (
+        647514,
+        5595152,
+        "train",
+        1,
+        "animal1 is brown and white with a squatty body . animal2 is multi-colored .",
+    ),
+    (647514, 5595152, "train", 2, "animal1 has a brown head and wings , with a pale breast ."),
+    (1211, 98765, "train", 1, "animal1 is much smaller and shorter than animal2 ."),
+    (
+        647514,
+        5595152,
+        "train",
+        3,
+        '"animal1 has a ""speckled"" breast , animal2 a brown one ."',
+    ),  # CSV-quoted
+    (1211, 98765, "train", 2, 'animal2 has a "turquoise" head patch .'),  # a quote inside, not quoting
+    (647514, 5595152, "train", 4, "animal1 has brown wings , animal2 has green wings ."),
+    (647514, 5595152, "train", 5, "animal2 has a larger head and longer tail feathers ."),
+    (3003, 4004, "val", 1, "animal1 has a longer beak ."),
+    (3003, 4004, "val", 2, "animal2 is darker overall ."),
+    (5005, 6006, "test", 1, "animal1 has a red crown and animal2 does not ."),
+    (5005, 6006, "test", 2, "animal2 has white wing bars ."),
+    (5005, 6006, "test", 3, "animal1 is perched , animal2 is flying ."),
+    (7007, 5005, "test", 1, "animal2 has a red crown ."),
+]
+BIRDS_EXT = {98765: ".png", 4004: ".JPEG"}  # the rest: .jpg
+
+
+def birds_row(p1: int, p2: int, split: str, ann: int, text: str) -> str:
+    def photo(p: int) -> list[str]:
+        return [
+            f"https://www.inaturalist.org/photos/{p}",
+            f"https://static.inaturalist.org/photos/{p}/medium.jpg?14{p:08d}",
+            "Passer domesticus",
+            "base" if p == p1 else "sameGenus",
+        ]
+
+    return "\t".join([*photo(p1), *photo(p2), split, str(ann), text])
+
+
+def make_birds(root: Path) -> Mini:
+    tsv = root / "birds-to-words-v1.0.tsv"
+    root.mkdir(parents=True, exist_ok=True)
+    tsv.write_text("\n".join(["\t".join(BIRDS_COLUMNS), *(birds_row(*r) for r in BIRDS_ROWS)]) + "\n")
+    for p in {p for r in BIRDS_ROWS for p in r[:2]}:
+        write_image(
+            root / "images" / f"{p}{BIRDS_EXT.get(p, '.jpg')}", (20, 16), DEFAULT if p % 2 else SEMANTIC
+        )
+    first = {"train": 5595152, "val": 4004, "test": 6006}
+    return Mini(
+        "birds_to_words",
+        root,
+        images={s: root / "images" / f"{p}{BIRDS_EXT.get(p, '.jpg')}" for s, p in first.items()},
+        files={s: tsv for s in first},
+    )
+
+
 BUILDERS: dict[str, Callable[[Path], Mini]] = {
     "clevr_change": make_clevr_change,
     "clevr_dc": make_clevr_dc,
@@ -316,6 +382,7 @@ BUILDERS: dict[str, Callable[[Path], Mini]] = {
     "iedit": make_iedit,
     "omnidiff": make_omnidiff,
     "pairs": make_pairs,
+    "birds_to_words": make_birds,
 }
 
 

@@ -21,7 +21,8 @@ from datamodules.contract import check_sample
 from datamodules.images import ImageLoadError, load_image, to_rgb
 from datamodules.records import DataError
 
-LOADERS = ["clevr_change", "clevr_dc", "spot_the_diff", "iedit", "omnidiff", "pairs"]
+LOADERS = ["clevr_change", "clevr_dc", "spot_the_diff", "iedit", "omnidiff", "pairs"]  # JSON annotations
+ALL_LOADERS = [*LOADERS, "birds_to_words"]  # image and file-level checks apply to every loader
 
 
 def setup(tmp_path: Path, name: str, **overrides: Any):
@@ -54,7 +55,7 @@ def assert_skipped(dm, caplog, split: str = "test", at_least: int = 1) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ images
-@pytest.mark.parametrize("name", LOADERS)
+@pytest.mark.parametrize("name", ALL_LOADERS)
 def test_missing_image(tmp_path, caplog, name):
     mini, dm = setup(tmp_path, name)
     image = mini.first_image("test")
@@ -69,7 +70,7 @@ def test_missing_image(tmp_path, caplog, name):
     assert_skipped(skipping, caplog)
 
 
-@pytest.mark.parametrize("name", LOADERS)
+@pytest.mark.parametrize("name", ALL_LOADERS)
 def test_truncated_image(tmp_path, caplog, name):
     mini, dm = setup(tmp_path, name)
     image = mini.first_image("test")
@@ -102,7 +103,7 @@ def test_truncated_training_image_is_substituted_under_skip(tmp_path, caplog):
     assert "substituted the next readable pair (1 unreadable" in caplog.text and str(image) in caplog.text
 
 
-@pytest.mark.parametrize("name", LOADERS)
+@pytest.mark.parametrize("name", ALL_LOADERS)
 def test_corrupt_image(tmp_path, name):
     mini, dm = setup(tmp_path, name)
     image = mini.first_image("test")
@@ -114,7 +115,7 @@ def test_corrupt_image(tmp_path, name):
     assert str(image) in str(err.value)
 
 
-@pytest.mark.parametrize("name", LOADERS)
+@pytest.mark.parametrize("name", ALL_LOADERS)
 def test_zero_byte_image(tmp_path, caplog, name):
     mini, dm = setup(tmp_path, name)
     image = mini.first_image("test")
@@ -157,7 +158,7 @@ def test_odd_modes_become_rgb_and_16_bit_is_scaled(tmp_path):
     assert np.asarray(load_image(tmp_path / "anim.gif"))[0, 0].tolist() == [255, 0, 0]  # the first frame
 
 
-@pytest.mark.parametrize("name", LOADERS)
+@pytest.mark.parametrize("name", ALL_LOADERS)
 def test_odd_image_modes_load_in_every_loader(tmp_path, name):
     mini, dm = setup(tmp_path, name)
     image = mini.first_image("test")
@@ -168,7 +169,7 @@ def test_odd_image_modes_load_in_every_loader(tmp_path, name):
         check_sample(dataset[index], where=kind)
 
 
-@pytest.mark.parametrize("name", LOADERS)
+@pytest.mark.parametrize("name", ALL_LOADERS)
 def test_huge_image_is_refused(tmp_path, monkeypatch, name):
     mini, dm = setup(tmp_path, name)
     image = mini.first_image("test")
@@ -184,7 +185,7 @@ def test_huge_image_is_refused(tmp_path, monkeypatch, name):
         load_image(image, max_pixels=None)
 
 
-@pytest.mark.parametrize("name", LOADERS)
+@pytest.mark.parametrize("name", ALL_LOADERS)
 def test_before_and_after_of_different_sizes(tmp_path, name):
     mini, dm = setup(tmp_path, name)
     dataset = dm().dataset("test")
@@ -204,10 +205,11 @@ MAIN_FILE = {  # the file whose loss makes the split unreadable
     "iedit": "test.json",
     "omnidiff": "test.json",
     "pairs": "pairs.json",
+    "birds_to_words": "birds-to-words-v1.0.tsv",
 }
 
 
-@pytest.mark.parametrize("name", LOADERS)
+@pytest.mark.parametrize("name", ALL_LOADERS)
 @pytest.mark.parametrize("on_error", ["raise", "skip"])
 def test_missing_annotation_file(tmp_path, name, on_error):
     mini, dm = setup(tmp_path, name)
@@ -342,7 +344,7 @@ def test_empty_caption_list(tmp_path, caplog, name):
 NON_UTF8_FILE = {**MAIN_FILE, "clevr_change": "change_captions.json", "clevr_dc": "captions.json"}
 
 
-@pytest.mark.parametrize("name", LOADERS)
+@pytest.mark.parametrize("name", ALL_LOADERS)
 def test_non_utf8_text(tmp_path, name):
     mini, dm = setup(tmp_path, name)
     path = mini.root / NON_UTF8_FILE[name]

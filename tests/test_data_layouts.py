@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 from fixtures_data import (
+    BUILDERS,
     CLEVR_SPLITS,
     LONG_CAPTION,
     build_mini,
@@ -37,7 +38,7 @@ def all_batches_ok(dm, stage_splits=(("fit", "train"), ("fit", "val"), ("test", 
                 assert sample["benchmark"] == dm.benchmark
 
 
-@pytest.mark.parametrize("name", ["clevr_change", "clevr_dc", "spot_the_diff", "iedit", "omnidiff", "pairs"])
+@pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_every_mini_copy_loads_into_contract_batches(tmp_path, name):
     mini = build_mini(name, tmp_path / name)
     dm = make_dm(name, mini.root, **mini.overrides)
@@ -261,6 +262,7 @@ def test_configs_select_each_datamodule(tmp_path):
         "iedit": "IEditDataModule",
         "omnidiff": "OmniDiffDataModule",
         "pairs": "PairsDataModule",
+        "birds_to_words": "BirdsToWordsDataModule",
     }.items():
         mini = build_mini(name, tmp_path / name)
         cfg = load_config(groups={"data": name}, overrides=[f"data.root={mini.root}"])

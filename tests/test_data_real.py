@@ -167,7 +167,8 @@ def test_data_info_on_real_files(capsys):
     info = json.loads(capsys.readouterr().out)
     assert code == 1
     assert (info["pairs"], info["references"]) == (1270, 2107)
-    assert info["problem_count"] == 1270 and "256.png" in info["problems"][0]
+    # Every missing file is listed once (before and after of each pair), and counted.
+    assert info["problem_count"] == info["missing_images"] == 2 * 1270 and "256.png" in info["problems"][0]
     assert "image file not found" in info["problems"][0]
 
     code = data_info.main(
