@@ -19,6 +19,7 @@ DATAMODULES: dict[str, str] = {
     "iedit": "datamodules.iedit:IEditDataModule",
     "omnidiff": "datamodules.omnidiff:OmniDiffDataModule",
     "birds_to_words": "datamodules.birds_to_words:BirdsToWordsDataModule",
+    "llava": "datamodules.llava:LlavaDataModule",
     "pairs": "datamodules.pairs:PairsDataModule",
     "mixture": "datamodules.mixture:MixtureDataModule",
 }

@@ -14,8 +14,21 @@ key             type                        meaning
 ``benchmark``   ``str``                     benchmark name (``synthetic``, ``clevr_change``, ...)
 ==============  ==========================  ==================================================
 
+Optional keys (present only when the data has them; a consumer reads them with ``.get``):
+
+===============  ===========  ==========================================================================
+key              type         meaning
+===============  ===========  ==========================================================================
+``instruction``  ``str``      the pair's own prompt, from an instruction file (``DATA=llava``: the human
+                              turn without its ``<image>`` placeholders). A training sample of one caption
+                              carries that caption's instruction; an evaluation pair merged from several
+                              records carries the first one's. A model with a chat template uses it as the
+                              user turn's text; without one it is ignored.
+===============  ===========  ==========================================================================
+
 A **batch** (what :func:`collate_pairs` makes of a list of samples) holds ``before``/``after`` as
-``(B, 3, H, W)`` tensors and the other keys as lists of length ``B``.
+``(B, 3, H, W)`` tensors and the other keys as lists of length ``B``. An optional key is in the batch when any of
+its samples has it, with ``None`` for the others (a mixture batch mixes benchmarks with and without it).
 
 Training picks one reference per pair per step (the LightningModule does it, seeded by the step, so a
 resumed run picks the same ones); evaluation scores against all references.
@@ -23,11 +36,12 @@ resumed run picks the same ones); evaluation scores against all references.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import torch
 
 SAMPLE_KEYS = ("pair_id", "before", "after", "captions", "categories", "benchmark")
+OPTIONAL_KEYS = ("instruction",)
 
 
 class PairSample(TypedDict):
@@ -37,6 +51,7 @@ class PairSample(TypedDict):
     captions: list[str]
     categories: list[str]
     benchmark: str
+    instruction: NotRequired[str]
 
 
 class PairBatch(TypedDict):
@@ -46,11 +61,13 @@ class PairBatch(TypedDict):
     captions: list[list[str]]
     categories: list[list[str]]
     benchmark: list[str]
+    instruction: NotRequired[list[str | None]]
 
 
 def collate_pairs(samples: list[PairSample]) -> PairBatch:
-    """Stack images to ``(B, 3, H, W)``; keep ids, captions, categories and benchmarks as lists."""
-    return {
+    """Stack images to ``(B, 3, H, W)``; keep ids, captions, categories and benchmarks as lists (and an optional
+    key, when any sample has it, with ``None`` for those without)."""
+    batch: PairBatch = {
         "pair_id": [s["pair_id"] for s in samples],
         "before": torch.stack([s["before"] for s in samples]),
         "after": torch.stack([s["after"] for s in samples]),
@@ -58,6 +75,10 @@ def collate_pairs(samples: list[PairSample]) -> PairBatch:
         "categories": [list(s["categories"]) for s in samples],
         "benchmark": [s["benchmark"] for s in samples],
     }
+    for key in OPTIONAL_KEYS:
+        if any(key in s for s in samples):
+            batch[key] = [s.get(key) for s in samples]
+    return batch
 
 
 def check_sample(sample: dict, *, where: str = "sample") -> None:
@@ -80,3 +101,6 @@ def check_sample(sample: dict, *, where: str = "sample") -> None:
         raise ValueError(f"{where}: captions must be a non-empty list of str")
     if not all(isinstance(c, str) for c in sample["categories"]):
         raise ValueError(f"{where}: categories must be a list of str")
+    instruction = sample.get("instruction")  # optional; None = none (a batch item of a sample without one)
+    if instruction is not None and not (isinstance(instruction, str) and instruction.strip()):
+        raise ValueError(f"{where}: instruction must be a non-empty str (or absent), got {instruction!r}")

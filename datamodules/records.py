@@ -47,6 +47,7 @@ from datamodules.samplers import ResumableSampler, worker_init_fn
 log = logging.getLogger("m3diff.data")
 
 SPLITS = ("train", "val", "test")
+SAMPLE_PER = ("pair", "caption")
 # A run of this many unreadable pairs in a row under on_error=skip means the data is broken, not noisy.
 MAX_SUBSTITUTIONS = 64
 
@@ -61,6 +62,10 @@ class DataError(ValueError):
         self.reason = reason
         where = ": ".join(part for part in (self.file, record) if part)
         super().__init__(f"{where}: {reason}" if where else reason)
+
+
+class MissingFile(DataError):
+    """A file that is not there (rather than unreadable): for a split's own annotation file, the split is absent."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ def read_bytes(path: Path, *, what: str = "annotation file") -> bytes:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"{what} not found", file=path) from None
+        raise MissingFile(f"{what} not found", file=path) from None
     except OSError as err:
         raise DataError(f"cannot read {what}: {err.strerror or err}", file=path) from None
     if not raw.strip():
@@ -311,6 +316,7 @@ class PairRecord(NamedTuple):
     source: str = ""  # where it came from, for error messages ("splits.json test id 123")
     swapped: tuple[str, str] | None = None  # train-time swap alternative (before, after): CLEVR-Change
     swap_key: str = ""  # pairs with the same key swap together in an epoch (CLEVR-Change: the scene)
+    instructions: tuple[str, ...] = ()  # one per caption, same order (LLaVA-style files); () = none
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -375,6 +381,16 @@ def check_image_files(
 # The seeded, resumable per-epoch order (``epoch * n + index`` keys) lives in datamodules/samplers.py, shared by
 # every DataModule; the old name stays importable.
 EpochSampler = ResumableSampler
+
+
+def per_caption(records: Sequence[PairRecord]) -> list[PairRecord]:
+    """One training record per reference (``data.sample_per=caption``), each with its own instruction."""
+    out = []
+    for record in records:
+        for i, caption in enumerate(record.captions):
+            instructions = (record.instructions[i],) if record.instructions else ()
+            out.append(record._replace(captions=(caption,), instructions=instructions))
+    return out
 
 
 class RecordDataset(Dataset):
@@ -444,7 +460,7 @@ class RecordDataset(Dataset):
                 raise DataError(
                     err.reason, file=path, record=f"pair {record.pair_id!r} ({record.source})"
                 ) from None
-        return {
+        sample: PairSample = {
             "pair_id": record.pair_id,
             "before": tensors[0],
             "after": tensors[1],
@@ -452,6 +468,10 @@ class RecordDataset(Dataset):
             "categories": list(record.categories),
             "benchmark": self.benchmark,
         }
+        if record.instructions and record.instructions[0]:
+            # the pair's own prompt (a training sample: its caption's; an evaluation pair: its first record's)
+            sample["instruction"] = record.instructions[0]
+        return sample
 
 
 # ------------------------------------------------------------------------------------------------ module
@@ -475,14 +495,26 @@ class RecordDataModule(PairDataModule):
 
     Args (keyword-only, on top of :class:`PairDataModule`'s):
         max_image_pixels: images with more pixels are refused (decompression-bomb limit); ``null`` = Pillow's.
+        sample_per: what one training sample is: ``pair`` (one per pair and epoch, a reference drawn per step) or
+            ``caption`` (every reference is a sample of its own: the epoch counts captions, as the paper's 896K).
+            Evaluation is per pair either way.
     """
 
     benchmark = "records"
     splits: tuple[str, ...] = SPLITS
     train_swap_prob: float = 0.0  # CLEVR-Change sets this from its config
 
-    def __init__(self, *, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        sample_per: str = "pair",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        if sample_per not in SAMPLE_PER:
+            raise ValueError(f"data.sample_per must be one of {list(SAMPLE_PER)}, got {sample_per!r}")
+        self.sample_per = sample_per
         if not self.root:
             raise ValueError(
                 f"data.root is not set: point it at the {self.benchmark} folder "
@@ -567,6 +599,8 @@ class RecordDataModule(PairDataModule):
         self._records[split] = records  # the ground truth is what is evaluated: without dropped pairs
         if split == "train":
             records = self._drop_blank_captions(records)
+            if self.sample_per == "caption":
+                records = per_caption(records)
         if not records:
             raise DataError(f"no usable pairs in split '{split}'", file=self.root_path)
         return RecordDataset(
@@ -584,9 +618,18 @@ class RecordDataModule(PairDataModule):
         truth, but are no training target: drop them from training pairs, and pairs left with none."""
         out = []
         for record in records:
-            captions = tuple(c for c in record.captions if c.strip())
-            if captions:
-                out.append(record if captions == record.captions else record._replace(captions=captions))
+            keep = [i for i, c in enumerate(record.captions) if c.strip()]
+            if len(keep) == len(record.captions):
+                out.append(record)
+            elif keep:
+                out.append(
+                    record._replace(
+                        captions=tuple(record.captions[i] for i in keep),
+                        instructions=tuple(record.instructions[i] for i in keep)
+                        if record.instructions
+                        else (),
+                    )
+                )
         if len(out) < len(records):
             log.info(
                 "%s train: %d pair(s) with only blank references not trained on",

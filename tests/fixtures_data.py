@@ -375,6 +375,61 @@ def make_birds(root: Path) -> Mini:
     )
 
 
+# ------------------------------------------------------------------------------------------------ LLaVA-style
+def llava_record(rid: Any, images: list[str], instruction: str, caption: str, **extra: Any) -> dict[str, Any]:
+    human = "<image>\n<image>\n" + instruction
+    return {
+        "id": rid,
+        "image": images,
+        "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": caption}],
+        **extra,
+    }
+
+
+LLAVA = {  # split -> records; records showing the same two images are one evaluation pair
+    "train": [
+        llava_record(
+            "omni_1", ["scenes/1_a.jpg", "scenes/1_b.jpg"], "Describe the difference.", "the mug is gone"
+        ),
+        llava_record("omni_2", ["scenes/2_a.jpg", "scenes/2_b.png"], "What changed?", "the lamp is now on"),
+        llava_record("omni_3", ["scenes/1_a.jpg", "scenes/1_b.jpg"], "What is different?", LONG_CAPTION),
+        llava_record(4, ["scenes/3_a.jpg", "scenes/3_b.jpg"], "Compare the two images.", "a chair was added"),
+    ],
+    "val": [
+        llava_record("omni_v1", ["scenes/v1_a.jpg", "scenes/v1_b.jpg"], "What changed?", "the door is open"),
+        llava_record(
+            "omni_v2", ["scenes/v1_a.jpg", "scenes/v1_b.jpg"], "Describe it.", "someone opened the door"
+        ),
+    ],
+    "test": [
+        llava_record(
+            "omni_t1", ["scenes/t1_a.jpg", "scenes/t1_b.jpg"], "What changed?", "the car is red now"
+        ),
+        llava_record(
+            "omni_t2", ["scenes/t2_a.jpg", "scenes/t2_b.jpg"], "What changed?", "two birds flew away"
+        ),
+        llava_record(
+            "omni_t3", ["scenes/t1_a.jpg", "scenes/t1_b.jpg"], "Describe it.", "the car was repainted"
+        ),
+    ],
+}
+# One turn pair written with the other role names.
+LLAVA["train"][1]["conversations"] = [
+    {"from": "user", "value": "<image>\n<image>\nWhat changed?"},
+    {"from": "assistant", "value": "the lamp is now on"},
+]
+
+
+def make_llava(root: Path) -> Mini:
+    files = {split: write_json(root / f"{split}.json", records) for split, records in LLAVA.items()}
+    for records in LLAVA.values():
+        for r in records:
+            write_image(root / r["image"][0], (18, 14), DEFAULT)
+            write_image(root / r["image"][1], (14, 18), SEMANTIC)
+    images = {s: root / records[0]["image"][1] for s, records in LLAVA.items()}
+    return Mini("llava", root, images=images, files=files)
+
+
 BUILDERS: dict[str, Callable[[Path], Mini]] = {
     "clevr_change": make_clevr_change,
     "clevr_dc": make_clevr_dc,
@@ -383,6 +438,7 @@ BUILDERS: dict[str, Callable[[Path], Mini]] = {
     "omnidiff": make_omnidiff,
     "pairs": make_pairs,
     "birds_to_words": make_birds,
+    "llava": make_llava,
 }
 
 

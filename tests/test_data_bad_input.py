@@ -22,7 +22,7 @@ from datamodules.images import ImageLoadError, load_image, to_rgb
 from datamodules.records import DataError
 
 LOADERS = ["clevr_change", "clevr_dc", "spot_the_diff", "iedit", "omnidiff", "pairs"]  # JSON annotations
-ALL_LOADERS = [*LOADERS, "birds_to_words"]  # image and file-level checks apply to every loader
+ALL_LOADERS = [*LOADERS, "birds_to_words", "llava"]  # image and file-level checks apply to every loader
 
 
 def setup(tmp_path: Path, name: str, **overrides: Any):
@@ -206,6 +206,7 @@ MAIN_FILE = {  # the file whose loss makes the split unreadable
     "omnidiff": "test.json",
     "pairs": "pairs.json",
     "birds_to_words": "birds-to-words-v1.0.tsv",
+    "llava": "test.json",
 }
 
 
@@ -231,7 +232,7 @@ def test_missing_caption_file(tmp_path, name):
     assert report.pairs > 0 and report.references is None and caption_file in report.problems[0]
 
 
-@pytest.mark.parametrize("name", LOADERS)
+@pytest.mark.parametrize("name", [*LOADERS, "llava"])
 def test_malformed_annotation_json(tmp_path, name):
     mini, dm = setup(tmp_path, name)
     path = mini.root / MAIN_FILE[name]

@@ -263,6 +263,7 @@ def test_configs_select_each_datamodule(tmp_path):
         "omnidiff": "OmniDiffDataModule",
         "pairs": "PairsDataModule",
         "birds_to_words": "BirdsToWordsDataModule",
+        "llava": "LlavaDataModule",
     }.items():
         mini = build_mini(name, tmp_path / name)
         cfg = load_config(groups={"data": name}, overrides=[f"data.root={mini.root}"])
