@@ -3,10 +3,10 @@
 The contract with the LightningModule: ``validation_step`` / ``test_step`` return
 
     {"pair_id": list[str], "prediction": list[str], "references": list[list[str]],
-     "categories": list[list[str]], "benchmark": list[str]}
+     "categories": list[list[str]], "benchmark": list[str], "subset": list[str | None]}
 
-(``references`` / ``categories`` / ``benchmark`` default to the batch's ``captions`` / ``categories`` /
-``benchmark`` when left out). :class:`CaptionMetricsCallback` collects these records in a
+(``references`` / ``categories`` / ``benchmark`` / ``subset`` default to the batch's ``captions`` / ``categories``
+/ ``benchmark`` / ``subset`` when left out; ``subset`` is optional, see :mod:`datamodules.contract`). :class:`CaptionMetricsCallback` collects these records in a
 :class:`CaptionRecords` torchmetrics ``Metric`` (JSON lines as uint8 tensors, ``dist_reduce_fx="cat"``) so
 torchmetrics gathers every rank's records; each pair is then kept exactly once (DistributedSampler pads by
 repeating pairs), rank 0 scores them (:mod:`evaluation.scoring`) and writes the files, the scores are
@@ -41,7 +41,7 @@ from evaluation.scoring import (
 
 log = logging.getLogger("m3diff.metrics")
 
-RECORD_KEYS = ("pair_id", "prediction", "references", "categories", "benchmark")
+RECORD_KEYS = ("pair_id", "prediction", "references", "categories", "benchmark", "subset")
 
 
 # ---------------------------------------------------------------------------------------------- checkpointing
@@ -95,15 +95,19 @@ class CaptionRecords(Metric):
         references: Sequence[Sequence[str]],
         categories: Sequence[Sequence[str]],
         benchmark: Sequence[str],
+        subset: Sequence[str | None] | None = None,
     ) -> None:
-        columns = (pair_id, prediction, references, categories, benchmark)
+        subset = [""] * len(pair_id) if subset is None else subset
+        columns = (pair_id, prediction, references, categories, benchmark, subset)
         if len({len(c) for c in columns}) != 1:
             sizes = dict(zip(RECORD_KEYS, map(len, columns)))
             raise ValueError(f"evaluation step output: list lengths differ {sizes}")
         lines = b"".join(
-            json.dumps([str(p), str(c), [str(r) for r in refs], [str(x) for x in cats], str(b)]).encode()
+            json.dumps(
+                [str(p), str(c), [str(r) for r in refs], [str(x) for x in cats], str(b), str(part or "")]
+            ).encode()
             + b"\n"
-            for p, c, refs, cats, b in zip(*columns)
+            for p, c, refs, cats, b, part in zip(*columns)
         )
         self.data.append(torch.frombuffer(bytearray(lines), dtype=torch.uint8).to(self.device))
 
@@ -137,11 +141,13 @@ def build_subsets(
     categories: Sequence[str] = (),
     groups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict[str, list[str]]]:
-    """The subsets to rescore: ``{"categories": {c: ids}, "groups": {g: ids}, "benchmarks": {b: ids}}``.
+    """The subsets to rescore: ``{"categories": {c: ids}, "groups": {g: ids}, "subsets": {s: ids},
+    "benchmarks": {b: ids}}``.
 
     ``categories`` come from config (the DataModule's); when empty, the categories found in the records are
-    used. A group holds the pairs that carry any of its categories. Benchmarks are listed only when the
-    records hold more than one.
+    used. A group holds the pairs that carry any of its categories. ``subsets`` are the pairs' own ``subset``
+    labels (OmniDiff's real / render), listed when there are any. Benchmarks are listed only when the records
+    hold more than one.
     """
     groups = dict(groups or {})
     if not categories:
@@ -151,24 +157,35 @@ def build_subsets(
         raise ValueError(f"data.groups names {sorted(clash)} are also category names: log keys would collide")
     by_cat: dict[str, list[str]] = {c: [] for c in categories}
     by_bench: dict[str, list[str]] = {}
+    by_subset: dict[str, list[str]] = {}
     for pid, rec in pairs.items():
         for c in dict.fromkeys(rec["categories"]):
             if c in by_cat:
                 by_cat[c].append(pid)
         by_bench.setdefault(rec["benchmark"], []).append(pid)
+        if rec.get("subset"):
+            by_subset.setdefault(rec["subset"], []).append(pid)
+    clash = set(by_subset) & (set(groups) | set(categories))
+    if clash:
+        raise ValueError(
+            f"subset names {sorted(clash)} are also category or group names: log keys would collide"
+        )
     out: dict[str, dict[str, list[str]]] = {"categories": by_cat}
     if groups:
         out["groups"] = {
             g: [pid for pid, rec in pairs.items() if set(rec["categories"]) & set(members)]
             for g, members in groups.items()
         }
+    if by_subset:
+        out["subsets"] = dict(sorted(by_subset.items()))
     if len(by_bench) > 1:
         out["benchmarks"] = by_bench
     return out
 
 
 def log_keys(report: ScoreReport, stage: str) -> dict[str, float]:
-    """``val/CIDEr``, ``val/CIDEr/<category>``, ``val/CIDEr/<group>``, ``val/<benchmark>/CIDEr``, ..."""
+    """``val/CIDEr``, ``val/CIDEr/<category>``, ``val/CIDEr/<group>``, ``val/CIDEr/<subset>``,
+    ``val/<benchmark>/CIDEr``, ..."""
     out = {f"{stage}/{m}": v for m, v in report.overall.items()}
     for kind, named in report.subsets.items():
         for name, scores in named.items():
@@ -271,6 +288,7 @@ class CaptionMetricsCallback(L.Callback):
             outputs.get("references", batch.get("captions")),
             outputs.get("categories", batch.get("categories")),
             outputs.get("benchmark", batch.get("benchmark")),
+            outputs.get("subset", batch.get("subset")),
         )
 
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -394,13 +412,13 @@ class CaptionMetricsCallback(L.Callback):
 
 
 def log_bar_charts(trainer: L.Trainer, stage: str, report: ScoreReport) -> None:
-    """One TensorBoard figure per metric: a bar per category and group, the overall score as a line."""
+    """One TensorBoard figure per metric: a bar per category, group and subset, the overall score as a line."""
     writers = [
         lg.experiment for lg in trainer.loggers if hasattr(getattr(lg, "experiment", None), "add_figure")
     ]
     rows = [
         (name, kind, scores)
-        for kind in ("categories", "groups")
+        for kind in ("categories", "groups", "subsets")
         for name, scores in report.subsets.get(kind, {}).items()
     ]
     if not writers or not rows:
@@ -414,14 +432,17 @@ def log_bar_charts(trainer: L.Trainer, stage: str, report: ScoreReport) -> None:
         fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(rows) + 1.5), 3.2), dpi=100)
         names = [name for name, _, _ in rows]
         values = [100 * scores.get(metric, float("nan")) for _, _, scores in rows]
-        colors = ["tab:blue" if kind == "categories" else "tab:orange" for _, kind, _ in rows]
+        palette = {"categories": "tab:blue", "groups": "tab:orange", "subsets": "tab:green"}
+        colors = [palette[kind] for _, kind, _ in rows]
         bars = ax.bar(range(len(rows)), values, color=colors)
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
         ax.margins(y=0.15)  # room for the labels
         ax.axhline(100 * report.overall.get(metric, float("nan")), color="black", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=8)
         ax.set_ylabel(f"{metric} x100")
-        ax.set_title(f"{stage} {metric} by category\n(orange: groups, dashed: overall)", fontsize=9)
+        ax.set_title(
+            f"{stage} {metric} by category\n(orange: groups, green: subsets, dashed: overall)", fontsize=9
+        )
         fig.tight_layout()
         for writer in writers:
             writer.add_figure(

@@ -24,6 +24,8 @@ key              type         meaning
                               carries that caption's instruction; an evaluation pair merged from several
                               records carries the first one's. A model with a chat template uses it as the
                               user turn's text; without one it is ignored.
+``subset``       ``str``      the part of its benchmark the pair belongs to (OmniDiff: ``real`` /
+                              ``render``, by ``data.subsets``), scored separately like a category.
 ===============  ===========  ==========================================================================
 
 A **batch** (what :func:`collate_pairs` makes of a list of samples) holds ``before``/``after`` as
@@ -41,7 +43,7 @@ from typing import NotRequired, TypedDict
 import torch
 
 SAMPLE_KEYS = ("pair_id", "before", "after", "captions", "categories", "benchmark")
-OPTIONAL_KEYS = ("instruction",)
+OPTIONAL_KEYS = ("instruction", "subset")
 
 
 class PairSample(TypedDict):
@@ -52,6 +54,7 @@ class PairSample(TypedDict):
     categories: list[str]
     benchmark: str
     instruction: NotRequired[str]
+    subset: NotRequired[str]
 
 
 class PairBatch(TypedDict):
@@ -62,6 +65,7 @@ class PairBatch(TypedDict):
     categories: list[list[str]]
     benchmark: list[str]
     instruction: NotRequired[list[str | None]]
+    subset: NotRequired[list[str | None]]
 
 
 def collate_pairs(samples: list[PairSample]) -> PairBatch:
@@ -101,6 +105,7 @@ def check_sample(sample: dict, *, where: str = "sample") -> None:
         raise ValueError(f"{where}: captions must be a non-empty list of str")
     if not all(isinstance(c, str) for c in sample["categories"]):
         raise ValueError(f"{where}: categories must be a list of str")
-    instruction = sample.get("instruction")  # optional; None = none (a batch item of a sample without one)
-    if instruction is not None and not (isinstance(instruction, str) and instruction.strip()):
-        raise ValueError(f"{where}: instruction must be a non-empty str (or absent), got {instruction!r}")
+    for key in OPTIONAL_KEYS:  # None = absent (a batch item of a sample without the key)
+        value = sample.get(key)
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            raise ValueError(f"{where}: {key} must be a non-empty str (or absent), got {value!r}")

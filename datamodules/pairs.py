@@ -9,6 +9,12 @@ A JSON list, or JSON Lines (``.jsonl``, one object per line), of records::
      "categories": ["disappearance"],         optional: change categories (scored per category when configured)
      "split": "test"}                         optional: train | val | test (default: data.default_split)
 
+Subsets (``data.subsets``, optional): parts of a benchmark scored separately, like categories (OmniDiff's Real and
+Render). Each subset is a glob, matched case-insensitively against the ``before`` path (``data.subset_by: path``)
+or against a record field's value (``data.subset_by: field:<name>``); a record matching none is in no subset, one
+matching two is an error. E.g. ``subsets: {real: "*real*", render: "*render*"}`` or, with ``subset_by:
+field:source``, ``{real: real, render: render}``.
+
 Where the file is (``data.annotations``): a path relative to the root, containing ``{split}`` for one file per
 split (``"{split}.jsonl"``); ``null`` searches ``pairs.json``, ``pairs.jsonl``, ``annotations.json`` (what
 ``make synth`` writes), ``annotations.jsonl``, ``{split}.json``, ``{split}.jsonl`` in that order. Records of a
@@ -18,6 +24,7 @@ and resized to the model's square input.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -57,6 +64,7 @@ class PairsDataModule(RecordDataModule):
     """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/pairs.yaml``):
     annotations: the annotation file (see above); ``null`` = search.
     default_split: the split of records without a ``split`` field in a single file.
+    subsets / subset_by: the subset rule (see above); ``{}`` = none.
     """
 
     benchmark = "pairs"
@@ -65,13 +73,24 @@ class PairsDataModule(RecordDataModule):
     single_values: bool = False  # accept "captions": "text" / "categories": "label" as one-item lists
 
     def __init__(
-        self, *, annotations: str | None = None, default_split: str = "train", **kwargs: Any
+        self,
+        *,
+        annotations: str | None = None,
+        default_split: str = "train",
+        subsets: Mapping[str, str] | None = None,
+        subset_by: str = "path",
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if default_split not in SPLITS:
             raise ValueError(f"data.default_split must be one of {list(SPLITS)}, got {default_split!r}")
         self.annotations = annotations or None
         self.default_split = default_split
+        self.subsets = {str(k): str(v) for k, v in (subsets or {}).items()}
+        field = subset_by.removeprefix("field:").strip()
+        if subset_by != "path" and not (subset_by.startswith("field:") and field):
+            raise ValueError(f"data.subset_by must be 'path' or 'field:<name>', got {subset_by!r}")
+        self.subset_field = None if subset_by == "path" else field
 
     def annotation_file(self, split: str) -> tuple[Path, bool]:
         """(path, one file per split?)"""
@@ -101,6 +120,23 @@ class PairsDataModule(RecordDataModule):
 
     def map_categories(self, categories: list[str], fields: Fields) -> tuple[str, ...]:
         return tuple(categories)
+
+    def subset(self, fields: Fields, before: str) -> str:
+        """The record's subset under ``data.subsets`` ("" = none); two matches mark the record bad."""
+        if not self.subsets:
+            return ""
+        value = before
+        if self.subset_field is not None:
+            value = fields.str(self.subset_field, optional=True) or ""
+        matches = [
+            name for name, glob in self.subsets.items() if fnmatch.fnmatchcase(value.lower(), glob.lower())
+        ]
+        if len(matches) > 1:
+            what = f"field '{self.subset_field}'" if self.subset_field else "'before' path"
+            fields.fail(
+                f"{what} {value!r} matches subsets {matches} (data.subsets: make the patterns exclusive)"
+            )
+        return matches[0] if len(matches) == 1 else ""
 
     # ------------------------------------------------------------------ index
     def _list(self, fields: Fields, key: str | None, *, captions: bool) -> list[str] | None:
@@ -145,6 +181,7 @@ class PairsDataModule(RecordDataModule):
             if fields.bad:
                 continue
             mapped = self.map_categories(categories, fields)
+            subset = self.subset(fields, before)
             if fields.bad:
                 continue
             if pair_id in first:
@@ -163,6 +200,7 @@ class PairsDataModule(RecordDataModule):
                     after=after_path,
                     captions=tuple(captions),
                     categories=mapped,
+                    subset=subset,
                     source=f"{path.name} {where}, id {pair_id!r}",
                 )
             )

@@ -317,6 +317,7 @@ class PairRecord(NamedTuple):
     swapped: tuple[str, str] | None = None  # train-time swap alternative (before, after): CLEVR-Change
     swap_key: str = ""  # pairs with the same key swap together in an epoch (CLEVR-Change: the scene)
     instructions: tuple[str, ...] = ()  # one per caption, same order (LLaVA-style files); () = none
+    subset: str = ""  # the part of the benchmark it belongs to, scored separately (OmniDiff: real / render)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -468,6 +469,8 @@ class RecordDataset(Dataset):
             "categories": list(record.categories),
             "benchmark": self.benchmark,
         }
+        if record.subset:
+            sample["subset"] = record.subset
         if record.instructions and record.instructions[0]:
             # the pair's own prompt (a training sample: its caption's; an evaluation pair: its first record's)
             sample["instruction"] = record.instructions[0]
@@ -484,6 +487,9 @@ class SplitReport:
     references: int | None = 0  # None: the caption file is missing, references unknown
     blank_references: int = 0
     categories: dict[str, int] = field(default_factory=dict)
+    subsets: dict[str, int] = field(
+        default_factory=dict
+    )  # pairs per subset (data.subsets), when there are any
     missing_images: int | None = (
         None  # distinct image files not found; None: not checked (--check-images=none)
     )
@@ -574,6 +580,7 @@ class RecordDataModule(PairDataModule):
                 every_file=True,
             )
             missing = sum(1 for reason in status.values() if reason == IMAGE_NOT_FOUND)
+        subsets = Counter(r.subset for r in records if r.subset)
         counts = Counter(c for r in records for c in r.categories)
         categories = {c: counts.pop(c, 0) for c in self.categories} | dict(sorted(counts.items()))
         known = bool(records) and all(r.captions for r in records)
@@ -583,6 +590,7 @@ class RecordDataModule(PairDataModule):
             references=sum(len(r.captions) for r in records) if known or not records else None,
             blank_references=sum(1 for r in records for c in r.captions if not c.strip()),
             categories=categories,
+            subsets=dict(sorted(subsets.items())),
             missing_images=missing,
             problems=[str(p) for p in problems.items],
         )

@@ -52,7 +52,7 @@ log = logging.getLogger("m3diff.scoring")
 #: pycocoevalcap's metric names, in its order (SPICE is appended when it was computed).
 METRICS: tuple[str, ...] = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
 #: The kinds of subsets a report may hold, in table order.
-SUBSET_KINDS: tuple[str, ...] = ("categories", "groups", "benchmarks")
+SUBSET_KINDS: tuple[str, ...] = ("categories", "groups", "subsets", "benchmarks")
 PTB = "ptb"
 FALLBACK = "fallback-regex"
 

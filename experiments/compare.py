@@ -61,6 +61,7 @@ class Run:
     run_dir: str | None = None
     log: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    subsets: list[str] = field(default_factory=list)  # the data's subsets (OmniDiff real / render), if any
 
 
 # ---------------------------------------------------------------------------------------------- planning
@@ -142,6 +143,9 @@ def collect(run: Run, logs_dir: Path, before: set[str]) -> None:
     steps = [json.loads(p.read_text()).get("step") for p in (folder / "eval").glob("val-step*/metrics.json")]
     steps = [s for s in steps if isinstance(s, int)]
     run.steps = max(steps) if steps else None
+    if run.steps is not None and (folder / "eval" / f"val-step{run.steps}" / "subsets.json").is_file():
+        kinds = json.loads((folder / "eval" / f"val-step{run.steps}" / "subsets.json").read_text())
+        run.subsets = list(kinds.get("subsets", {}))
 
 
 def last_error(log: Path) -> str:
@@ -191,14 +195,21 @@ def fmt(value: float | None, scale: float = 100.0) -> str:
 
 
 def category_columns(runs: Sequence[Run], cfg: DictConfig) -> list[str]:
-    """Per-category CIDEr columns: the config's categories and groups first, then any others logged."""
+    """Per-category CIDEr columns: the config's categories and groups first, then any others logged (not the
+    subsets: they have their own table)."""
     names = [str(c) for c in cfg.data.categories] + [str(g) for g in cfg.data.groups]
+    subsets = subset_columns(runs)
     for run in runs:
         for key in run.metrics:
             parts = key.split("/")
             if len(parts) == 3 and parts[1] == "CIDEr" and parts[2] not in names:
                 names.append(parts[2])
-    return [n for n in names if any(f"val/CIDEr/{n}" in r.metrics for r in runs)]
+    return [n for n in names if n not in subsets and any(f"val/CIDEr/{n}" in r.metrics for r in runs)]
+
+
+def subset_columns(runs: Sequence[Run]) -> list[str]:
+    """Per-subset CIDEr (``val/CIDEr/<subset>``; the subsets each run's evaluation files name)."""
+    return list(dict.fromkeys(name for run in runs for name in run.subsets))
 
 
 def benchmark_columns(runs: Sequence[Run]) -> list[str]:
@@ -254,6 +265,16 @@ def render_markdown(name: str, runs: Sequence[Run], cfg: DictConfig, command: st
         lines += ["| experiment | backbone | " + " | ".join(cats) + " |", "|---|---|" + "---:|" * len(cats)]
         for r in runs:
             cells = [fmt(r.metrics.get(f"val/CIDEr/{c}")) for c in cats]
+            lines.append(f"| {r.experiment} | {r.backbone} | " + " | ".join(cells) + " |")
+    subsets = subset_columns(runs)
+    if subsets:
+        lines += ["", "## CIDEr by subset (x100)", ""]
+        lines += [
+            "| experiment | backbone | " + " | ".join(subsets) + " |",
+            "|---|---|" + "---:|" * len(subsets),
+        ]
+        for r in runs:
+            cells = [fmt(r.metrics.get(f"val/CIDEr/{s}")) for s in subsets]
             lines.append(f"| {r.experiment} | {r.backbone} | " + " | ".join(cells) + " |")
     benches = benchmark_columns(runs)
     if benches:

@@ -157,6 +157,12 @@ def print_text(info: dict[str, Any], out: Any = None) -> None:
                 f"{indent}  {name:<6} {s['pairs']:>8} {s['unique_ids']:>11} {refs!s:>11} {missing!s:>15}  {cats}",
                 file=out,
             )
+            if s.get("subsets"):
+                parts = ", ".join(f"{name} {n}" for name, n in s["subsets"].items())
+                print(
+                    f"{indent}         (subsets: {parts}; {s['pairs'] - sum(s['subsets'].values())} in none)",
+                    file=out,
+                )
             if s["blank_references"]:
                 print(f"{indent}         ({s['blank_references']} blank references, as released)", file=out)
 

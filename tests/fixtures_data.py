@@ -293,17 +293,20 @@ def make_omnidiff(root: Path) -> Mini:
     """The provisional OmniDiff fixture (FORMATS.md 7.5): ``category`` (one label), other field names."""
     out: dict[str, list] = {}
     for r in pairs_records():
+        # Even pairs are real photos, odd ones renders (each in its own folder, as the subset rule expects).
+        folder = "Real/" if int(r["id"].rsplit("_", 1)[1]) % 2 == 0 else "Render/"
+        before, after = (r[k].replace("images/", folder) for k in ("before", "after"))
         out.setdefault(r["split"], []).append(
             {
                 "id": r["id"],
-                "image_before": r["before"],
-                "image_after": r["after"],
+                "image_before": before,
+                "image_after": after,
                 "caption": r["captions"][0],  # one long caption, as a string
                 "category": "Disappearance" if "disappearance" in r["categories"] else "color",
             }
         )
-        write_image(root / r["before"], (16, 12), DEFAULT)
-        write_image(root / r["after"], (12, 16), SEMANTIC)
+        write_image(root / before, (16, 12), DEFAULT)
+        write_image(root / after, (12, 16), SEMANTIC)
     files = {s: write_json(root / f"{s}.json", recs) for s, recs in out.items()}
     images = {s: root / recs[0]["image_after"] for s, recs in out.items()}
     return Mini("omnidiff", root, images=images, files=files)

@@ -62,6 +62,7 @@ def test_records_gather_across_two_processes(tmp_path):
                 "references": ["r"],
                 "categories": [],
                 "benchmark": "x",
+                "subset": "",
             }
         ]
     )

@@ -135,7 +135,7 @@ def _read_yaml(path: Path) -> dict:
 
 
 # Keys whose value is a user-defined mapping, set as a whole (not config sections to recurse into).
-FREE_FORM_KEYS = ("defaults", "groups", "fields", "category_map")
+FREE_FORM_KEYS = ("defaults", "groups", "fields", "category_map", "subsets")
 
 
 def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
