@@ -38,11 +38,13 @@ def build_datamodule(
     std: Sequence[float],
     seed: int = 0,
 ):
-    """Build the DataModule named by ``data_cfg["name"]`` from the rest of the ``data`` section."""
-    kwargs = dict(data_cfg)
-    name = kwargs.pop("name")
-    if name not in DATAMODULES:
-        raise KeyError(f"unknown data.name '{name}'; known: {sorted(DATAMODULES)}")
-    module, _, cls_name = DATAMODULES[name].partition(":")
+    """Build the DataModule named by ``data_cfg["name"]`` from the rest of the ``data`` section (keys it does
+    not set take the defaults of that DataModule's config class; unknown keys and wrong types are errors)."""
+    from omegaconf import OmegaConf
+
+    from datamodules.config import data_config
+
+    kwargs = OmegaConf.to_container(data_config(data_cfg, source="data"), resolve=True)
+    module, _, cls_name = DATAMODULES[kwargs.pop("name")].partition(":")
     cls = getattr(importlib.import_module(module), cls_name)
     return cls(image_size=image_size, mean=tuple(mean), std=tuple(std), seed=seed, **kwargs)

@@ -7,6 +7,7 @@ A benchmark subclasses :class:`PairDataModule`, sets ``benchmark`` and implement
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
@@ -17,6 +18,20 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from datamodules.contract import collate_pairs
 from datamodules.images import ImageTransform
 from datamodules.samplers import ResumableSampler, worker_init_fn
+
+
+@dataclass
+class PairDataConfig:
+    """The ``data`` keys every benchmark has. A benchmark's own keys: a subclass beside its DataModule."""
+
+    name: str = "base"  # the DataModule: synthetic, clevr_change, ... (DATA=)
+    root: str | None = None  # the dataset folder (real benchmarks); null for the embedded benchmark
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    num_workers: int = 2  # DataLoader worker processes (0 = load in the main process)
+    categories: list[str] = field(default_factory=list)  # change categories scored separately
+    groups: dict[str, list[str]] = field(default_factory=dict)  # extra scored groups: name -> categories
+    on_error: str = "raise"  # raise | skip (skipped records are counted and logged)
 
 
 class PairDataModule(L.LightningDataModule):
@@ -33,6 +48,7 @@ class PairDataModule(L.LightningDataModule):
     """
 
     benchmark: str = "base"
+    config_class: type = PairDataConfig  # the keys of its ``data`` config section
 
     def __init__(
         self,

@@ -21,12 +21,34 @@ distractor pair (nonsemantic, default). Seeded by (seed, epoch, scene id).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from datamodules.records import DataError, Fields, PairRecord, Problems, RecordDataModule, read_json_dict
+from datamodules.records import (
+    DataError,
+    Fields,
+    PairRecord,
+    Problems,
+    RecordDataConfig,
+    RecordDataModule,
+    read_json_dict,
+)
 
 TYPE_TO_CATEGORY = {"material": "texture"}  # the file's key -> the name papers (and our config) use
 DISTRACTOR = "distractor"
+
+
+@dataclass
+class ClevrChangeConfig(RecordDataConfig):
+    name: str = "clevr_change"
+    categories: list[str] = field(
+        default_factory=lambda: ["color", "texture", "add", "drop", "move", "distractor"]
+    )  # texture = type_mapping.json's "material"
+    # The "semantic change" column of papers.
+    groups: dict[str, list[str]] = field(
+        default_factory=lambda: {"semantic": ["color", "texture", "add", "drop", "move"]}
+    )
+    swap_prob: float = 0.5  # train only: distractor image as "before" with this probability (RCC); 0 = off
 
 
 class ClevrChangeDataModule(RecordDataModule):
@@ -34,6 +56,7 @@ class ClevrChangeDataModule(RecordDataModule):
     swap_prob: train-time probability of the before-image swap above (0 = off)."""
 
     benchmark = "clevr_change"
+    config_class = ClevrChangeConfig
 
     def __init__(self, *, swap_prob: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)

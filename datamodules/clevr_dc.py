@@ -23,12 +23,36 @@ blocks is UNVERIFIED (no type file is released); ``block_types`` defaults to the
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datamodules.records import DataError, Fields, PairRecord, Problems, RecordDataModule, read_json_dict
+from datamodules.records import (
+    DataError,
+    Fields,
+    PairRecord,
+    Problems,
+    RecordDataConfig,
+    RecordDataModule,
+    read_json_dict,
+)
 
 README_BLOCK_ORDER = ("color", "texture", "add", "drop", "move", "distractor")
+
+
+@dataclass
+class ClevrDCConfig(RecordDataConfig):
+    name: str = "clevr_dc"
+    categories: list[str] = field(default_factory=lambda: list(README_BLOCK_ORDER))
+    groups: dict[str, list[str]] = field(
+        default_factory=lambda: {"semantic": ["color", "texture", "add", "drop", "move"]}
+    )
+    # auto | raw (bef/<int>.png, aft/<int>.png) | renamed (images/%06d.png, sc_images/%06d.png)
+    layout: str = "auto"
+    # UNVERIFIED: the action of each block of block_size ids. Default = the order the official README lists
+    # them; check a few captions per block with `make data-info` on your download and reorder if needed.
+    block_types: list[str] = field(default_factory=lambda: list(README_BLOCK_ORDER))
+    block_size: int = 8000
 
 
 class ClevrDCDataModule(RecordDataModule):
@@ -39,6 +63,7 @@ class ClevrDCDataModule(RecordDataModule):
     """
 
     benchmark = "clevr_dc"
+    config_class = ClevrDCConfig
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ text is kept raw (mixed case, punctuation): the official ground truth is raw too
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from datamodules.records import (
     PairRecord,
     PathGuard,
     Problems,
+    RecordDataConfig,
     RecordDataModule,
     read_records,
 )
@@ -27,11 +29,20 @@ from datamodules.records import (
 SPLIT_FILES = {"train": ("train.json",), "val": ("valid.json", "val.json"), "test": ("test.json",)}
 
 
+@dataclass
+class IEditConfig(RecordDataConfig):
+    name: str = "iedit"
+    image_dir: str | None = (
+        None  # the image folder under the root; null = images/ if it exists, else the root itself
+    )
+
+
 class IEditDataModule(RecordDataModule):
     """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/iedit.yaml``):
     image_dir: the flat image folder under the root; ``null`` = ``images/`` if it exists, else the root."""
 
     benchmark = "iedit"
+    config_class = IEditConfig
 
     def __init__(self, *, image_dir: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

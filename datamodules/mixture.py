@@ -4,8 +4,8 @@ Config (``conf/data/mixture.yaml``)::
 
     data:
       name: mixture
-      members:                         # each member is a data config: name + the keys it sets;
-        - {name: spot_the_diff, root: /data/spot-the-diff}    # unset keys come from conf/data/<name>.yaml
+      members:                         # each member is a data section: name + the keys it sets;
+        - {name: spot_the_diff, root: /data/spot-the-diff}    # unset keys: that DataModule's defaults
         - {name: iedit, root: /data/iedit}
         - {name: clevr_change, root: /data/clevr_change, swap_prob: 0.0}
       weights: [1, 1, 2]               # sampling weight per member ([] = equal): member b is drawn with
@@ -23,42 +23,41 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.base import PairDataModule
+from datamodules.base import PairDataConfig, PairDataModule
+from datamodules.config import ConfigError, data_config
 from datamodules.contract import PairSample, collate_pairs
 from datamodules.records import RecordDataset
 from datamodules.samplers import worker_init_fn
 
-CONF_DATA = Path(__file__).resolve().parents[1] / "conf" / "data"
 # Keys the mixture hands down to members that do not set them.
 INHERITED = ("batch_size", "eval_batch_size", "num_workers", "on_error")
 
 
-def _plain(value: Any) -> Any:
-    """OmegaConf containers (or any mapping/sequence) -> plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return [_plain(v) for v in value]
-    return value
+@dataclass
+class MixtureConfig(PairDataConfig):
+    name: str = "mixture"
+    # Data sections: name + the keys it sets; the rest are that DataModule's defaults (and INHERITED keys).
+    members: list[dict[str, Any]] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)  # sampling weight per member ([] = equal)
+    epoch_size: int | None = None  # training samples per epoch; null = the members' train sizes summed
 
 
-def member_config(member: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """``conf/data/<name>.yaml``'s ``data`` section < the mixture's inherited keys < the member's own keys."""
-    member = _plain(member)
-    name = member.get("name")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"each data.members item needs a 'name' (a data config name), got {member!r}")
-    if name == "mixture":
-        raise ValueError("a mixture cannot contain a mixture")
-    path = CONF_DATA / f"{name}.yaml"
-    base = (yaml.safe_load(path.read_text()) or {}).get("data", {}) if path.exists() else {}
-    return {**base, **{k: defaults[k] for k in INHERITED if k in defaults}, **member}
+def member_config(member: Mapping[str, Any], index: int, inherited: Mapping[str, Any]) -> dict[str, Any]:
+    """Member ``index``'s data section: its DataModule's defaults < the mixture's ``inherited`` keys < its own."""
+    path = f"data.members[{index}]"
+    if not isinstance(member, Mapping):
+        raise ConfigError(f"{path}: expected a data section like {{name: iedit, root: ...}}, got {member!r}")
+    if member.get("name") == "mixture":
+        raise ConfigError(f"{path}: a mixture cannot contain a mixture")
+    inherited = {k: inherited[k] for k in INHERITED if k in inherited}
+    cfg = data_config(member, source="mixture member", inherited=inherited, prefix=f"{path}.")
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 class MixtureDataset(Dataset):
@@ -87,11 +86,12 @@ class MixtureDataset(Dataset):
 
 
 class MixtureDataModule(PairDataModule):
-    """Args (keyword-only, on top of :class:`PairDataModule`'s; keys of ``conf/data/mixture.yaml``):
-    members: data configs of the benchmarks mixed (see above); weights: sampling weight per member;
+    """Args (keyword-only, on top of :class:`PairDataModule`'s; keys of :class:`MixtureConfig`):
+    members: data sections of the benchmarks mixed (see above); weights: sampling weight per member;
     epoch_size: training samples per epoch. ``categories``/``groups`` default to the union of the members'."""
 
     benchmark = "mixture"
+    config_class = MixtureConfig
 
     def __init__(
         self,
@@ -104,10 +104,10 @@ class MixtureDataModule(PairDataModule):
         super().__init__(**kwargs)
         from datamodules import build_datamodule  # the registry imports this module lazily
 
-        members = _plain(members)
+        members = list(members)
         if not members:
             raise ValueError("data.members is empty: list the benchmarks to mix (see conf/data/mixture.yaml)")
-        weights = [float(w) for w in (_plain(weights) or [1.0] * len(members))]
+        weights = [float(w) for w in (weights or [1.0] * len(members))]
         if len(weights) != len(members) or any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(
                 f"data.weights must be {len(members)} non-negative numbers with a positive sum, got {weights}"
@@ -117,8 +117,8 @@ class MixtureDataModule(PairDataModule):
         defaults = {k: getattr(self, k) for k in INHERITED}
         self.members: dict[str, PairDataModule] = {}
         for i, member in enumerate(members):
+            config = member_config(member, i, defaults)
             try:
-                config = member_config(member, defaults)
                 module = build_datamodule(
                     config,
                     image_size=self.transform.size,
@@ -127,7 +127,7 @@ class MixtureDataModule(PairDataModule):
                     seed=self.seed,
                 )
             except (ValueError, KeyError, TypeError) as err:
-                raise type(err)(f"data.members[{i}] ({member.get('name')}): {err}") from err
+                raise type(err)(f"data.members[{i}] ({config['name']}): {err}") from err
             if module.benchmark in self.members:
                 raise ValueError(f"data.members[{i}]: benchmark '{module.benchmark}' is listed twice")
             self.members[module.benchmark] = module

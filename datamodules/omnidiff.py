@@ -14,9 +14,10 @@ Captions are kept whole (multi-sentence, ~60 words): nothing here truncates; the
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from datamodules.pairs import FIELD_NAMES, PairsDataModule
+from datamodules.pairs import FIELD_NAMES, PairsConfig, PairsDataModule
 from datamodules.records import Fields
 
 # Plausible names per field, tried in order after any data.fields override.
@@ -39,6 +40,29 @@ ALIASES: Mapping[str, tuple[str, ...]] = {
 }
 
 
+@dataclass
+class OmniDiffConfig(PairsConfig):
+    name: str = "omnidiff"
+    # The 12 categories as secondary summaries list them; the release's label strings are unknown:
+    # map them with category_map (matching is case-insensitive).
+    categories: list[str] = field(
+        default_factory=lambda: [
+            "viewpoint", "illumination", "addition", "disappearance", "removal", "replacement",
+            "size", "color", "orientation", "pose", "text", "count",
+        ]
+    )  # fmt: skip
+    category_map: dict[str, str] = field(
+        default_factory=lambda: {
+            "substitution": "replacement", "ocr": "text", "ocr/text": "text", "counting": "count"
+        }
+    )  # fmt: skip
+    # canonical field -> its name in the file, e.g. {before: img_a, captions: description}
+    fields: dict[str, str] = field(default_factory=dict)
+    # OmniDiff-Real / OmniDiff-Render, scored separately (val/CIDEr/real, val/CIDEr/render): subset -> glob on the
+    # before image's path (case-insensitive). PROVISIONAL too: with a field instead, subset_by: "field:<name>".
+    subsets: dict[str, str] = field(default_factory=lambda: {"real": "*real*", "render": "*render*"})
+
+
 class OmniDiffDataModule(PairsDataModule):
     """Args (keyword-only, on top of :class:`PairsDataModule`'s; keys of ``conf/data/omnidiff.yaml``):
     fields: canonical field (id, before, after, captions, categories, split) -> its name in the file.
@@ -46,6 +70,7 @@ class OmniDiffDataModule(PairsDataModule):
     """
 
     benchmark = "omnidiff"
+    config_class = OmniDiffConfig
     single_values = True
 
     def __init__(

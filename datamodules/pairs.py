@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from datamodules.records import (
     PairRecord,
     PathGuard,
     Problems,
+    RecordDataConfig,
     RecordDataModule,
     read_records,
 )
@@ -60,6 +62,19 @@ SEARCH = (
 )
 
 
+@dataclass
+class PairsConfig(RecordDataConfig):
+    name: str = "pairs"
+    # The annotation file relative to root, "{split}" for one file per split; null = the first of
+    # pairs.json(l), annotations.json(l) (make synth), {split}.json(l).
+    annotations: str | None = None
+    default_split: str = "train"  # split of records without a "split" field
+    # Parts scored separately: name -> glob on the before path (or on a field's value, with subset_by:
+    # "field:<name>"), e.g. {real: "*real*", render: "*render*"}.
+    subsets: dict[str, str] = field(default_factory=dict)
+    subset_by: str = "path"
+
+
 class PairsDataModule(RecordDataModule):
     """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/pairs.yaml``):
     annotations: the annotation file (see above); ``null`` = search.
@@ -68,6 +83,7 @@ class PairsDataModule(RecordDataModule):
     """
 
     benchmark = "pairs"
+    config_class = PairsConfig
     # Subclasses reading other schemas (OmniDiff) widen these.
     field_names: Mapping[str, tuple[str, ...]] = FIELD_NAMES
     single_values: bool = False  # accept "captions": "text" / "categories": "label" as one-item lists

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.base import PairDataModule
+from datamodules.base import PairDataConfig, PairDataModule
 from datamodules.contract import PairSample, collate_pairs
 from datamodules.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, ImageTransform, load_image
 from datamodules.samplers import ResumableSampler, worker_init_fn
@@ -496,6 +496,14 @@ class SplitReport:
     problems: list[str] = field(default_factory=list)
 
 
+@dataclass
+class RecordDataConfig(PairDataConfig):
+    """Keys of every benchmark read from annotation files."""
+
+    # Images with more pixels are refused (decompression-bomb limit); null = Pillow's.
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+
+
 class RecordDataModule(PairDataModule):
     """Base of the real-benchmark DataModules: subclasses implement :meth:`index` (annotation parsing).
 
@@ -507,6 +515,7 @@ class RecordDataModule(PairDataModule):
     """
 
     benchmark = "records"
+    config_class = RecordDataConfig
     splits: tuple[str, ...] = SPLITS
     train_swap_prob: float = 0.0  # CLEVR-Change sets this from its config
 

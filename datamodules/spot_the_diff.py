@@ -15,6 +15,7 @@ does not use them as targets (see :meth:`RecordDataModule._drop_blank_captions`)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,18 @@ from datamodules.records import (
     PairRecord,
     PathGuard,
     Problems,
+    RecordDataConfig,
     RecordDataModule,
     read_records,
 )
+
+
+@dataclass
+class SpotTheDiffConfig(RecordDataConfig):
+    name: str = "spot_the_diff"
+    image_dir: str | None = (
+        None  # the image folder under the root; null = resized_images/ (or images/, CLIP4IDC's name)
+    )
 
 
 class SpotTheDiffDataModule(RecordDataModule):
@@ -34,6 +44,7 @@ class SpotTheDiffDataModule(RecordDataModule):
     image_dir: the image folder under the root; ``null`` = ``resized_images/`` or else ``images/``."""
 
     benchmark = "spot_the_diff"
+    config_class = SpotTheDiffConfig
 
     def __init__(self, *, image_dir: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -67,7 +67,6 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     leader = _launch_rank_is_zero()
     if leader:
         runner.save_run_files(cfg, run_dir, module)
-    runner.fit_validation_interval(cfg, datamodule)
     last_val = _LastValidation()
     trainer = runner.make_trainer(
         cfg, logger=logger, callbacks=[*runner.make_callbacks(cfg, run_dir), last_val]

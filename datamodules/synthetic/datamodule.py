@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from datamodules.base import PairDataModule
+from datamodules.base import PairDataConfig, PairDataModule
 from datamodules.contract import PairSample
 from datamodules.images import ImageTransform
 from datamodules.synthetic.captions import identify, parse_caption
@@ -98,6 +99,30 @@ class SyntheticPairs(Dataset):
         }
 
 
+@dataclass
+class SyntheticConfig(PairDataConfig):
+    name: str = "synthetic"
+    # The 12 change categories, one label per change operation, in OPERATIONS order (viewpoint, illumination,
+    # addition, disappearance, removal, replacement, size, color, orientation, pose, text, count): the
+    # generator's operations are fixed; their label strings are yours.
+    categories: list[str] = field(default_factory=lambda: list(OPERATIONS))
+    groups: dict[str, list[str]] = field(default_factory=lambda: {"no_change": ["no_change"]})
+    caption_style: str = "short"  # short: one CLEVR-style sentence per change | long: OmniDiff-style
+    min_references: int = 3  # references per pair: drawn uniformly in [min, max]
+    max_references: int = 5
+    max_changes: int = 1  # each changed pair has 1..max_changes changes (<= 3), on different objects
+    no_change_fraction: float = 0.1  # share of pairs with no change at all (identical up to noise)
+    no_change_label: str | None = "no_change"  # their category (not one of the 12); null = none
+    category_weights: dict[str, float] = field(default_factory=dict)  # label -> weight (missing: 1; 0: off)
+    train_size: int = 100_000  # virtual pairs (generated on the fly, never stored)
+    val_size: int = 512
+    test_size: int = 1000
+    min_objects: int = 3  # objects per scene (a 3x3 grid of cells, one object per cell; max 8)
+    max_objects: int = 6
+    noise: float = 0.0  # std of Gaussian pixel noise (0-255) added to each image independently
+    data_seed: int | None = 0  # fixed, so every run sees the same pairs; null = the run's seed
+
+
 class SyntheticDataModule(PairDataModule):
     """The embedded procedural benchmark (``data.name: synthetic``).
 
@@ -118,6 +143,7 @@ class SyntheticDataModule(PairDataModule):
     """
 
     benchmark = "synthetic"
+    config_class = SyntheticConfig
 
     def __init__(
         self,

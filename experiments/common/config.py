@@ -1,46 +1,39 @@
 """Config composition with OmegaConf (no Hydra).
 
-    conf/base.yaml  <  conf/<group>/<choice>.yaml  <  experiment YAML  <  ``key=value`` overrides
+    schema (experiments/common/schema.py)  <  conf/base.yaml  <  conf/<group>/<choice>.yaml
+        <  experiment YAML  <  ``key=value`` overrides
 
-``conf/base.yaml`` holds the schema: every key the kit reads. Its ``defaults`` section picks one file per
-group; an experiment YAML may pick others in its own ``defaults`` and the command line (``BACKBONE=``,
-``DATA=``) has the last word. Group files may add keys to the sections they configure (a benchmark's
-own settings, say); the experiment and the overrides may only *set* keys that exist, with values of the
-same type. ``trainer.*`` additionally accepts any argument of ``lightning.Trainer``. Config values are
-data: YAML is parsed with a safe loader and nothing is ever evaluated.
+The schema is a structured config: every key, its type and default. ``conf/base.yaml`` picks one file per group
+in its ``defaults``; an experiment YAML may pick others in its own ``defaults`` and the command line
+(``BACKBONE=``, ``DATA=``) has the last word. The ``data`` section's schema is the one of its DataModule
+(``data.name``). Files and overrides may only set keys that exist, with values of the declared type
+(``trainer.*`` also accepts any argument of ``lightning.Trainer``). YAML is read by OmegaConf (safe loading:
+nothing is ever evaluated; ``${oc.env:VAR}`` is the only kind of interpolation that does something).
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+import mdp
+from datamodules.config import ConfigError, data_config, merge_checked
+from experiments.common.schema import MDP_DERIVED, RunConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 GROUPS = ("backbone", "data", "model", "trainer")
 
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML loader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
-class ConfigError(ValueError):
-    """A config cannot be composed: unknown key, wrong type, missing file."""
+__all__ = ["ConfigError", "load_config", "apply_overrides", "compose", "to_container", "trainer_kwargs"]
 
 
 def load_config(
@@ -57,36 +50,85 @@ def load_config(
             ``ablations/mdp_off``) or a path to a YAML file; ``None`` for none.
         groups: group choices that override ``defaults`` (e.g. ``{"backbone": "clip"}``). A backbone that
             has no file in ``conf/backbone/`` is taken as a timm model name (``conf/backbone/timm.yaml``).
-        overrides: ``key=value`` strings (values parsed as YAML).
+        overrides: ``key=value`` strings (values parsed as YAML by ``OmegaConf.from_dotlist``).
     """
-    base = _read_yaml(conf_dir / "base.yaml")
-    exp = _read_yaml(resolve_experiment(experiment)) if experiment else {}
+    base = read_yaml(conf_dir / "base.yaml")
+    exp_path = resolve_experiment(experiment) if experiment else None
+    exp = read_yaml(exp_path) if exp_path else {}
     choices = {**base.pop("defaults", {}), **exp.pop("defaults", {})}
+    choices.update({group: choice for group, choice in (groups or {}).items() if choice})
     extra: list[str] = []
-    for group, choice in (groups or {}).items():
-        if choice:
-            choices[group] = choice
     if "backbone" in choices and not (conf_dir / "backbone" / f"{choices['backbone']}.yaml").exists():
         # BACKBONE=<timm model name>: the generic timm group with that name.
         extra.append(f"backbone.name=timm:{choices['backbone'].removeprefix('timm:')}")
         choices["backbone"] = "timm"
-
-    cfg = OmegaConf.create(base)
-    for group in GROUPS:
-        if group in choices:
-            path = conf_dir / group / f"{choices[group]}.yaml"
-            if not path.exists():
-                options = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
-                raise ConfigError(f"no {group} config '{choices[group]}' ({path}); choose one of {options}")
-            cfg = OmegaConf.merge(cfg, _read_yaml(path))
+    if exp_path and "experiment" not in exp:
+        exp["experiment"] = Path(str(experiment)).stem
+    files = [_group_file(conf_dir, group, choices[group]) for group in GROUPS if group in choices]
+    cfg = compose(
+        [
+            (str(conf_dir / "base.yaml"), base),
+            *((str(path), read_yaml(path)) for path in files),
+            *([(str(exp_path), exp)] if exp_path else []),
+            ("command line", parse_overrides([*extra, *overrides])),
+        ]
+    )
     cfg.defaults = choices
-    if exp:
-        _check_and_merge(cfg, _flatten(exp), source=str(resolve_experiment(experiment)))
-        if "experiment" not in exp:
-            cfg.experiment = Path(str(experiment)).stem
-    _check_and_merge(cfg, _parse_overrides([*extra, *overrides]), source="command line")
-    OmegaConf.resolve(cfg)
     return cfg
+
+
+def compose(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> DictConfig:
+    """``(source, nested values)`` layers, lowest first, merged onto the schema; interpolations resolved."""
+    cfg = OmegaConf.structured(RunConfig)
+    OmegaConf.set_struct(cfg, True)
+    data = {}
+    for _, values in layers:
+        data.update(values.get("data") or {})  # the last data.name picks the data section's schema
+    cfg.data = data_config({"name": data.get("name", "synthetic")}, source="data")
+    for source, values in layers:
+        merge_checked(cfg, values, source=source, extra_keys={"trainer": _trainer_args()})
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot resolve an interpolation: {str(err).splitlines()[0]}") from None
+    _check_mdp(cfg)
+    for i, member in enumerate(cfg.data.get("members") or ()):
+        from datamodules.mixture import member_config
+
+        member_config(to_container(member), i, to_container(cfg.data))
+    return cfg
+
+
+def apply_overrides(
+    cfg: DictConfig | Mapping, overrides: Sequence[str], *, source: str = "command line"
+) -> DictConfig:
+    """``key=value`` overrides on a composed config (e.g. one read back from a checkpoint), checked alike."""
+    saved = to_container(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
+    return compose([("checkpoint config", saved), (source, parse_overrides(overrides))])
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[1, 2]"]`` -> ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML by OmegaConf)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)), resolve=False)
+    except (yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ConfigError(f"override: cannot parse value: {str(err).splitlines()[0]}") from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file as nested plain values (``OmegaConf.load``: ``1e-3`` is a float, no Python tags)."""
+    try:
+        loaded = OmegaConf.load(path)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ConfigError(f"{path}: invalid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got a list")
+    return OmegaConf.to_container(loaded, resolve=False)
 
 
 def resolve_experiment(experiment: str | Path) -> Path:
@@ -120,118 +162,26 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- internals
+def _group_file(conf_dir: Path, group: str, choice: str) -> Path:
+    path = conf_dir / group / f"{choice}.yaml"
+    if not path.exists():
+        options = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+        raise ConfigError(f"no {group} config '{choice}' ({path}); choose one of {options}")
+    return path
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.load(Path(path).read_text(), Loader=_Loader) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
-# Keys whose value is a user-defined mapping, set as a whole (not config sections to recurse into).
-FREE_FORM_KEYS = ("defaults", "groups", "fields", "category_map", "subsets")
-
-
-def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; the mappings of ``FREE_FORM_KEYS`` stay whole."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value and key not in FREE_FORM_KEYS:
-            flat.update(_flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
-def _parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
-    parsed: dict[str, Any] = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value")
-        key, raw = item.split("=", 1)
-        try:
-            parsed[key.strip()] = yaml.load(raw, Loader=_Loader) if raw != "" else ""
-        except yaml.YAMLError as err:
-            raise ConfigError(f"override '{item}': cannot parse value: {err}") from None
-    return parsed
-
-
-def _all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
-    keys = []
-    for key, value in cfg.items():
-        dotted = f"{prefix}{key}"
-        keys.append(dotted)
-        if isinstance(value, DictConfig):
-            keys.extend(_all_keys(value, dotted + "."))
-    return keys
-
-
-def _trainer_args() -> set[str]:
+@cache
+def _trainer_args() -> frozenset[str]:
     from lightning import Trainer
 
-    return {p for p in inspect.signature(Trainer.__init__).parameters if p != "self"}
+    return frozenset(p for p in inspect.signature(Trainer.__init__).parameters if p != "self")
 
 
-def _check_and_merge(cfg: DictConfig, flat: Mapping[str, Any], *, source: str) -> None:
-    for key, value in flat.items():
-        if key == "experiment" or key == "defaults":
-            if key == "experiment":
-                cfg.experiment = value
-            continue
-        exists = OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING
-        if not exists:
-            section, _, leaf = key.partition(".")
-            if section == "trainer" and leaf in _trainer_args():
-                cfg.trainer[leaf] = value
-                continue
-            valid = _all_keys(cfg) + (
-                sorted(f"trainer.{a}" for a in _trainer_args()) if section == "trainer" else []
-            )
-            near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-            hint = f"; did you mean '{near[0]}'?" if near else ""
-            raise ConfigError(f"{source}: unknown config key '{key}'{hint}")
-        old = OmegaConf.select(cfg, key)
-        _check_type(key, old, value, source=source)
-        OmegaConf.update(cfg, key, value, merge=False)
-
-
-_MISSING = object()
-
-
-def _check_type(key: str, old: Any, new: Any, *, source: str) -> None:
-    if old is None or new is None:
-        return
-    if isinstance(old, (DictConfig, ListConfig)):
-        old = OmegaConf.to_container(old)
-    ok = (
-        (isinstance(old, bool) and isinstance(new, bool))
-        or (
-            isinstance(old, (int, float))
-            and not isinstance(old, bool)
-            and isinstance(new, (int, float))
-            and not isinstance(new, bool)
-        )
-        or (isinstance(old, str) and isinstance(new, str))
-        or (isinstance(old, list) and isinstance(new, list))
-        or (isinstance(old, dict) and isinstance(new, dict))
-    )
-    if isinstance(old, int) and not isinstance(old, bool) and isinstance(new, float) and not new.is_integer():
-        ok = False
-    if not ok:
-        raise ConfigError(
-            f"{source}: '{key}' expects {type(old).__name__} (like {old!r}), got {type(new).__name__} {new!r}"
-        )
-
-
-def apply_overrides(cfg: DictConfig, overrides: Sequence[str], *, source: str = "command line") -> DictConfig:
-    """Apply ``key=value`` overrides to an existing config (e.g. one read back from a checkpoint)."""
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    _check_and_merge(cfg, _parse_overrides(overrides), source=source)
-    return cfg
+def _check_mdp(cfg: DictConfig) -> None:
+    """The ``mdp`` choices, checked by ``mdp.MDPConfig`` now rather than when the model is built."""
+    values = {k: v for k, v in to_container(cfg.mdp).items() if k != "enabled"}
+    try:
+        # dim / num_layers come from the backbone; placeholders that pass their own checks.
+        mdp.MDPConfig(**values, **dict(zip(MDP_DERIVED, (max(1, values["num_heads"]), 1))))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"mdp: {err}") from None

@@ -245,22 +245,6 @@ def make_strategy(strategy: Any) -> Any:
     return FSDPStrategy(auto_wrap_policy=partial(lambda_auto_wrap_policy, lambda_fn=_is_fsdp_block))
 
 
-def fit_validation_interval(cfg: DictConfig, datamodule: Any) -> None:
-    """A step interval longer than an epoch is an error in Lightning; on a small dataset (a mini copy of a
-    benchmark) validate at each epoch end instead of failing."""
-    interval = cfg.trainer.val_check_interval
-    if not isinstance(interval, int) or interval <= 0:
-        return
-    datamodule.setup("fit")
-    world = int(cfg.trainer.devices) * int(cfg.trainer.num_nodes) if str(cfg.trainer.devices).isdigit() else 1
-    batches = len(datamodule.train_dataloader()) // max(1, world)
-    if interval > batches:
-        log.info(
-            "trainer.val_check_interval=%d > %d batches per epoch: validating each epoch", interval, batches
-        )
-        cfg.trainer.val_check_interval = None
-
-
 def make_trainer(
     cfg: DictConfig, *, logger: TensorBoardLogger | bool, callbacks: Sequence[L.Callback]
 ) -> L.Trainer:

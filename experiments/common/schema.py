@@ -1,0 +1,154 @@
+"""Every key the kit reads: its type, its default and what it does (OmegaConf structured configs).
+
+To add a key: add a field, with its comment, to the section's dataclass below (``data`` keys: the dataclass
+beside the DataModule, e.g. ``SyntheticConfig`` in ``datamodules/synthetic/datamodule.py``). YAML files and
+``key=value`` overrides may only set keys that exist here, with values of the declared type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import mdp
+from datamodules.base import PairDataConfig
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "siglip-tiny"  # a name from mdp.list_backbones(), or timm:<name> / open_clip:<name>
+    pretrained: str | None = None  # open_clip tag, hf-hub:<repo>, or a local weights file; null = random init
+    # 0-based encoder blocks tapped for MDP (negative: from the end); the last one is the MDP-off baseline's input.
+    layers: list[int] = field(default_factory=lambda: [1, 3, 5])
+    image_size: int = 128  # input resolution (both images)
+    freeze: bool = False  # true: backbone weights are not trained
+
+
+def _mdp_section() -> type:
+    """``enabled`` + the fields of :class:`mdp.MDPConfig` (documented there) except the derived ``dim`` (the
+    backbone width) and ``num_layers`` (len(backbone.layers)). Its ``Literal`` choices are checked by
+    ``MDPConfig`` itself."""
+    hints = typing.get_type_hints(mdp.MDPConfig)
+    fields = [("enabled", bool, field(default=True))]  # false: last-layer tokens straight to the projector
+    for f in dataclasses.fields(mdp.MDPConfig):
+        if f.name not in MDP_DERIVED:
+            hint = str if typing.get_origin(hints[f.name]) is typing.Literal else hints[f.name]
+            fields.append((f.name, hint, field(default=f.default)))
+    return dataclasses.make_dataclass("MDPSection", fields)
+
+
+MDP_DERIVED = ("dim", "num_layers")
+MDPSection = _mdp_section()
+
+
+@dataclass
+class LMConfig:
+    name: str = "tiny-gpt2"  # tiny-gpt2 | tiny-qwen2 (random init, sized below) or a HF name / local folder
+    num_layers: int = 3
+    hidden_size: int = 256
+    num_heads: int = 4
+    vocab_size: int = 1024  # tiny LMs: size of the caption tokenizer trained on the training captions
+    tokenizer_captions: int = 20000  # how many training pairs' references train that tokenizer
+
+
+@dataclass
+class LoRAConfig:
+    enabled: bool = False
+    r: int = 128
+    alpha: int = 256
+    dropout: float = 0.05
+    target_modules: list[str] | None = None  # null = the LM's attention and MLP projections
+
+
+@dataclass
+class ModelConfig:
+    projector_hidden: int | None = None  # hidden width of the 2-layer MLP projector; null = the LM width
+    # Average-pool the (MDP-fused) token grid by this factor per side before the LM: 2 = 4x fewer prefix
+    # tokens, a 1.5x faster CPU step (experiments/BENCHMARKS.md).
+    token_pool: int = 2
+    prompt: str = ""  # optional text between the visual prefix and the caption
+    max_caption_tokens: int = 48  # captions are truncated to this many tokens in training
+    freeze_lm: bool = False
+    lm: LMConfig = field(default_factory=LMConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+
+
+@dataclass
+class OptimConfig:
+    lr_backbone: float = 3.0e-4
+    lr_mdp: float = 6.0e-4  # MDP + projector
+    lr_lm: float = 6.0e-4
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
+
+
+@dataclass
+class GenerationConfig:
+    num_beams: int = 1  # 1 = greedy
+    max_new_tokens: int = 48
+    length_penalty: float = 1.0
+    use_cache: bool = True
+
+
+@dataclass
+class MetricsConfig:
+    monitor: str = "CIDEr"  # picks the best checkpoint (val/<monitor>)
+    spice: bool = False  # true only if SPICE's Stanford CoreNLP models are already present
+    num_panels: int = 4  # validation pairs shown in TensorBoard each epoch
+    change_id: bool = True  # the embedded benchmark's change-identification score
+
+
+@dataclass
+class CheckpointConfig:
+    save_last: bool = True
+    save_top_k: int = 1
+    every_n_train_steps: int = 200  # also save last.ckpt every N steps: a killed run loses at most N steps
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to ``lightning.Trainer`` unchanged; any other ``Trainer`` argument may be set as well."""
+
+    accelerator: str = "cpu"
+    devices: Any = 1  # int, "auto", or a list of device ids
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str | int = "32-true"
+    max_steps: int = -1
+    max_epochs: int | None = None
+    max_time: str | None = None  # "DD:HH:MM:SS"
+    val_check_interval: int | float | None = (
+        None  # int: every N training batches; float: fraction of an epoch
+    )
+    check_val_every_n_epoch: int | None = 1  # null: validate by val_check_interval (an int) alone
+    limit_val_batches: int | float | None = None
+    num_sanity_val_steps: int = 0
+    gradient_clip_val: float | None = 1.0
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    enable_progress_bar: bool = True
+    deterministic: bool | None = False
+    benchmark: bool | None = None
+
+
+@dataclass
+class RunConfig:
+    # conf/<group>/<choice>.yaml picked for each group (BACKBONE=, DATA=, an experiment's defaults).
+    defaults: dict[str, str] = field(default_factory=dict)
+    experiment: str = "default"  # run folder: logs/<experiment>/<backbone.name>/version_N
+    seed: int = 1234
+    logs_dir: str = "logs"
+    num_threads: int | None = None  # torch intra-op threads; null = torch's default (all cores)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    mdp: MDPSection = field(default_factory=MDPSection)  # type: ignore[valid-type]
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    data: PairDataConfig = field(default_factory=PairDataConfig)  # replaced by data.name's own schema
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
