@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from datamodules.records import (
     PairRecord,
     PathGuard,
     Problems,
+    RecordDataConfig,
     RecordDataModule,
     decode_utf8,
     read_bytes,
@@ -110,6 +112,14 @@ def read_tsv(path: Path) -> list[tuple[int, dict[str, str] | str]]:
     return rows
 
 
+@dataclass
+class BirdsToWordsConfig(RecordDataConfig):
+    name: str = "birds_to_words"
+    annotations: str = TSV_NAME  # the tsv, relative to root
+    # <photo id>.jpg / .jpeg / .png, the id being the number after /photos/ in the URL
+    image_dir: str = "images"
+
+
 class BirdsToWordsDataModule(RecordDataModule):
     """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/birds_to_words.yaml``):
     annotations: the tsv, relative to the root.
@@ -117,6 +127,7 @@ class BirdsToWordsDataModule(RecordDataModule):
     """
 
     benchmark = "birds_to_words"
+    config_class = BirdsToWordsConfig
 
     def __init__(self, *, annotations: str = TSV_NAME, image_dir: str = "images", **kwargs: Any) -> None:
         super().__init__(**kwargs)

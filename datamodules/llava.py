@@ -31,6 +31,7 @@ other than two, a path leaving the root, a duplicate id.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from datamodules.records import (
     PairRecord,
     PathGuard,
     Problems,
+    RecordDataConfig,
     RecordDataModule,
     read_records,
 )
@@ -56,6 +58,16 @@ def instruction_text(value: str) -> str:
     return re.sub(r"[ \t]{2,}", " ", text).strip()
 
 
+@dataclass
+class LlavaConfig(RecordDataConfig):
+    name: str = "llava"
+    # Relative to root; "{split}" = one file per split (.json list or .jsonl).
+    annotations: str = "{split}.json"
+    image_dir: str | None = None  # image paths are relative to root/<image_dir>; null = root
+    default_split: str = "train"  # the split of a single file named without "{split}"
+    sample_per: str = "caption"  # every record is a training sample (with its own instruction)
+
+
 class LlavaDataModule(RecordDataModule):
     """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/llava.yaml``):
     annotations: the annotation file(s), see above.
@@ -64,6 +76,7 @@ class LlavaDataModule(RecordDataModule):
     """
 
     benchmark = "llava"
+    config_class = LlavaConfig
 
     def __init__(
         self,

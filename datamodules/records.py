@@ -502,6 +502,8 @@ class RecordDataConfig(PairDataConfig):
 
     # Images with more pixels are refused (decompression-bomb limit); null = Pillow's.
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    # pair: one training sample per pair and epoch, a reference drawn per step | caption: every reference a sample
+    sample_per: str = "pair"
 
 
 class RecordDataModule(PairDataModule):
