@@ -1,4 +1,5 @@
-"""`make bench` (experiments/bench.py) works: every section runs at toy sizes and the JSON has its keys.
+"""`make bench` (experiments/bench/) works: every section runs at toy sizes and the JSON has its keys; the
+rig's step is Lightning's step.
 
 No timing is asserted: the numbers of a --quick run mean nothing (and machines differ).
 """
@@ -7,10 +8,14 @@ from __future__ import annotations
 
 import json
 
+import lightning as L
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
-from experiments import bench
+from experiments.bench import cli, measure, report, score
+from experiments.bench.rig import build_rig, caption_tokenizer
+from experiments.common.config import load_config
 
 SECTION_KEYS = {
     "peak": {"gflops", "samples", "threads", "loadavg_1m"},
@@ -41,7 +46,7 @@ SECTION_KEYS = {
 def test_quick_run_writes_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
     # One thread: on a shared machine, two threads' barriers make toy-sized steps crawl.
-    assert bench.main(["--quick", "--threads", "1", "--out", str(out)]) == 0
+    assert cli.main(["--quick", "--threads", "1", "--out", str(out)]) == 0
     results = json.loads(out.read_text())
     assert results["quick"] is True
     assert {"machine", "targets", "table", "loadavg_1m", "wall_s"} <= set(results)
@@ -61,13 +66,13 @@ def test_quick_run_writes_every_section(tmp_path, capsys):
     if "skipped" not in score:  # needs Java
         assert {"scorer_s", "naive_s", "naive_extrapolated", "speedup"} <= set(score)
         assert score["max_abs_diff_vs_naive"] < 1e-9  # the kit's scorer reproduces pycocoevalcap
-    assert set(results["targets"]) == set(bench.TARGETS)
+    assert set(results["targets"]) == set(report.TARGETS)
     assert "M3Diff kit bench" in capsys.readouterr().out
 
 
 def test_unknown_section_is_an_error(capsys):
     try:
-        bench.main(["--sections", "nope"])
+        cli.main(["--sections", "nope"])
     except SystemExit as err:
         assert err.code == 2
     assert "unknown sections" in capsys.readouterr().err
@@ -75,7 +80,7 @@ def test_unknown_section_is_an_error(capsys):
 
 def test_flop_counter_counts_cpu_attention():
     q = torch.randn(2, 4, 16, 8, requires_grad=True)
-    counter = bench.flop_counter()
+    counter = measure.flop_counter()
     with counter:
         F.scaled_dot_product_attention(q, q, q).sum().backward()
     # forward 2 bmm (4 * b*h * s*s*d) + backward 5 bmm (10 * b*h * s*s*d) as torch counts SDPA
@@ -84,22 +89,50 @@ def test_flop_counter_counts_cpu_attention():
 
 def test_interleave_alternates_order():
     calls: list[str] = []
-    times = bench.interleave({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    times = measure.interleave({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
     assert calls == ["a", "b", "b", "a", "a", "b"]
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
 
 
-def test_clevr_like_set_has_the_test_split_shape():
-    refs, preds, subsets = bench.clevr_like_set(3985)
-    assert len(preds) == 7970 and set(refs) == set(preds)
+def test_scoring_set_has_clevr_change_test_shape():
+    refs, preds, subsets = score.clevr_change_sized_set(200)
+    assert len(preds) == 400 and set(refs) == set(preds)
     assert all(5 <= len(r) <= 7 for r in refs.values())
+    assert all(preds[p] not in refs[p] or refs[p].count(preds[p]) < 7 for p in preds)  # a held-out reference
     cats = subsets["categories"]
-    assert {len(v) for k, v in cats.items() if k != "distractor"} == {797}
-    assert len(cats["distractor"]) == 3985 and len(subsets["groups"]["semantic"]) == 3985
+    assert set(cats) == {*score.CHANGE_CATEGORIES, score.NO_CHANGE}
+    assert 150 < len(cats[score.NO_CHANGE]) < 250  # half the pairs, in expectation
+    semantic = subsets["groups"]["semantic"]
+    assert sorted(semantic) == sorted(p for c in score.CHANGE_CATEGORIES for p in cats[c])
+    assert len(semantic) + len(cats[score.NO_CHANGE]) == 400
+
+
+def test_rig_step_is_lightnings_step():
+    """Two rig steps leave the same weights as two steps of Trainer.fit on the same batches (same hooks:
+    zero_grad, training_step, backward, gradient clipping, AdamW, LR schedule)."""
+    overrides = [*cli.QUICK_OVERRIDES, "trainer.max_steps=2", "trainer.gradient_clip_val=0.01"]
+    tokenizer = caption_tokenizer(load_config(overrides=overrides))
+    rig, fitted = (build_rig(name, overrides, tokenizer, n_batches=2) for name in ("rig", "fit"))
+    for batch in rig.batches + fitted.batches:
+        # One reference per pair: training_step picks one by global_step, which only Trainer.fit advances.
+        batch["captions"] = [refs[:1] for refs in batch["captions"]]
+    start = {k: p.detach().clone() for k, p in rig.module.named_parameters()}
+    torch.manual_seed(0)
+    rig.step()
+    rig.step()
+    fitted.module.trainer = None
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=2, gradient_clip_val=0.01, barebones=True)
+    torch.manual_seed(0)
+    trainer.fit(fitted.module, train_dataloaders=DataLoader(fitted.batches, batch_size=None))
+    stepped = dict(fitted.module.named_parameters())
+    moved = [name for name, p in rig.module.named_parameters() if not torch.equal(p, start[name])]
+    assert len(moved) > 10
+    for name, param in rig.module.named_parameters():
+        torch.testing.assert_close(param, stepped[name], rtol=0, atol=0, msg=name)
 
 
 def test_naive_cost_fit():
-    fixed, per_pair = bench._fit_cost([("a", 100, 3.0), ("b", 1100, 13.0)])
+    fixed, per_pair = score.fit_cost([("a", 100, 3.0), ("b", 1100, 13.0)])
     assert abs(fixed - 2.0) < 1e-9 and abs(per_pair - 0.01) < 1e-12
 
 
@@ -110,4 +143,4 @@ def test_naive_order_measures_two_sizes_first():
         ("mid", list("abcd")),
         ("big", list("abcdef")),
     ]
-    assert [label for label, _ in bench._naive_order(jobs)] == ["small", "big", "mid", "overall"]
+    assert [label for label, _ in score.naive_order(jobs)] == ["small", "big", "mid", "overall"]
