@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import lightning as L
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -71,10 +72,9 @@ def test_quick_run_writes_every_section(tmp_path, capsys):
 
 
 def test_unknown_section_is_an_error(capsys):
-    try:
+    with pytest.raises(SystemExit) as err:
         cli.main(["--sections", "nope"])
-    except SystemExit as err:
-        assert err.code == 2
+    assert err.value.code == 2
     assert "unknown sections" in capsys.readouterr().err
 
 
@@ -98,7 +98,6 @@ def test_scoring_set_has_clevr_change_test_shape():
     refs, preds, subsets = score.clevr_change_sized_set(200)
     assert len(preds) == 400 and set(refs) == set(preds)
     assert all(5 <= len(r) <= 7 for r in refs.values())
-    assert all(preds[p] not in refs[p] or refs[p].count(preds[p]) < 7 for p in preds)  # a held-out reference
     cats = subsets["categories"]
     assert set(cats) == {*score.CHANGE_CATEGORIES, score.NO_CHANGE}
     assert 150 < len(cats[score.NO_CHANGE]) < 250  # half the pairs, in expectation
