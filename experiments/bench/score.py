@@ -47,7 +47,7 @@ def clevr_change_sized_set(
             "data.max_changes=1",
             "data.min_references=6",  # one of them becomes the prediction
             "data.max_references=8",
-            "data.category_weights={" + ", ".join(f"{c}: 0" for c in others) + "}",
+            "data.category_weights={" + ", ".join(f"{c}: 0.0" for c in others) + "}",
         ]
     )
     datamodule = runner.make_datamodule(cfg)
