@@ -2,6 +2,7 @@
 
 A benchmark subclasses :class:`PairDataModule`, sets ``benchmark`` and implements
 :meth:`build_dataset`; everything else (loaders, collation, workers, the image transform) is here.
+:func:`pair_loader` is the one place a DataLoader is built, for every DataModule and split.
 """
 
 from __future__ import annotations
@@ -32,6 +33,29 @@ class PairDataConfig:
     categories: list[str] = field(default_factory=list)  # change categories scored separately
     groups: dict[str, list[str]] = field(default_factory=dict)  # extra scored groups: name -> categories
     on_error: str = "raise"  # raise | skip (skipped records are counted and logged)
+
+
+def pair_loader(
+    dataset: Dataset, *, batch_size: int, num_workers: int, sampler: Sampler[int] | None = None
+) -> DataLoader:
+    """The DataLoader of every DataModule: a training loader when ``sampler`` is given, else an evaluation one.
+
+    Training: batches in the sampler's order, no ragged last batch unless the whole epoch is smaller than one
+    batch (mini copies of a benchmark). Evaluation: every pair, in dataset order. Both collate contract
+    samples and start their workers with :func:`~datamodules.samplers.worker_init_fn`, so Ctrl+C / SIGTERM
+    stop the main process cleanly instead of killing workers under it.
+    """
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        drop_last=sampler is not None and len(sampler) > batch_size,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        worker_init_fn=worker_init_fn,
+        collate_fn=collate_pairs,
+    )
 
 
 class PairDataModule(L.LightningDataModule):
@@ -102,19 +126,13 @@ class PairDataModule(L.LightningDataModule):
         for split in wanted.get(stage or "fit", ("train", "val")):
             self.dataset(split)
 
-    def _loader(self, split: str, *, train: bool) -> DataLoader:
-        dataset = self.dataset(split)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            # Plain indices: these datasets are a pure function of the index (no per-epoch augmentation).
-            sampler=self.train_sampler(len(dataset), encode_epoch=False) if train else None,
-            drop_last=train,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            worker_init_fn=worker_init_fn,
-            collate_fn=collate_pairs,
-        )
+    def train_loader(self, dataset: Dataset, sampler: Sampler[int]) -> DataLoader:
+        """A training DataLoader over ``dataset`` in ``sampler``'s order (:func:`pair_loader`)."""
+        return pair_loader(dataset, batch_size=self.batch_size, num_workers=self.num_workers, sampler=sampler)
+
+    def eval_loader(self, dataset: Dataset) -> DataLoader:
+        """An evaluation DataLoader over ``dataset``, in order (:func:`pair_loader`)."""
+        return pair_loader(dataset, batch_size=self.eval_batch_size, num_workers=self.num_workers)
 
     # ------------------------------------------------------------------ resuming mid-epoch
     def train_sampler(self, n: int, **kwargs: Any) -> Sampler[int]:
@@ -167,10 +185,12 @@ class PairDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+        dataset = self.dataset("train")
+        # Plain indices: these datasets are a pure function of the index (no per-epoch augmentation).
+        return self.train_loader(dataset, self.train_sampler(len(dataset), encode_epoch=False))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
+        return self.eval_loader(self.dataset("val"))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        return self.eval_loader(self.dataset("test"))

@@ -31,9 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import PairDataConfig, PairDataModule
 from datamodules.config import ConfigError, data_config
-from datamodules.contract import PairSample, collate_pairs
+from datamodules.contract import PairSample
 from datamodules.records import RecordDataset
-from datamodules.samplers import worker_init_fn
 
 # Keys the mixture hands down to members that do not set them.
 INHERITED = ("batch_size", "eval_batch_size", "num_workers", "on_error")
@@ -160,29 +159,10 @@ class MixtureDataModule(PairDataModule):
                 raise ValueError(f"mixture member '{name}' has no training pairs but weight {weight}")
             item_weights += [weight / max(len(part), 1)] * len(part)
         sampler = self.train_sampler(len(dataset), num_samples=self.epoch_size, weights=item_weights)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            drop_last=len(sampler) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            worker_init_fn=worker_init_fn,
-            collate_fn=collate_pairs,
-        )
+        return self.train_loader(dataset, sampler)
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
-        return [
-            DataLoader(
-                member.dataset(split),
-                batch_size=self.eval_batch_size,
-                shuffle=False,
-                num_workers=self.num_workers,
-                persistent_workers=self.num_workers > 0,
-                collate_fn=collate_pairs,
-            )
-            for member in self.members.values()
-        ]
+        return [self.eval_loader(member.dataset(split)) for member in self.members.values()]
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders("val")

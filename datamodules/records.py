@@ -40,9 +40,9 @@ from typing import Any, NamedTuple
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import PairDataConfig, PairDataModule
-from datamodules.contract import PairSample, collate_pairs
+from datamodules.contract import PairSample
 from datamodules.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, ImageTransform, load_image
-from datamodules.samplers import ResumableSampler, worker_init_fn
+from datamodules.samplers import ResumableSampler
 
 log = logging.getLogger("m3diff.data")
 
@@ -659,14 +659,4 @@ class RecordDataModule(PairDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.dataset("train")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=self.train_sampler(len(dataset)),  # seeded per epoch, resumable mid-epoch
-            # No ragged last batch, unless the whole split is smaller than one batch (mini copies).
-            drop_last=len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            worker_init_fn=worker_init_fn,
-            collate_fn=collate_pairs,
-        )
+        return self.train_loader(dataset, self.train_sampler(len(dataset)))  # seeded per epoch, resumable

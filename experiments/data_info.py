@@ -107,7 +107,9 @@ def summarize(head: dict[str, Any], reports: dict[str, SplitReport]) -> dict[str
     categories: Counter[str] = Counter()
     for r in reports.values():
         categories.update(r.categories)
-    problems = [p for r in reports.values() for p in r.problems]
+    # A record every split reads (one annotation file for all splits) is reported by each split that scans it;
+    # list it once. A problem names its file and record, so two different records never merge.
+    problems = list(dict.fromkeys(p for r in reports.values() for p in r.problems))
     return {
         **head,
         "pairs": sum(r.pairs for r in reports.values()),

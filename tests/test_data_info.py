@@ -82,6 +82,19 @@ def test_bad_records_are_listed_not_fatal(tmp_path, capsys):
     assert any("record [2]" in p and "duplicate uid" in p for p in info["problems"])
 
 
+def test_a_bad_record_every_split_reads_is_listed_once(tmp_path, capsys):
+    mini = build_mini("pairs", tmp_path / "pairs")  # one pairs.json holds all three splits
+    records = json.loads(mini.annotation().read_text())
+    records[1]["split"] = "tset"
+    mini.annotation().write_text(json.dumps(records))
+    code, out, _ = run(capsys, "--data", "pairs", "--root", str(mini.root), "--json", "1")
+    info = json.loads(out)
+    assert code == 1 and info["problem_count"] == 1 and len(info["problems"]) == 1
+    assert "record [1]" in info["problems"][0] and "'tset'" in info["problems"][0]
+    code, out, _ = run(capsys, "--data", "pairs", "--root", str(mini.root), "--json", "")
+    assert out.count("'tset'") == 1 and "problems: 1" in out
+
+
 def test_unreadable_annotation_exits_2_naming_file_and_line(tmp_path, capsys):
     mini = make_spot(tmp_path / "spot")
     (mini.root / "annotations" / "test.json").write_text('[\n {"img_id": "1",\n  "sentences": ["a"]\n')
