@@ -1,7 +1,7 @@
 """Lightning callbacks: what happens around training and evaluation.
 
 - :mod:`callbacks.caption_metrics`: ``CaptionMetricsCallback`` (per-category metrics with
-  :mod:`evaluation.scoring`, COCO files, bar charts), ``monitor_key`` and the ``CaptionRecords`` gatherer.
+  :mod:`evaluation`, COCO files, bar charts), ``monitor_key`` and the ``CaptionRecords`` gatherer.
 - :mod:`callbacks.panels`: ``PanelsCallback`` (image + caption + heatmap panels) and ``HparamsCallback``.
 - :mod:`callbacks.safety`: per-batch seeds, ``last.ckpt``, stop on a signal, stop on non-finite values.
 """

@@ -9,7 +9,7 @@ The contract with the LightningModule: ``validation_step`` / ``test_step`` retur
 / ``benchmark`` / ``subset`` when left out; ``subset`` is optional, see :mod:`datamodules.contract`). :class:`CaptionMetricsCallback` collects these records in a
 :class:`CaptionRecords` torchmetrics ``Metric`` (JSON lines as uint8 tensors, ``dist_reduce_fx="cat"``) so
 torchmetrics gathers every rank's records; each pair is then kept exactly once (DistributedSampler pads by
-repeating pairs), rank 0 scores them (:mod:`evaluation.scoring`) and writes the files, the scores are
+repeating pairs), rank 0 scores them (:mod:`evaluation`) and writes the files, the scores are
 broadcast and every rank logs them (ModelCheckpoint may run on any rank).
 
 Also here: :func:`monitor_key` (what ModelCheckpoint monitors). Token accuracy and perplexity during
@@ -30,7 +30,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
-from evaluation.scoring import (
+from evaluation import (
     METRICS,
     CaptionScorer,
     ScoreReport,

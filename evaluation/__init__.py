@@ -1,3 +1,28 @@
-"""The field's caption metrics, in plain Python (no Lightning): :mod:`.scoring` runs pycocoevalcap's scorers
-(PTB tokenizer, BLEU, METEOR, ROUGE-L, CIDEr-D, optional SPICE) once per evaluation and rescores every subset
-(change category, group, benchmark); it also writes the COCO-format files anyone can rescore."""
+"""The field's caption metrics, in plain Python (no Lightning).
+
+- :mod:`.scorer`: :class:`CaptionScorer` runs pycocoevalcap's scorers (PTB tokenizer, BLEU, METEOR, ROUGE-L,
+  CIDEr-D, optional SPICE) once per evaluation and rescores every subset (change category, group, benchmark).
+- :mod:`.report`: :class:`ScoreReport` and its Markdown table.
+- :mod:`.coco_files`: the COCO-format files anyone can rescore, written atomically.
+- :mod:`.tokenization`, :mod:`.meteor`, :mod:`.java`: the PTB tokenizer, the long-lived METEOR JVM and the
+  Java checks the scorer builds on.
+"""
+
+from evaluation.coco_files import atomic_write_text, coco_ground_truth, coco_predictions
+from evaluation.java import java_missing_reason, spice_missing_reason
+from evaluation.report import METRICS, SUBSET_KINDS, ScoreReport, markdown_table
+from evaluation.scorer import CaptionScorer, score_captions
+
+__all__ = [
+    "METRICS",
+    "SUBSET_KINDS",
+    "CaptionScorer",
+    "ScoreReport",
+    "atomic_write_text",
+    "coco_ground_truth",
+    "coco_predictions",
+    "java_missing_reason",
+    "markdown_table",
+    "score_captions",
+    "spice_missing_reason",
+]

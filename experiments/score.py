@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evaluation.scoring import SUBSET_KINDS, CaptionScorer, ScoreReport, atomic_write_text
+from evaluation import SUBSET_KINDS, CaptionScorer, ScoreReport, atomic_write_text
 
 log = logging.getLogger("m3diff.score")
 

@@ -28,7 +28,7 @@ from callbacks.caption_metrics import (
 )
 from callbacks.panels import HparamsCallback, PanelsCallback, compose_panel, flatten_hparams
 from datamodules.base import PairDataModule
-from evaluation.scoring import CaptionScorer
+from evaluation import CaptionScorer
 from experiments.score import score_files
 
 CATEGORIES = ["color", "move", "distractor"]

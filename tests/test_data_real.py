@@ -11,7 +11,7 @@ import pytest
 from fixtures_data import BENCHMARKS, copy_real, make_dm, placeholder_images
 
 from datamodules.contract import check_sample
-from evaluation.scoring import coco_ground_truth
+from evaluation import coco_ground_truth
 from experiments import data_info
 
 pytestmark = pytest.mark.skipif(

@@ -14,14 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation import scoring
-from evaluation.scoring import CaptionScorer, atomic_write_text, coco_ground_truth, coco_predictions
+import evaluation.java
+import evaluation.scorer
+from evaluation import METRICS, CaptionScorer, atomic_write_text, coco_ground_truth, coco_predictions
+from evaluation.tokenization import fallback_tokenize, ptb_tokenize
 from experiments import score as score_cli
 
 SPOT = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "spot-the-diff" / "predictions"
 SPOT_GT, SPOT_PRED = SPOT / "ddla_rerun_gtfile.json", SPOT / "ddla_rerun_predfile.json"
 TYPE_MAPPING = SPOT.parents[1] / "clevr-change" / "type_mapping.json"
-NO_METEOR = [m for m in scoring.METRICS if m != "METEOR"]
+NO_METEOR = [m for m in METRICS if m != "METEOR"]
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="the reference pipeline needs Java")
 needs_spot = pytest.mark.skipif(not SPOT_GT.exists(), reason="shared benchmark files not present")
@@ -120,7 +122,7 @@ def test_meteor_matches_pycocoevalcap_with_one_jvm(scorer, spot):
     ours = scorer.score(refs, preds, {"categories": {"third": third}})
     proc = scorer._meteor._proc
     reference = reference_eval(SPOT_GT, SPOT_PRED, {"third": third}, meteor=True)
-    assert list(ours.overall) == list(scoring.METRICS)
+    assert list(ours.overall) == list(METRICS)
     assert ours.overall["METEOR"] == pytest.approx(reference["overall"]["METEOR"], abs=1e-6)
     assert ours.subsets["categories"]["third"]["METEOR"] == pytest.approx(
         reference["third"]["METEOR"], abs=1e-6
@@ -174,7 +176,7 @@ def test_ptb_tokenize_keeps_lines_aligned():
         "don't stop!",
         "naïve café",
     ]
-    out = scoring.ptb_tokenize(texts)
+    out = ptb_tokenize(texts)
     assert out == [
         "the red cube moved left",
         "",
@@ -184,11 +186,11 @@ def test_ptb_tokenize_keeps_lines_aligned():
         "naïve café",
     ]
     # The fallback (Java missing) agrees on ordinary captions.
-    assert [scoring.fallback_tokenize(t) for t in texts] == out
+    assert [fallback_tokenize(t) for t in texts] == out
 
 
 def test_without_java_computes_what_it_can(monkeypatch):
-    monkeypatch.setattr(scoring, "java_missing_reason", lambda: "java not found on PATH")
+    monkeypatch.setattr(evaluation.scorer, "java_missing_reason", lambda: "java not found on PATH")
     refs = {"1": ["The red cube moved.", "a red cube changed its location"], "2": ["nothing changed"]}
     preds = {"1": "the red cube moved", "2": "no change"}
     with CaptionScorer(progress=False, spice=True) as s:
@@ -208,7 +210,7 @@ def test_spice_absent_is_reported_not_downloaded(monkeypatch, tmp_path):
         raise AssertionError("SPICE tried to download its models")
 
     monkeypatch.setattr(urllib.request, "urlretrieve", no_download)
-    monkeypatch.setattr(scoring, "SPICE_MODELS", (tmp_path / "stanford-corenlp-3.6.0.jar",))
+    monkeypatch.setattr(evaluation.java, "SPICE_MODELS", (tmp_path / "stanford-corenlp-3.6.0.jar",))
     with CaptionScorer(progress=False, meteor=False, spice=True) as s:
         report = s.score({"a": ["a red cube"]}, {"a": "a red cube"})
     assert "SPICE" not in report.overall

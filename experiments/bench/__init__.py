@@ -13,7 +13,7 @@ One file per section (each fills one object of the JSON file; ``report.py`` prin
   that scale; ``breakdown.py``: where its time goes (each module replayed alone, the profiler's top operators).
 - ``mdp_base.py`` — ``mdp_base``: MDP off vs on at base scale (SigLIP-B/16 size, 224 px, GPT-2-small-size LM).
 - ``generate.py`` — ``generate``: captions/s of long captions with and without the KV cache (identical tokens).
-- ``score.py`` — ``score``: a CLEVR-Change-test-sized evaluation with :class:`~evaluation.scoring.CaptionScorer`
+- ``score.py`` — ``score``: a CLEVR-Change-test-sized evaluation with :class:`~evaluation.CaptionScorer`
   vs pycocoevalcap's ``COCOEvalCap.evaluate()`` per subset (same scores required).
 - ``data.py`` — ``data``: the embedded benchmark's pairs/s per DataLoader worker vs the step's consumption.
 - ``threads.py`` — ``threads``: the default step at one thread vs the configured threads.

@@ -110,7 +110,7 @@ def _run_sections(results: dict[str, Any], user: list[str], sections: Sequence[s
 
 def run(*, user: Sequence[str], sections: Sequence[str], quick: bool, out_path: Path) -> dict[str, Any]:
     """Every requested section, into one results object written (atomically) to ``out_path``."""
-    from evaluation.scoring import atomic_write_text
+    from evaluation import atomic_write_text
 
     user = [*(QUICK_OVERRIDES if quick else ()), *user]
     results: dict[str, Any] = {

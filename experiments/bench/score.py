@@ -3,7 +3,7 @@
 The set: the embedded benchmark's test split shaped like CLEVR-Change's (3985 change + 3985 distractor pairs
 in expectation, 5-7 references each, five change categories): each prediction is a held-out reference (the
 DataModule's ``ceiling`` baseline). It is scored overall + per category + the semantic group (the changed
-pairs) by :class:`~evaluation.scoring.CaptionScorer`, against the field's way: one ``COCOEvalCap.evaluate()``
+pairs) by :class:`~evaluation.CaptionScorer`, against the field's way: one ``COCOEvalCap.evaluate()``
 per subset (``params['image_id']`` = the subset's ids), which starts two PTB tokenizer JVMs and a METEOR JVM
 each time. That baseline runs on a few subsets and is extrapolated to all of them when it would not fit the
 time budget; where both ran, their scores must agree.
@@ -91,7 +91,7 @@ def coco_objects(refs: Mapping[str, Sequence[str]], preds: Mapping[str, str]) ->
     """pycocotools' ground truth and results, from the kit's COCO files' contents (``gt.json``, ``pred.json``)."""
     from pycocotools.coco import COCO
 
-    from evaluation.scoring import coco_ground_truth, coco_predictions
+    from evaluation import coco_ground_truth, coco_predictions
 
     with redirect_stdout(io.StringIO()):
         coco = COCO()
@@ -148,7 +148,7 @@ def run_naive(
 
 
 def section_score(*, scenes: int, naive_budget_s: float, meteor: bool) -> dict[str, Any]:
-    from evaluation.scoring import CaptionScorer, java_missing_reason
+    from evaluation import CaptionScorer, java_missing_reason
 
     refs, preds, subsets = clevr_change_sized_set(scenes)
     jobs = [("overall", list(preds))] + [
