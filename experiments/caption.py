@@ -2,8 +2,9 @@
 
     make caption CKPT=<ckpt> BEFORE=<before.png> AFTER=<after.png> [OUT=<dir>] [ARGS="generation.num_beams=3"]
 
-Prints the caption and writes ``caption.json`` and ``heatmap.png`` (before | after | after with the MDP
-difference heatmap overlaid) to OUT (default: the current folder).
+Prints the caption and writes ``caption.json`` and ``heatmap.png`` to OUT (default: the current folder):
+before | after | after with the MDP difference heatmap overlaid, each panel upscaled to at least 256 px so a
+64-px model input stays readable, titled, with the generated caption underneath.
 """
 
 from __future__ import annotations
@@ -15,21 +16,25 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
-from callbacks.panels import compose_panel
+from callbacks.panels import GAP, compose_panel
 from datamodules.images import ImageLoadError, ImageTransform, load_image
 from experiments.common.checkpoints import CheckpointError, check_overrides
 from experiments.common.config import apply_overrides
 from experiments.evaluate import load_module
 from lightning_modules.model.m3diff import heatmaps
 
+PANEL_SIDE = 256  # at least this many pixels per panel in heatmap.png
+TITLES = ("before", "after", "after + MDP difference")
+
 
 def caption_pair(
     ckpt: str | Path, before: str | Path, after: str | Path, *, overrides: list[str] = ()
 ) -> dict:
-    """Load the checkpoint, caption ``before`` -> ``after``; return caption, heatmap and the panel image."""
+    """Load the checkpoint, caption ``before`` -> ``after``; return caption, heatmap and the figure."""
     module = load_module(ckpt).eval()
     cfg = apply_overrides(OmegaConf.create(module.config), list(overrides))
     check_overrides(module.config, OmegaConf.to_container(cfg), path=ckpt)
@@ -41,13 +46,58 @@ def caption_pair(
         sequences, visual = module.model.generate(images[0][None], images[1][None], **generation)
     heat = heatmaps(visual)
     heat = heat[0] if heat is not None else None
-    panel = compose_panel(transform.denormalize(images[0]), transform.denormalize(images[1]), heat)
-    return {"caption": module.decode(sequences)[0], "heatmap": heat, "panel": panel}
+    caption = module.decode(sequences)[0]
+    figure = caption_figure(transform.denormalize(images[0]), transform.denormalize(images[1]), heat, caption)
+    return {"caption": caption, "heatmap": heat, "figure": figure}
 
 
-def save_panel(panel: torch.Tensor, path: Path) -> None:
+def caption_figure(
+    before: torch.Tensor,
+    after: torch.Tensor,
+    heatmap: torch.Tensor | None,
+    caption: str,
+    *,
+    side: int = PANEL_SIDE,
+) -> Image.Image:
+    """``heatmap.png``: the panels of :func:`~callbacks.panels.compose_panel` upscaled so the shorter side
+    is at least ``side`` px, a title above each and ``caption`` word-wrapped under them.
+
+    ``before`` / ``after``: denormalised ``(3, H, W)`` in [0, 1]; ``heatmap``: ``(h, w)`` in [0, 1] or None.
+    """
+    height, width = after.shape[-2:]
+    scale = max(1.0, side / min(height, width))
+    size = (round(height * scale), round(width * scale))
+    # Bicubic for the photographs; the heatmap is upsampled (bilinearly) to the same size by compose_panel.
+    up = lambda t: F.interpolate(t[None].float(), size=size, mode="bicubic", align_corners=False)[0]  # noqa: E731
+    panel = compose_panel(up(before).clamp(0, 1), up(after).clamp(0, 1), heatmap)
     array = (panel.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    Image.fromarray(array).save(path)
+    image = Image.fromarray(array)
+
+    font_px = max(14, size[0] // 14)
+    font = ImageFont.load_default(size=font_px)  # Pillow's own font: nothing to install
+    margin, line = font_px // 2, round(font_px * 1.3)
+    lines = wrap_text(caption or "(empty caption)", font, image.width - 2 * margin)
+    out = Image.new("RGB", (image.width, line + margin + image.height + margin + line * len(lines)), "white")
+    out.paste(image, (0, line + margin))
+    draw = ImageDraw.Draw(out)
+    for i, title in enumerate(TITLES[: 3 if heatmap is not None else 2]):
+        x = i * (size[1] + GAP) + (size[1] - font.getlength(title)) / 2
+        draw.text((x, margin // 2), title, fill="dimgray", font=font)
+    top = line + margin + image.height + margin
+    for i, text in enumerate(lines):
+        draw.text((margin, top + i * line), text, fill="black", font=font)
+    return out
+
+
+def wrap_text(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: float) -> list[str]:
+    """Greedy word wrap to ``width`` pixels in ``font`` (a word longer than a line gets a line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out or ".")
     out.mkdir(parents=True, exist_ok=True)
-    save_panel(result["panel"], out / "heatmap.png")
+    result["figure"].save(out / "heatmap.png")
     record = {"before": str(args.before), "after": str(args.after), "caption": result["caption"]}
     (out / "caption.json").write_text(json.dumps(record, indent=2) + "\n")
     print(result["caption"])

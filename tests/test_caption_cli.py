@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import torch
 from PIL import Image
 from test_captioner import fit, make_module
 
@@ -41,8 +43,34 @@ def test_caption_command_on_exported_pngs(tmp_path, capsys):
     )
     record = json.loads((out / "caption.json").read_text())
     assert record["caption"] == capsys.readouterr().out.splitlines()[0]
-    panel = Image.open(out / "heatmap.png")
-    assert panel.size[0] > 3 * panel.size[1]  # before | after | overlay side by side
+    figure = Image.open(out / "heatmap.png")
+    width, height = figure.size
+    # before | after | overlay side by side, each at least 256 px (the model's input is 48 px), text around
+    assert width >= 3 * 256 and 256 < height < width
+    assert_drawn(figure)
+
+
+def assert_drawn(figure: Image.Image) -> None:
+    """Pictures in the middle band (not one flat colour), dark text pixels in the caption band below."""
+    gray = np.asarray(figure.convert("L"), dtype=np.float32)
+    middle = gray.shape[0] // 2
+    assert gray[middle - 50 : middle + 50].std() > 5, "panels are blank"
+    assert (gray[-30:] < 128).any(), "no caption text under the panels"
+
+
+def test_caption_figure_wraps_long_captions():
+    before, after = torch.rand(3, 64, 64), torch.rand(3, 64, 64)
+    heat = torch.rand(4, 4)
+    short = caption.caption_figure(before, after, heat, "the cube moved")
+    long = caption.caption_figure(
+        before, after, heat, " ".join(["the small red rubber cube moved left"] * 12)
+    )
+    assert short.width == long.width == 3 * 256 + 2 * 4
+    assert long.height > short.height + 2 * 18  # several more lines of text, none cut off at the right
+    assert_drawn(short)
+    assert_drawn(long)
+    two = caption.caption_figure(before, after, None, "no heatmap (MDP off)")
+    assert two.width == 2 * 256 + 4
 
 
 def test_caption_command_names_a_missing_image(tmp_path, capsys):
