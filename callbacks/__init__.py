@@ -2,6 +2,7 @@
 
 - :mod:`callbacks.caption_metrics`: ``CaptionMetricsCallback`` (per-category metrics with
   :mod:`evaluation`, COCO files, bar charts), ``monitor_key`` and the ``CaptionRecords`` gatherer.
-- :mod:`callbacks.panels`: ``PanelsCallback`` (image + caption + heatmap panels) and ``HparamsCallback``.
+- :mod:`callbacks.panels`: ``PanelsCallback`` (image + caption + heatmap panels).
+- :mod:`callbacks.tensorboard`: ``ScalarLayout`` (the CUSTOM SCALARS charts) and ``HparamsCallback`` (HPARAMS).
 - :mod:`callbacks.safety`: per-batch seeds, ``last.ckpt``, stop on a signal, stop on non-finite values.
 """

@@ -1,35 +1,28 @@
-"""What people look at in TensorBoard besides the scalars: image panels of fixed validation pairs and the
-hparams tab.
+"""What people look at in TensorBoard besides the scalars: image panels of fixed validation pairs.
 
 * :class:`PanelsCallback`: each validation epoch, the first ``metrics.num_panels`` validation pairs (always
   the same ones) as ``before | after | after + MDP difference heatmap``, with the generated caption and the
   references as text. Contract with the LightningModule: ``pl_module.explain(batch) -> {"captions":
   list[str], "heatmaps": Tensor (B, h, w) in [0, 1] or None}`` for a collated contract batch on the module's
   device; images are denormalised with ``trainer.datamodule.transform.denormalize``.
-* :class:`HparamsCallback`: writes the run's knobs (backbone, MDP switches, ...) to TensorBoard's hparams tab
-  with ``hp/<metric>`` (latest validation) and ``hp/test_<metric>`` columns, so backbones compare side by side.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
+from callbacks.tensorboard import tensorboard_writers
 from datamodules.contract import collate_pairs
 
 log = logging.getLogger("m3diff.panels")
 
 GAP = 4  # white pixels between the panels of a pair
-
-
-def tensorboard_writers(trainer: L.Trainer) -> list[Any]:
-    """The SummaryWriters of the trainer's TensorBoard loggers (empty without one)."""
-    return [lg.experiment for lg in trainer.loggers if hasattr(getattr(lg, "experiment", None), "add_image")]
 
 
 # ---------------------------------------------------------------------------------------------- panels
@@ -127,89 +120,3 @@ class PanelsCallback(L.Callback):
             for writer in writers:
                 writer.add_image(f"val_panels/{i}", image, global_step=trainer.global_step)
                 writer.add_text(f"val_panels/{i}", text, global_step=trainer.global_step)
-
-
-# ---------------------------------------------------------------------------------------------- hparams
-def flatten_hparams(params: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings -> ``{"a.b": value}`` with values TensorBoard accepts (bool/int/float/str)."""
-    out: dict[str, Any] = {}
-    items = params.items() if hasattr(params, "items") else []
-    for key, value in items:
-        name = f"{prefix}{key}"
-        if hasattr(value, "items"):
-            out.update(flatten_hparams(value, f"{name}."))
-        elif isinstance(value, (bool, int, float, str)):
-            out[name] = value
-        else:  # lists, None, paths: shown as text
-            out[name] = str(
-                list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
-            )
-    return out
-
-
-class HparamsCallback(L.Callback):
-    """TensorBoard hparams tab: the run's knobs next to its latest scores.
-
-    Args:
-        hparams: the (nested or flat) values to show, e.g. backbone name and MDP switches; ``None`` uses
-            ``pl_module.hparams`` flattened.
-        metrics: metric names copied to ``hp/<name>`` after each validation (from ``val/<name>``) and to
-            ``hp/test_<name>`` after a test.
-
-    Use with ``TensorBoardLogger(default_hp_metric=False)`` so this is the only hparams entry of the run.
-    """
-
-    def __init__(
-        self,
-        hparams: Mapping[str, Any] | None = None,
-        metrics: Sequence[str] = ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L"),
-    ) -> None:
-        self.hparams = hparams
-        self.metrics = list(metrics)
-        self._written = False
-
-    def _write_hparams(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._written or not trainer.is_global_zero:
-            return
-        self._written = True
-        from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-        params = flatten_hparams(self.hparams if self.hparams is not None else dict(pl_module.hparams))
-        declared = {f"hp/{m}": 0.0 for m in self.metrics} | {f"hp/test_{m}": 0.0 for m in self.metrics}
-        for logger in trainer.loggers:
-            writer = getattr(logger, "experiment", None)
-            if not hasattr(writer, "_get_file_writer"):
-                continue
-            logger.log_hyperparams(params)  # kept in hparams.yaml
-            # The hparams summary only declares the hp/* columns; their values are the scalars logged later
-            # (writing it by hand avoids a fake first point, which log_hyperparams(metrics=...) would log).
-            for summary in hparams_summary(params, declared):
-                writer._get_file_writer().add_summary(summary)
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._write_hparams(trainer, pl_module)
-
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._write_hparams(trainer, pl_module)
-
-    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._write_hparams(trainer, pl_module)
-
-    def _copy(self, trainer: L.Trainer, stage: str, prefix: str) -> None:
-        if not trainer.is_global_zero:
-            return
-        values = {
-            f"{prefix}{m}": float(trainer.callback_metrics[f"{stage}/{m}"])
-            for m in self.metrics
-            if f"{stage}/{m}" in trainer.callback_metrics
-        }
-        if values:
-            for logger in trainer.loggers:
-                logger.log_metrics(values, step=trainer.global_step)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._copy(trainer, "val", "hp/")
-
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._copy(trainer, "test", "hp/test_")

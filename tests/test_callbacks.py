@@ -8,6 +8,7 @@ included, is tests/test_scoring.py's job.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from callbacks.caption_metrics import (
     monitor_key,
     unique_pairs,
 )
-from callbacks.panels import HparamsCallback, PanelsCallback, compose_panel, flatten_hparams
+from callbacks.panels import PanelsCallback, compose_panel
+from callbacks.tensorboard import HparamsCallback, ScalarLayout, flatten_hparams
 from datamodules.base import PairDataModule
 from evaluation import CaptionScorer
 from experiments.score import score_files
@@ -58,6 +60,7 @@ class TinyDataModule(PairDataModule):
     """Random 16x16 pairs in three categories, two benchmarks, with the optional DataModule extras."""
 
     benchmark = "tiny"
+    benchmarks = ("tiny_a", "tiny_b")  # as a mixture declares its members (charted per benchmark)
 
     def __init__(self, sizes: dict[str, int] | None = None, **kwargs) -> None:
         kwargs = {"batch_size": 4, "eval_batch_size": 4, "num_workers": 0, "image_size": SIZE, **kwargs}
@@ -175,6 +178,7 @@ def run(tmp_path_factory, scorer):
         callbacks=[
             metrics_cb,
             PanelsCallback(num_panels=2),
+            ScalarLayout(change_id=False, training=False),
             HparamsCallback(
                 hparams={"backbone": {"name": "tiny-test"}, "mdp": {"enabled": True, "layers": [1, 2]}}
             ),
@@ -212,7 +216,7 @@ def test_per_category_scalars_in_event_files(run):
         expected |= {f"{stage}/Bleu_4/color", f"{stage}/tiny_a/CIDEr", f"{stage}/tiny_b/Bleu_4"}
         expected |= {f"{stage}/ceiling/CIDEr", f"{stage}/trivial/Bleu_4", f"{stage}/change_id/accuracy"}
         assert expected <= scalars, expected - scalars
-    assert {"hp/CIDEr", "hp/Bleu_4", "hp/test_CIDEr"} <= scalars
+    assert not any(tag.startswith("hp/") for tag in scalars)  # the HPARAMS tab reads val/* and test/*
     # two fit epochs + one validate, none from the sanity check
     assert len(run["acc"].Scalars("val/CIDEr")) == 3
     assert run["acc"].Scalars("val/num_pairs")[0].value == 9
@@ -297,7 +301,41 @@ def test_hparams_tab(run):
     start = content["_hparams_/session_start_info"]
     assert b"backbone.name" in start and b"tiny-test" in start and b"mdp.layers" in start
     experiment = content["_hparams_/experiment"]
-    assert b"hp/CIDEr" in experiment and b"hp/test_CIDEr" in experiment
+    assert b"val/CIDEr" in experiment and b"test/CIDEr" in experiment and b"hp/" not in experiment
+
+
+def read_layout(acc: EventAccumulator) -> dict[str, dict[str, list[str]]]:
+    """The CUSTOM SCALARS layout of a run: {category: {chart title: [tag regex, ...]}}."""
+    from tensorboard.plugins.custom_scalar.layout_pb2 import Layout
+
+    assert "custom_scalars__config__" in acc.Tags()["tensors"], "no custom_scalars layout in the event file"
+    proto = acc.Tensors("custom_scalars__config__")[-1].tensor_proto
+    layout = Layout.FromString(proto.string_val[0])
+    return {c.title: {chart.title: list(chart.multiline.tag) for chart in c.chart} for c in layout.category}
+
+
+def unmatched_tags(layout: dict[str, dict[str, list[str]]], scalars: set[str]) -> list[str]:
+    """``category / chart: regex`` for every chart line that matches no logged scalar."""
+    return [
+        f"{category} / {chart}: {regex}"
+        for category, charts in layout.items()
+        for chart, regexes in charts.items()
+        for regex in regexes
+        if not any(re.search(regex, tag) for tag in scalars)
+    ]
+
+
+def test_custom_scalars_layout(run):
+    layout = read_layout(run["acc"])
+    assert list(layout) == ["val: overall", "val: by category", "val: per benchmark"]
+    overall = layout["val: overall"]["CIDEr (with the ceiling and trivial reference points)"]
+    assert overall == ["^val/CIDEr$", "^val/(ceiling|trivial)/CIDEr$"]
+    assert layout["val: by category"]["CIDEr by category"][1] == "^val/CIDEr/(color|move|distractor)$"
+    assert "CIDEr by group" in layout["val: by category"]
+    assert layout["val: per benchmark"]["CIDEr per benchmark"] == ["^val/(tiny_a|tiny_b)/CIDEr$"]
+    # every chart line has data (METEOR is off in these tests, so its charts stay empty here)
+    scalars = set(run["acc"].Tags()["scalars"])
+    assert [u for u in unmatched_tags(layout, scalars) if "METEOR" not in u] == []
 
 
 # ---------------------------------------------------------------------------------------------- units

@@ -153,8 +153,9 @@ def _pid_alive(pid: int) -> bool:
 
 def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     from callbacks.caption_metrics import CaptionMetricsCallback, monitor_key
-    from callbacks.panels import HparamsCallback, PanelsCallback
+    from callbacks.panels import PanelsCallback
     from callbacks.safety import LastCheckpoint, NonFiniteGuard, StepSeed, StopOnSignal
+    from callbacks.tensorboard import HparamsCallback, ScalarLayout
 
     monitor = monitor_key(cfg.metrics.monitor)
     # best-*.ckpt by validation score only; last.ckpt is LastCheckpoint's (ModelCheckpoint would defer its
@@ -175,6 +176,7 @@ def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
             spice=bool(cfg.metrics.spice), change_id=bool(cfg.metrics.change_id), output_dir=run_dir / "eval"
         ),
         PanelsCallback(num_panels=int(cfg.metrics.num_panels)),
+        ScalarLayout(change_id=bool(cfg.metrics.change_id), spice=bool(cfg.metrics.spice)),
         HparamsCallback(hparams=hparams_for_tensorboard(cfg)),
         checkpoint,
         LearningRateMonitor(logging_interval="step"),

@@ -1,0 +1,221 @@
+"""How a run reads in TensorBoard beyond the raw scalar cards: the CUSTOM SCALARS layout and the HPARAMS tab.
+
+* :class:`ScalarLayout`: a validation logs ~150 scalars (7 metrics x every category, group and benchmark,
+  change identification, reference points), which TensorBoard's SCALARS tab puts in one ``val`` card group.
+  The layout groups them into charts a person reads: overall scores beside the ``ceiling`` / ``trivial``
+  reference points, CIDEr by category, losses, change identification, and one chart per metric across the
+  benchmarks of a mixture. Chart lines are tag regexes (TensorBoard's multiline charts take regexes), built
+  from what the DataModule declares, so a category absent from a small validation set leaves no hole.
+* :class:`HparamsCallback`: the run's knobs (backbone, MDP switches, LM, data) in the HPARAMS tab, with the
+  metric columns named directly after the logged scalars (``val/CIDEr``, ``test/CIDEr``, ...): TensorBoard
+  shows each column's latest value, so nothing is copied to extra tags.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+
+#: The overall metrics charted (pycocoevalcap's names); SPICE is added when it is computed.
+OVERALL = ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L")
+#: The reference points DataModules score with ``baseline_predictions`` (their CIDEr and Bleu_4 are logged).
+REFERENCE_POINTS = ("ceiling", "trivial")
+REFERENCE_METRICS = ("CIDEr", "Bleu_4")
+
+
+def tensorboard_writers(trainer: L.Trainer) -> list[Any]:
+    """The SummaryWriters of the trainer's TensorBoard loggers (empty without one)."""
+    return [lg.experiment for lg in trainer.loggers if hasattr(getattr(lg, "experiment", None), "add_image")]
+
+
+# ---------------------------------------------------------------------------------------------- layout
+def _exact(tag: str) -> str:
+    return f"^{re.escape(tag)}$"
+
+
+def _one_of(prefix: str, names: Iterable[str], suffix: str = "") -> str:
+    """``^<prefix>(a|b|c)<suffix>$`` with every part escaped."""
+    alternatives = "|".join(re.escape(n) for n in names)
+    return f"^{re.escape(prefix)}({alternatives}){re.escape(suffix)}$"
+
+
+def scalar_layout(
+    *,
+    categories: Sequence[str] = (),
+    groups: Sequence[str] = (),
+    benchmarks: Sequence[str] = (),
+    reference_points: bool = False,
+    change_id: bool = False,
+    spice: bool = False,
+    training: bool = True,
+    stage: str = "val",
+) -> dict[str, dict[str, list[Any]]]:
+    """The CUSTOM SCALARS layout, in ``SummaryWriter.add_custom_scalars``' form:
+    ``{category: {chart title: ["Multiline", [tag regex, ...]]}}``.
+
+    Args:
+        categories / groups: the change categories and groups scored separately (``<stage>/CIDEr/<name>``).
+        benchmarks: the benchmarks of a mixture (``<stage>/<benchmark>/CIDEr``); fewer than two: no chart.
+        reference_points: the DataModule scores ``ceiling`` / ``trivial`` baselines.
+        change_id: change identification is logged (``<stage>/change_id/<key>[/<category>]``).
+        spice: SPICE is computed.
+        training: chart the captioner's training scalars (loss, token accuracy, perplexity, learning rate).
+    """
+    s = stage
+    metrics = [*OVERALL, *(["SPICE"] if spice else [])]
+    overall: dict[str, list[Any]] = {}
+    for m in metrics:
+        tags = [_exact(f"{s}/{m}")]
+        if reference_points and m in REFERENCE_METRICS:
+            tags.append(_one_of(f"{s}/", REFERENCE_POINTS, f"/{m}"))
+        title = f"{m} (with the ceiling and trivial reference points)" if len(tags) > 1 else m
+        overall[title] = ["Multiline", tags]
+    layout: dict[str, dict[str, list[Any]]] = {f"{s}: overall": overall}
+
+    by_category: dict[str, list[Any]] = {}
+    for m in ("CIDEr", "Bleu_4", "METEOR"):
+        if categories:
+            by_category[f"{m} by category"] = [
+                "Multiline",
+                [_exact(f"{s}/{m}"), _one_of(f"{s}/{m}/", categories)],
+            ]
+        if groups:
+            by_category[f"{m} by group"] = ["Multiline", [_exact(f"{s}/{m}"), _one_of(f"{s}/{m}/", groups)]]
+    if by_category:
+        layout[f"{s}: by category"] = by_category
+
+    if training:
+        layout["losses"] = {
+            "loss (train, val)": ["Multiline", [_exact("train/loss"), _exact(f"{s}/loss")]],
+            "token accuracy (train)": ["Multiline", [_exact("train/token_acc")]],
+            "perplexity (train)": ["Multiline", [_exact("train/perplexity")]],
+            "learning rate per parameter group": ["Multiline", ["^lr-"]],
+        }
+    if change_id:
+        prefix = re.escape(f"{s}/change_id/")
+        layout[f"{s}: change identification"] = {
+            "change identification": ["Multiline", [f"^{prefix}[^/]+$"]],
+            "exact by category": ["Multiline", [f"^{prefix}exact/[^/]+$"]],
+        }
+    if len(benchmarks) > 1:
+        layout[f"{s}: per benchmark"] = {
+            f"{m} per benchmark": ["Multiline", [_one_of(f"{s}/", benchmarks, f"/{m}")]] for m in metrics
+        }
+    return layout
+
+
+class ScalarLayout(L.Callback):
+    """Writes :func:`scalar_layout` once per run (rank 0), from what ``trainer.datamodule`` declares:
+    ``categories``, ``groups``, ``benchmarks`` (a mixture), ``baseline_predictions`` (reference points) and
+    ``change_identification``.
+
+    Args:
+        change_id / spice: the metrics callback's switches (``metrics.change_id`` / ``metrics.spice``).
+        training: chart the captioner's training scalars (off for a module that does not log them).
+    """
+
+    def __init__(self, *, change_id: bool = True, spice: bool = False, training: bool = True) -> None:
+        self.change_id = change_id
+        self.spice = spice
+        self.training = training
+        self._written = False
+
+    def layout(self, datamodule: Any) -> dict[str, dict[str, list[Any]]]:
+        """The layout for this DataModule."""
+        benchmarks = list(getattr(datamodule, "benchmarks", None) or [])
+        return scalar_layout(
+            categories=list(getattr(datamodule, "categories", None) or []),
+            groups=list((getattr(datamodule, "groups", None) or {}).keys()),
+            benchmarks=benchmarks,
+            reference_points=callable(getattr(datamodule, "baseline_predictions", None)),
+            change_id=self.change_id and callable(getattr(datamodule, "change_identification", None)),
+            spice=self.spice,
+            training=self.training,
+        )
+
+    def _write(self, trainer: L.Trainer) -> None:
+        if self._written or not trainer.is_global_zero:
+            return
+        self._written = True
+        layout = self.layout(getattr(trainer, "datamodule", None))
+        for writer in tensorboard_writers(trainer):
+            writer.add_custom_scalars(layout)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer)
+
+
+# ---------------------------------------------------------------------------------------------- hparams
+def flatten_hparams(params: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> ``{"a.b": value}`` with values TensorBoard accepts (bool/int/float/str)."""
+    out: dict[str, Any] = {}
+    items = params.items() if hasattr(params, "items") else []
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if hasattr(value, "items"):
+            out.update(flatten_hparams(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        else:  # lists, None, paths: shown as text
+            out[name] = str(
+                list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+            )
+    return out
+
+
+class HparamsCallback(L.Callback):
+    """TensorBoard's HPARAMS tab: the run's knobs next to its latest scores.
+
+    Args:
+        hparams: the (nested or flat) values to show, e.g. backbone name and MDP switches; ``None`` uses
+            ``pl_module.hparams`` flattened.
+        metrics: metric names whose ``val/<name>`` and ``test/<name>`` scalars are the tab's columns.
+
+    Use with ``TensorBoardLogger(default_hp_metric=False)`` so this is the only hparams entry of the run.
+    """
+
+    def __init__(
+        self,
+        hparams: Mapping[str, Any] | None = None,
+        metrics: Sequence[str] = ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L"),
+    ) -> None:
+        self.hparams = hparams
+        self.metrics = list(metrics)
+        self._written = False
+
+    def columns(self) -> list[str]:
+        """The logged scalar tags shown as metric columns."""
+        return [f"{stage}/{m}" for stage in ("val", "test") for m in self.metrics]
+
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._written or not trainer.is_global_zero:
+            return
+        self._written = True
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        params = flatten_hparams(self.hparams if self.hparams is not None else dict(pl_module.hparams))
+        # The experiment summary only names the metric columns (their values are the scalars the run logs);
+        # Lightning's log_hyperparams(params, metrics) would also log each metric once at a made-up step.
+        summaries = hparams_summaries(params, dict.fromkeys(self.columns(), 0.0))
+        for logger in trainer.loggers:
+            writer = getattr(logger, "experiment", None)
+            if getattr(writer, "file_writer", None) is None:  # not a TensorBoard SummaryWriter
+                continue
+            logger.log_hyperparams(params)  # hparams.yaml beside the event file
+            for summary in summaries:
+                writer.file_writer.add_summary(summary)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer, pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer, pl_module)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer, pl_module)
