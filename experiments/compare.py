@@ -41,8 +41,6 @@ from experiments.common.runner import run_name
 DEFAULT_BACKBONES = ("siglip", "clip")
 OVERALL = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 BASELINES = {"ceiling": "one reference vs the others", "trivial": "most common training caption"}
-# Added before the user's ARGS (which can override them): a progress bar is noise in a log file.
-RUN_DEFAULTS = ("trainer.enable_progress_bar=false",)
 
 
 @dataclass
@@ -168,7 +166,7 @@ def run_subprocess(run: Run, *, data: str, root: str, args: str, log: Path) -> i
         *("--backbone", run.backbone_arg),
         *("--data", data),
         *("--root", root),
-        *("--args", shlex.join(RUN_DEFAULTS) + " " + args),
+        *("--args", args),  # output to a file: the run prints plain progress lines, not a bar
     ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)

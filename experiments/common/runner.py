@@ -14,12 +14,14 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 import mdp
+from callbacks.progress import progress_bar
 from datamodules import build_datamodule
+from experiments.common import console
 from experiments.common.config import load_config, save_config, to_container, trainer_kwargs
 from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.language_model import is_tiny_lm
@@ -252,17 +254,25 @@ def make_trainer(
 ) -> L.Trainer:
     kwargs = trainer_kwargs(cfg)
     kwargs["strategy"] = make_strategy(kwargs.get("strategy", "auto"))
+    callbacks = list(callbacks)
+    # Chosen here, not by Lightning (which picks its rich bar and table whenever `rich` is importable): a bar
+    # on a terminal, plain lines in a log file, and a plain-text model summary either way.
+    if kwargs.get("enable_progress_bar", True):
+        callbacks.append(progress_bar(every_n_steps=int(kwargs.get("log_every_n_steps") or 50)))
+    if kwargs.pop("enable_model_summary", True):
+        callbacks.append(ModelSummary(max_depth=1))
+    kwargs["enable_model_summary"] = False  # ours is in `callbacks`; Lightning would say it skips its own
     return L.Trainer(
         **kwargs,
         logger=logger,
-        callbacks=list(callbacks),
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         default_root_dir=cfg.logs_dir,
     )
 
 
 def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    console.configure_logging()
 
 
 def save_run_files(cfg: DictConfig, run_dir: Path, module: CaptionerModule) -> None:

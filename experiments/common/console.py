@@ -1,0 +1,39 @@
+"""What the entry points print: log format, and the library messages a user can do nothing about.
+
+Every filter here is narrow (one message, matched by its text) and says why it exists; a warning a user can
+act on (a config value, missing Java, skipped records) is never filtered. Causes we can fix are fixed where
+they arise instead (e.g. the attention mask passed to ``generate``, ``sync_dist`` on epoch-level metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
+
+
+class _DropAdvertisement(logging.Filter):
+    """Lightning 2.6 logs a "Tip" recommending a cloud logging product at every Trainer start."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip: For seamless cloud")
+
+
+def quiet_library_noise() -> None:
+    """Silence the library messages that ask nothing of the user (idempotent)."""
+    # Raised inside Lightning 2.6's own pytree helper (lightning/pytorch/utilities/_pytree.py) by torch
+    # >= 2.10's deprecation of LeafSpec, at every training step's first batch: nothing in the kit or the
+    # user's config calls it, and it disappears with a Lightning release that follows torch.
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdvertisement) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropAdvertisement())
+
+
+def configure_logging() -> None:
+    """INFO lines with time and source on stderr, and no library noise (see :func:`quiet_library_noise`)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt="%H:%M:%S")
+    quiet_library_noise()
