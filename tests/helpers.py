@@ -1,8 +1,11 @@
-"""Shared test helpers: the tiny model every end-to-end test trains, and distinct free ports for DDP runs."""
+"""Shared test helpers: the tiny model every end-to-end test trains, distinct free ports for DDP runs, and a
+run's CUSTOM SCALARS layout read back from its event file."""
 
 from __future__ import annotations
 
+import re
 import socket
+from typing import Any
 
 # A model that builds and trains in seconds on CPU; each test adds the data / trainer keys it needs
 # (a later override of the same key wins).
@@ -32,3 +35,24 @@ def free_port() -> int:
         if port not in _handed_out:
             _handed_out.add(port)
             return port
+
+
+def read_layout(acc: Any) -> dict[str, dict[str, list[str]]]:
+    """The CUSTOM SCALARS layout of a run: {category: {chart title: [tag regex, ...]}}."""
+    from tensorboard.plugins.custom_scalar.layout_pb2 import Layout
+
+    assert "custom_scalars__config__" in acc.Tags()["tensors"], "no custom_scalars layout in the event file"
+    proto = acc.Tensors("custom_scalars__config__")[-1].tensor_proto
+    layout = Layout.FromString(proto.string_val[0])
+    return {c.title: {chart.title: list(chart.multiline.tag) for chart in c.chart} for c in layout.category}
+
+
+def unmatched_tags(layout: dict[str, dict[str, list[str]]], scalars: set[str]) -> list[str]:
+    """``category / chart: regex`` for every chart line that matches no logged scalar."""
+    return [
+        f"{category} / {chart}: {regex}"
+        for category, charts in layout.items()
+        for chart, regexes in charts.items()
+        for regex in regexes
+        if not any(re.search(regex, tag) for tag in scalars)
+    ]

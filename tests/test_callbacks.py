@@ -8,13 +8,13 @@ included, is tests/test_scoring.py's job.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+from helpers import read_layout, unmatched_tags
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -302,27 +302,6 @@ def test_hparams_tab(run):
     assert b"backbone.name" in start and b"tiny-test" in start and b"mdp.layers" in start
     experiment = content["_hparams_/experiment"]
     assert b"val/CIDEr" in experiment and b"test/CIDEr" in experiment and b"hp/" not in experiment
-
-
-def read_layout(acc: EventAccumulator) -> dict[str, dict[str, list[str]]]:
-    """The CUSTOM SCALARS layout of a run: {category: {chart title: [tag regex, ...]}}."""
-    from tensorboard.plugins.custom_scalar.layout_pb2 import Layout
-
-    assert "custom_scalars__config__" in acc.Tags()["tensors"], "no custom_scalars layout in the event file"
-    proto = acc.Tensors("custom_scalars__config__")[-1].tensor_proto
-    layout = Layout.FromString(proto.string_val[0])
-    return {c.title: {chart.title: list(chart.multiline.tag) for chart in c.chart} for c in layout.category}
-
-
-def unmatched_tags(layout: dict[str, dict[str, list[str]]], scalars: set[str]) -> list[str]:
-    """``category / chart: regex`` for every chart line that matches no logged scalar."""
-    return [
-        f"{category} / {chart}: {regex}"
-        for category, charts in layout.items()
-        for chart, regexes in charts.items()
-        for regex in regexes
-        if not any(re.search(regex, tag) for tag in scalars)
-    ]
 
 
 def test_custom_scalars_layout(run):

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import TINY_MODEL
+from helpers import TINY_MODEL, read_layout, unmatched_tags
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_callbacks import read_layout, unmatched_tags
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 4
