@@ -40,7 +40,7 @@ class ProgressLines(ProgressBar):
 
     ``step 120/500 | epoch 0 | train/loss 3.2141 | 2.41 it/s | ETA 2:38`` every ``every_n_steps`` optimizer
     steps (and at the last one); ``validation at step 250: 8 batches`` and ``validation done in 0:41`` around
-    each validation; the same for a test. The speed is measured since the previous line, validation time
+    each validation; ``test: 16 batches`` and ``test done in 1:02`` around a test. The speed is measured since the previous line, validation time
     excluded; the ETA assumes that speed for the remaining steps.
     """
 
@@ -91,7 +91,7 @@ class ProgressLines(ProgressBar):
     ) -> None:
         step = trainer.global_step
         total = self.total_steps(trainer)
-        if step == self._last_step or (step % self.every_n_steps and step < total):
+        if not self._enabled or step == self._last_step or (step % self.every_n_steps and step < total):
             return
         now = time.monotonic()
         rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
@@ -109,7 +109,8 @@ class ProgressLines(ProgressBar):
     def _eval_started(self, trainer: L.Trainer, what: str, batches: Any) -> None:
         self._eval_start = time.monotonic()
         count = sum(b for b in batches if math.isfinite(b)) if isinstance(batches, list) else batches
-        self.print(f"{what} at step {trainer.global_step}: {count} batch{'' if count == 1 else 'es'}")
+        where = f" at step {trainer.global_step}" if trainer.global_step else ""
+        self.print(f"{what}{where}: {count} batch{'' if count == 1 else 'es'}")
 
     def _eval_done(self, what: str) -> None:
         seconds = time.monotonic() - self._eval_start

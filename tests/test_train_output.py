@@ -4,6 +4,7 @@ point at scalars that exist. One tiny training (stdout and stderr redirected to 
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -13,7 +14,10 @@ from pathlib import Path
 
 import pytest
 from helpers import TINY_MODEL, read_layout, unmatched_tags
+from lightning.pytorch.callbacks import TQDMProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from callbacks.progress import ProgressLines, format_duration, progress_bar
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 4
@@ -85,3 +89,15 @@ def test_hparams_columns_are_the_logged_scalars(run):
     start = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     assert b"backbone.name" in start and b"mdp.enabled" in start
     assert "val/CIDEr" in acc.Tags()["scalars"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_is_chosen_by_where_output_goes():
+    assert isinstance(progress_bar(every_n_steps=5, stream=_Terminal()), TQDMProgressBar)
+    lines = progress_bar(every_n_steps=5, stream=io.StringIO())
+    assert isinstance(lines, ProgressLines) and lines.every_n_steps == 5
+    assert [format_duration(s) for s in (0, 75.4, 3725, float("inf"))] == ["0:00", "1:15", "1:02:05", "?"]
