@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--categories", default="", help="category mapping JSON (CATEGORIES=)")
     parser.add_argument("--spice", action="store_true", help="also SPICE, if its CoreNLP models are present")
     parser.add_argument("--no-meteor", action="store_true", help="skip METEOR (saves its ~8 s JVM start)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    parser.add_argument("--quiet", action="store_true", help="no progress or log lines (warnings only)")
     args = parser.parse_args(argv)
     if not args.gt or not args.pred:
         parser.error("both GT=<gt.json> and PRED=<pred.json> are required")
