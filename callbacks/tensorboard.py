@@ -46,6 +46,7 @@ def scalar_layout(
     *,
     categories: Sequence[str] = (),
     groups: Sequence[str] = (),
+    subsets: Sequence[str] = (),
     benchmarks: Sequence[str] = (),
     reference_points: bool = False,
     change_id: bool = False,
@@ -57,7 +58,8 @@ def scalar_layout(
     ``{category: {chart title: ["Multiline", [tag regex, ...]]}}``.
 
     Args:
-        categories / groups: the change categories and groups scored separately (``<stage>/CIDEr/<name>``).
+        categories / groups / subsets: the change categories, groups and subsets (OmniDiff's real / render)
+            scored separately (``<stage>/CIDEr/<name>``).
         benchmarks: the benchmarks of a mixture (``<stage>/<benchmark>/CIDEr``); fewer than two: no chart.
         reference_points: the DataModule scores ``ceiling`` / ``trivial`` baselines.
         change_id: change identification is logged (``<stage>/change_id/<key>[/<category>]``).
@@ -77,13 +79,10 @@ def scalar_layout(
 
     by_category: dict[str, list[Any]] = {}
     for m in ("CIDEr", "Bleu_4", "METEOR"):
-        if categories:
-            by_category[f"{m} by category"] = [
-                "Multiline",
-                [_exact(f"{s}/{m}"), _one_of(f"{s}/{m}/", categories)],
-            ]
-        if groups:
-            by_category[f"{m} by group"] = ["Multiline", [_exact(f"{s}/{m}"), _one_of(f"{s}/{m}/", groups)]]
+        for kind, names in (("category", categories), ("group", groups), ("subset", subsets)):
+            if names:
+                lines = [_exact(f"{s}/{m}"), _one_of(f"{s}/{m}/", names)]
+                by_category[f"{m} by {kind}"] = ["Multiline", lines]
     if by_category:
         layout[f"{s}: by category"] = by_category
 
@@ -109,7 +108,7 @@ def scalar_layout(
 
 class ScalarLayout(L.Callback):
     """Writes :func:`scalar_layout` once per run (rank 0), from what ``trainer.datamodule`` declares:
-    ``categories``, ``groups``, ``benchmarks`` (a mixture), ``baseline_predictions`` (reference points) and
+    ``categories``, ``groups``, ``subsets``, ``benchmarks`` (a mixture), ``baseline_predictions`` (reference points) and
     ``change_identification``.
 
     Args:
@@ -129,6 +128,7 @@ class ScalarLayout(L.Callback):
         return scalar_layout(
             categories=list(getattr(datamodule, "categories", None) or []),
             groups=list((getattr(datamodule, "groups", None) or {}).keys()),
+            subsets=list((getattr(datamodule, "subsets", None) or {}).keys()),
             benchmarks=benchmarks,
             reference_points=callable(getattr(datamodule, "baseline_predictions", None)),
             change_id=self.change_id and callable(getattr(datamodule, "change_identification", None)),

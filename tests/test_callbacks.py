@@ -28,7 +28,7 @@ from callbacks.caption_metrics import (
     unique_pairs,
 )
 from callbacks.panels import PanelsCallback, compose_panel
-from callbacks.tensorboard import HparamsCallback, ScalarLayout, flatten_hparams
+from callbacks.tensorboard import HparamsCallback, ScalarLayout, flatten_hparams, scalar_layout
 from datamodules.base import PairDataModule
 from evaluation import CaptionScorer
 from experiments.score import score_files
@@ -370,6 +370,16 @@ def test_monitor_key():
     assert monitor_key({"monitor": "CIDEr/color"}) == "val/CIDEr/color"
     with pytest.raises(ValueError, match="metrics.monitor"):
         monitor_key("accuracy")
+
+
+def test_scalar_layout_charts_subsets_and_escapes_names():
+    layout = scalar_layout(categories=["a.b"], subsets=["real", "render"], training=False)
+    assert layout["val: by category"]["CIDEr by subset"] == [
+        "Multiline",
+        ["^val/CIDEr$", "^val/CIDEr/(real|render)$"],
+    ]
+    assert layout["val: by category"]["CIDEr by category"][1][1] == r"^val/CIDEr/(a\.b)$"
+    assert list(layout) == ["val: overall", "val: by category"]  # no losses, change id or benchmarks asked
 
 
 def test_compose_panel_and_flatten():
