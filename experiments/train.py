@@ -78,6 +78,9 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
         warnings.filterwarnings(
             "ignore", message="You're resuming from a checkpoint that ended before the epoch"
         )
+    if ckpt_path:
+        # Resuming continues the run in its own folder: ModelCheckpoint finding its files there is the point.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except NonFiniteError as err:
