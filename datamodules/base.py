@@ -110,6 +110,10 @@ class PairDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared
+    def has_split(self, split: str) -> bool:
+        """Whether ``split`` has pairs (a mixture leaves members without a ``val`` split out of validation)."""
+        return True
+
     def set_image_spec(self, *, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
         """Use the backbone's preprocessing (before any dataset is built: datasets keep the transform)."""
         if self.datasets:

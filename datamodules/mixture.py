@@ -9,12 +9,17 @@ Config (``conf/data/mixture.yaml``)::
         - {name: iedit, root: /data/iedit}
         - {name: clevr_change, root: /data/clevr_change, swap_prob: 0.0}
       weights: [1, 1, 2]               # sampling weight per member ([] = equal): member b is drawn with
-                                       # probability weights[b] / sum(weights), whatever its size
+                                       # probability weights[b] / sum(weights), whatever its size;
+                                       # null = plain concatenation: every training sample once per epoch
       epoch_size: null                 # training samples per epoch (null = the members' train sizes summed)
+      sample_per: null                 # pair | caption for every annotation-file member; null = each member's own
 
-Training draws from the concatenated training sets with those weights (seeded per epoch, with replacement).
-Validation and test return one DataLoader per member, in member order; each sample carries its ``benchmark``
-field, so metrics are grouped per benchmark (``val/<benchmark>/CIDEr``). Evaluation ids are the members' own,
+Training draws from the concatenated training sets with those weights (seeded per epoch, with replacement), or
+(``weights: null``) shuffles the concatenation: the paper's counting, with ``sample_per: caption``, where every
+reference of every member is one sample of the epoch. Validation and test return one DataLoader per member that
+has the split, in member order (a member without one, e.g. an instruction file holding only a training split, is
+left out with one log line); each sample carries its ``benchmark`` field, so metrics are grouped per benchmark
+(``val/<benchmark>/CIDEr``). Evaluation ids are the members' own,
 and they can collide across benchmarks (``000256.png`` is in CLEVR-Change and CLEVR-DC): ground truth is kept
 per benchmark (:meth:`MixtureDataModule.reference_captions` takes the benchmark).
 """
@@ -22,6 +27,7 @@ per benchmark (:meth:`MixtureDataModule.reference_captions` takes the benchmark)
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +40,11 @@ from datamodules.config import ConfigError, data_config
 from datamodules.contract import PairSample
 from datamodules.records import RecordDataset
 
-# Keys the mixture hands down to members that do not set them.
-INHERITED = ("batch_size", "eval_batch_size", "num_workers", "on_error")
+log = logging.getLogger("m3diff.data")
+
+# Keys the mixture hands down to members that do not set them (to members whose schema has the key, when set).
+INHERITED = ("batch_size", "eval_batch_size", "num_workers", "on_error", "sample_per")
+_EVAL_NAMES = {"val": "validation", "test": "testing"}
 
 
 @dataclass
@@ -43,8 +52,11 @@ class MixtureConfig(PairDataConfig):
     name: str = "mixture"
     # Data sections: name + the keys it sets; the rest are that DataModule's defaults (and INHERITED keys).
     members: list[dict[str, Any]] = field(default_factory=list)
-    weights: list[float] = field(default_factory=list)  # sampling weight per member ([] = equal)
+    # Sampling weight per member ([] = equal); null = plain concatenation, every training sample once per epoch.
+    weights: list[float] | None = field(default_factory=list)
     epoch_size: int | None = None  # training samples per epoch; null = the members' train sizes summed
+    # pair | caption for every annotation-file member (caption: every reference a sample); null = each member's own
+    sample_per: str | None = None
 
 
 def member_config(member: Mapping[str, Any], index: int, inherited: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,7 +66,7 @@ def member_config(member: Mapping[str, Any], index: int, inherited: Mapping[str,
         raise ConfigError(f"{path}: expected a data section like {{name: iedit, root: ...}}, got {member!r}")
     if member.get("name") == "mixture":
         raise ConfigError(f"{path}: a mixture cannot contain a mixture")
-    inherited = {k: inherited[k] for k in INHERITED if k in inherited}
+    inherited = {k: inherited[k] for k in INHERITED if inherited.get(k) is not None}
     cfg = data_config(member, source="mixture member", inherited=inherited, prefix=f"{path}.")
     return OmegaConf.to_container(cfg, resolve=True)
 
@@ -86,8 +98,9 @@ class MixtureDataset(Dataset):
 
 class MixtureDataModule(PairDataModule):
     """Args (keyword-only, on top of :class:`PairDataModule`'s; keys of :class:`MixtureConfig`):
-    members: data sections of the benchmarks mixed (see above); weights: sampling weight per member;
-    epoch_size: training samples per epoch. ``categories``/``groups`` default to the union of the members'."""
+    members: data sections of the benchmarks mixed (see above); weights: sampling weight per member (``None``:
+    concatenate); epoch_size: training samples per epoch; sample_per: handed to the members (``None``: theirs).
+    ``categories``/``groups`` default to the union of the members'."""
 
     benchmark = "mixture"
     config_class = MixtureConfig
@@ -96,16 +109,19 @@ class MixtureDataModule(PairDataModule):
         self,
         *,
         members: Sequence[Mapping[str, Any]] = (),
-        weights: Sequence[float] | None = None,
+        weights: Sequence[float] | None = (),
         epoch_size: int | None = None,
+        sample_per: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.sample_per = sample_per
         from datamodules import build_datamodule  # the registry imports this module lazily
 
         members = list(members)
         if not members:
             raise ValueError("data.members is empty: list the benchmarks to mix (see conf/data/mixture.yaml)")
+        concatenate = weights is None
         weights = [float(w) for w in (weights or [1.0] * len(members))]
         if len(weights) != len(members) or any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(
@@ -130,7 +146,8 @@ class MixtureDataModule(PairDataModule):
             if module.benchmark in self.members:
                 raise ValueError(f"data.members[{i}]: benchmark '{module.benchmark}' is listed twice")
             self.members[module.benchmark] = module
-        self.weights = dict(zip(self.members, weights))
+        self.weights = None if concatenate else dict(zip(self.members, weights))
+        self._with_split: dict[str, dict[str, PairDataModule]] = {}
         self.epoch_size = epoch_size
         if not self.categories:
             self.categories = list(dict.fromkeys(c for m in self.members.values() for c in m.categories))
@@ -142,27 +159,56 @@ class MixtureDataModule(PairDataModule):
         return list(self.members)
 
     # ------------------------------------------------------------------ datasets and loaders
+    def members_with(self, split: str) -> dict[str, PairDataModule]:
+        """The members that have ``split`` (all of them for training); each one left out is logged once."""
+        if split == "train":
+            return dict(self.members)
+        if split not in self._with_split:
+            kept = {}
+            for name, member in self.members.items():
+                why = member.missing_split(split) if hasattr(member, "missing_split") else None
+                if why is None:
+                    kept[name] = member
+                else:
+                    log.warning(
+                        "mixture: %s is left out of %s (%s)", name, _EVAL_NAMES.get(split, split), why
+                    )
+            if not kept:
+                log.warning(
+                    "mixture: no member has a '%s' split: nothing to %s", split, _EVAL_NAMES.get(split)
+                )
+            self._with_split[split] = kept
+        return self._with_split[split]
+
+    def has_split(self, split: str) -> bool:
+        return bool(self.members_with(split))
+
     def build_dataset(self, split: str) -> MixtureDataset:
-        return MixtureDataset([m.dataset(split) for m in self.members.values()])
+        return MixtureDataset([m.dataset(split) for m in self.members_with(split).values()])
 
     def setup(self, stage: str | None = None) -> None:
-        for member in self.members.values():
-            member.setup(stage)
-        super().setup(stage)
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in wanted.get(stage or "fit", ("train", "val")):
+            for member in self.members_with(split).values():
+                member.dataset(split)
+            if self.members_with(split):
+                self.dataset(split)
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.dataset("train")
-        # Per-item weight w_b / |b|: member b is drawn with probability w_b / sum(w), whatever its size.
-        item_weights = []
-        for (name, weight), part in zip(self.weights.items(), dataset.datasets):
-            if len(part) == 0 and weight > 0:
-                raise ValueError(f"mixture member '{name}' has no training pairs but weight {weight}")
-            item_weights += [weight / max(len(part), 1)] * len(part)
+        item_weights = None  # weights: null -> a shuffled concatenation, every sample once per epoch
+        if self.weights is not None:
+            # Per-item weight w_b / |b|: member b is drawn with probability w_b / sum(w), whatever its size.
+            item_weights = []
+            for (name, weight), part in zip(self.weights.items(), dataset.datasets):
+                if len(part) == 0 and weight > 0:
+                    raise ValueError(f"mixture member '{name}' has no training pairs but weight {weight}")
+                item_weights += [weight / max(len(part), 1)] * len(part)
         sampler = self.train_sampler(len(dataset), num_samples=self.epoch_size, weights=item_weights)
         return self.train_loader(dataset, sampler)
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
-        return [self.eval_loader(member.dataset(split)) for member in self.members.values()]
+        return [self.eval_loader(member.dataset(split)) for member in self.members_with(split).values()]
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders("val")
@@ -180,7 +226,11 @@ class MixtureDataModule(PairDataModule):
         return self.members[benchmark].reference_captions(split)
 
     def reference_captions_by_benchmark(self, split: str) -> dict[str, dict[str, list[str]]]:
-        return {name: m.reference_captions(split) for name, m in self.members.items()}
+        return {name: m.reference_captions(split) for name, m in self.members_with(split).items()}
+
+    def epoch_parts(self) -> dict[str, int]:
+        """Training samples per member in the concatenation (``sample_per`` applied), for the epoch summary."""
+        return {name: len(part) for name, part in zip(self.members, self.dataset("train").datasets)}
 
     def training_captions(self, limit: int) -> list[str]:
         """The references of up to ``limit`` training pairs, taken from the members in turn (for the tiny LM's

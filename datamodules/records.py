@@ -552,6 +552,21 @@ class RecordDataModule(PairDataModule):
         raise NotImplementedError
 
     # ---------------------------------------------------------------- public
+    def has_split(self, split: str) -> bool:
+        """``False`` when the split is not one of this benchmark's or its annotation file is absent (an
+        unreadable file still raises: that is an error, not an absent split)."""
+        return self.missing_split(split) is None
+
+    def missing_split(self, split: str) -> str | None:
+        """Why ``split`` is absent (one line), or ``None`` if it has pairs."""
+        if split not in self.splits:
+            return f"{self.benchmark} has no '{split}' split (its splits: {list(self.splits)})"
+        try:
+            records = self.records(split)
+        except MissingFile as err:
+            return str(err)
+        return None if records else f"no pairs in its '{split}' split"
+
     def records(self, split: str) -> list[PairRecord]:
         """The indexed pairs of ``split`` under ``data.on_error`` (cached)."""
         if split not in self.splits:

@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
-from datamodules.records import DataError, RecordDataModule, SplitReport
+from datamodules.records import DataError, MissingFile, RecordDataModule, SplitReport
 
 MAX_LISTED = 1000  # problems listed in the JSON (all are counted); the text output shows the first 20
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNREADABLE = 0, 1, 2
@@ -92,13 +92,21 @@ def inspect_module(module: Any, split: str, check_images: str) -> dict[str, Any]
         splits = [split]
     else:
         splits = list(getattr(module, "splits", ("train", "val", "test")))
-    reports = {}
+    reports, absent = {}, {}
     for name in splits:
         if isinstance(module, RecordDataModule):
-            reports[name] = module.inspect(name, check_images=check_images)
+            try:
+                reports[name] = module.inspect(name, check_images=check_images)
+            except MissingFile as err:
+                if split:  # asked for: its file must be there
+                    raise
+                absent[name] = str(err)  # e.g. an instruction file holding only a training split
         else:
             reports[name] = generic_report(module, name)
-    return summarize({"benchmark": module.benchmark, "root": str(module.root)}, reports)
+    if absent and not reports:
+        raise MissingFile(next(iter(absent.values())))
+    info = summarize({"benchmark": module.benchmark, "root": str(module.root)}, reports)
+    return {**info, "absent_splits": absent} if absent else info
 
 
 def summarize(head: dict[str, Any], reports: dict[str, SplitReport]) -> dict[str, Any]:
@@ -170,6 +178,8 @@ def print_text(info: dict[str, Any], out: Any = None) -> None:
 
     for member in info.get("members", {}).values() or [info]:
         table(member, "  " if "members" in info else "")
+        for name, why in member.get("absent_splits", {}).items():
+            print(f"{'  ' if 'members' in info else ''}  {name:<6} absent: {why}", file=out)
     refs = "unknown (caption file missing)" if info["references"] is None else info["references"]
     print(f"total: {info['pairs']} pairs, {refs} references", file=out)
     if info["problem_count"]:

@@ -72,6 +72,8 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
         cfg, logger=logger, callbacks=[*runner.make_callbacks(cfg, run_dir), last_val]
     )
     log.info("run folder: %s%s", run_dir, f" (resuming {ckpt_path})" if ckpt_path else "")
+    if leader:
+        log.info("%s", runner.epoch_summary(cfg, datamodule, world_size=trainer.world_size))
     if isinstance(datamodule, PairDataModule):
         # Its checkpointed state holds the training order's position (datamodules/samplers.py); Lightning only
         # looks for a stateful DataLoader and would warn that a mid-epoch resume is unreliable.

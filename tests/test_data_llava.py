@@ -4,6 +4,7 @@ each record is a training sample carrying its instruction; bad records are named
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from fixtures_data import LLAVA, LONG_CAPTION, llava_record, make_dm, make_llava, write_json
@@ -167,7 +168,7 @@ def test_data_info_counts_merged_pairs_and_references(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_make_train_on_an_instruction_file(tmp_path):
+def test_make_train_on_an_instruction_file(tmp_path, caplog):
     from experiments import train
 
     mini = make_llava(tmp_path / "llava")
@@ -184,7 +185,13 @@ def test_make_train_on_an_instruction_file(tmp_path):
         "metrics.change_id=false",
     ]
     argv = ["--data", "llava", "--root", str(mini.root), "--args", " ".join(overrides)]
-    assert train.main(argv) == 0
+    with caplog.at_level(logging.INFO, logger="m3diff.train"):
+        assert train.main(argv) == 0
+    # Four records = four training samples (one per caption) = two batches of two; one optimizer step each.
+    assert (
+        "one epoch = 4 training samples (one per reference caption) = 2 optimizer steps of 2 samples"
+        in caplog.text
+    )
     (run,) = (tmp_path / "logs").glob("default/*/version_0")
     metrics = json.loads((run / "final_metrics.json").read_text())
     assert metrics["val/num_pairs"] == 1.0 and "val/CIDEr" in metrics  # val: two records, one pair

@@ -249,6 +249,41 @@ def make_strategy(strategy: Any) -> Any:
     return FSDPStrategy(auto_wrap_policy=partial(lambda_auto_wrap_policy, lambda_fn=_is_fsdp_block))
 
 
+def epoch_summary(cfg: DictConfig, datamodule: Any, *, world_size: int) -> str:
+    """One line for the start of training: what one epoch is, in samples and in optimizer steps.
+
+    An optimizer step takes ``world_size x data.batch_size x trainer.accumulate_grad_batches`` samples; each
+    process sees ``ceil(samples / world_size)`` of the epoch's samples (DistributedSampler), in whole batches
+    when the loader drops the last one, and an accumulation cut short by the epoch's end still steps.
+    """
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    samples = len(loader.sampler)
+    batch, accumulate = int(cfg.data.batch_size), int(cfg.trainer.accumulate_grad_batches)
+    per_rank = -(-samples // world_size)
+    batches = per_rank // batch if loader.drop_last else -(-per_rank // batch)
+    steps = -(-batches // accumulate)
+    what = {"caption": "one per reference caption", "pair": "one per pair"}.get(
+        getattr(datamodule, "sample_per", "")
+    )
+    detail = [what] if what else []
+    concatenation = (
+        getattr(datamodule, "weights", {}) is None and getattr(datamodule, "epoch_size", 0) is None
+    )
+    if concatenation and callable(getattr(datamodule, "epoch_parts", None)):
+        detail.append(" + ".join(f"{name} {n:,}" for name, n in datamodule.epoch_parts().items()))
+    detail_text = f" ({'; '.join(detail)})" if detail else ""
+    line = (
+        f"one epoch = {samples:,} training samples{detail_text} = {steps:,} "
+        f"optimizer steps of {world_size * batch * accumulate:,} samples "
+        f"(world size {world_size} x batch {batch} x accumulation {accumulate})"
+    )
+    max_steps = cfg.trainer.get("max_steps")
+    if isinstance(max_steps, int) and max_steps > 0 and steps:
+        line += f"; trainer.max_steps={max_steps:,} is {max_steps / steps:.3g} epoch(s)"
+    return line
+
+
 def make_trainer(
     cfg: DictConfig, *, logger: TensorBoardLogger | bool, callbacks: Sequence[L.Callback]
 ) -> L.Trainer:
