@@ -182,13 +182,15 @@ def test_paper_config_builds_with_tiny_lm(tmp_path):
         * cfg.trainer.accumulate_grad_batches
     )
     assert global_batch == 256
-    assert [m.name for m in cfg.data.members] == [
+    assert [m.name for m in cfg.data.members] == [  # the paper's six, every caption one sample
+        "omnidiff",
         "spot_the_diff",
         "iedit",
+        "birds_to_words",
         "clevr_change",
         "clevr_dc",
-        "omnidiff",
     ]
+    assert cfg.data.sample_per == "caption" and cfg.data.weights is None
     with pytest.raises(FileNotFoundError, match="Qwen2-7B-Instruct"):
         runner.make_parts(compose(tmp_path, experiment=name))
     # Forward only: the 400M-parameter encoder's backward is slow, and the gradient check of this LM/LoRA
