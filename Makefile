@@ -10,10 +10,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The stamp is keyed on everything that decides the install: change one of these files and
-# `make setup` reinstalls; otherwise it is a no-op.
-SETUP_KEY := $(shell cat requirements.txt requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
-STAMP := $(VENV)/.setup-$(SETUP_KEY)
+# Each stamp is keyed on everything that decides its install: change one of these files and the
+# next `make` reinstalls; otherwise it is a no-op. `make setup` installs what the kit runs on; the dev
+# tools (pytest, ruff) come with the targets that use them.
+SETUP_FILES := requirements.txt requirements.lock pyproject.toml
+DEV_FILES := requirements-dev.txt requirements.lock
+STAMP := $(VENV)/.setup-$(shell cat $(SETUP_FILES) 2>/dev/null | sha256sum | cut -c1-16)
+DEV_STAMP := $(VENV)/.devsetup-$(shell cat $(DEV_FILES) 2>/dev/null | sha256sum | cut -c1-16)
+# -qq: pip prints errors only (its own message when an install fails), none of its progress or warnings.
+PIP_INSTALL := $(PY) -m pip install -qq --disable-pip-version-check
 
 # User-facing variables, copied verbatim (no expansion) into M3_* and exported; the originals
 # are unexported so make never expands them on the way into a recipe's environment.
@@ -25,37 +30,50 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test test-fast lint format train eval score caption data-info synth compare tb bench clean
+.PHONY: help setup setup-dev test test-fast lint format train eval score caption data-info synth compare tb bench clean
 
 help: ## list the commands
 	@echo "M3Diff kit — make targets (variables in CAPS):"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## create .venv and install the pinned kit (idempotent)
+setup: $(STAMP) ## create .venv: the pinned dependencies and the `mdp` library (idempotent)
 
-$(STAMP): requirements.txt requirements.lock pyproject.toml
+# The kit (lightning_modules/, datamodules/, ... , experiments/, conf/) runs from this checkout and is
+# never installed; of this repository only `mdp` is (editable), as the m3diff-mdp distribution.
+# A kit installed by an older Makefile as "m3diff-kit" is removed: it put those folders into
+# site-packages under their generic names. The import check runs isolated (-I: neither the current
+# folder nor PYTHONPATH on sys.path), so it sees what is installed, not this checkout.
+$(STAMP): $(SETUP_FILES)
 	@command -v java >/dev/null 2>&1 || echo "WARNING: java not found: the COCO caption metrics (PTB tokenizer, METEOR) need Java 8+ (e.g. apt install openjdk-17-jre-headless). Training runs; scoring will report what it cannot compute."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c requirements.lock 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import torch, torchvision, lightning, timm, open_clip, transformers, pycocoevalcap, mdp"
-	@rm -f $(VENV)/.setup-*
+	$(PIP_INSTALL) -r requirements.txt -c requirements.lock
+	$(PY) -m pip uninstall -qq -y m3diff-kit
+	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
+	$(PY) -I -c "import torch, lightning, timm, open_clip, transformers, pycocoevalcap, omegaconf, mdp"
+	@rm -f $(VENV)/.setup-[0-9a-f]*
 	@touch $@
 	@echo "setup complete: $(VENV)"
 
-test: setup ## run the whole test suite (lint + pytest, slow tests included)
+setup-dev: $(DEV_STAMP) ## setup + the development tools (pytest, ruff)
+
+$(DEV_STAMP): $(STAMP) $(DEV_FILES)
+	$(PIP_INSTALL) -r requirements-dev.txt -c requirements.lock
+	@rm -f $(VENV)/.devsetup-*
+	@touch $@
+
+test: setup-dev ## run the whole test suite (lint + pytest, slow tests included)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest tests
 
-test-fast: setup ## run the fast tests only
+test-fast: setup-dev ## run the fast tests only
 	$(PY) -m pytest tests -m "not slow"
 
-lint: setup ## ruff lint and format check
+lint: setup-dev ## ruff lint and format check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-format: setup ## apply ruff fixes and formatting
+format: setup-dev ## apply ruff fixes and formatting
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
@@ -87,4 +105,4 @@ bench: setup ## speed benchmarks: prints a table, writes bench_results/bench.jso
 	$(PY) -m experiments.bench --out "$$M3_OUT" --args "$$M3_ARGS"
 
 clean: ## remove logs, caches and build files (keeps .venv)
-	rm -rf logs lightning_logs .pytest_cache .ruff_cache bench_results *.egg-info
+	rm -rf logs lightning_logs .pytest_cache .ruff_cache bench_results build dist *.egg-info

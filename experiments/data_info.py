@@ -1,7 +1,7 @@
 """Inspect a dataset without loading a model: pairs, references, per-category counts and every problem.
 
     make data-info DATA=<benchmark> ROOT=<dir> [SPLIT=test] [JSON=1] [ARGS="--check-images=exists data.k=v"]
-    m3diff-data-info --data clevr_change --root /data/clevr_change --split test --json 1
+    python -m experiments.data_info --data clevr_change --root /data/clevr_change --split test --json 1
 
 Counts come from the annotation files alone, so they are right even when images are missing; missing or
 unreadable images (and bad records) are listed as problems. ``ARGS`` holds ``--check-images=decode|exists|none``
@@ -31,7 +31,9 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_UNREADABLE = 0, 1, 2
 
 
 def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="m3diff-data-info", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.data_info", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--data", default="", help="benchmark config name (conf/data/<name>.yaml)")
     parser.add_argument("--root", default="", help="dataset folder (data.root)")
     parser.add_argument("--split", default="", help="train | val | test (default: all)")

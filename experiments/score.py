@@ -1,7 +1,7 @@
 """Score any COCO-format caption ground truth / prediction pair the way the field does.
 
     make score GT=<coco gt.json> PRED=<pred.json> [OUT=<metrics.json>] [CATEGORIES=<map.json>]
-    m3diff-score --gt gt.json --pred pred.json [--out metrics.json] [--categories map.json] [--spice]
+    python -m experiments.score --gt gt.json --pred pred.json [--out metrics.json] [--categories map.json] [--spice]
 
 * GT: ``{"images": [...], "annotations": [{"image_id", "caption"}, ...]}`` (several annotations per id =
   several references; duplicate ``images`` entries are harmless, as in pycocotools).
@@ -155,7 +155,9 @@ def score_files(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="m3diff-score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m experiments.score",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--gt", default="", help="COCO-format ground truth JSON (GT=)")
     parser.add_argument("--pred", default="", help="predictions JSON [{image_id, caption}] (PRED=)")

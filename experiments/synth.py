@@ -1,8 +1,8 @@
 """Export the embedded benchmark to disk, draw a contact sheet, or measure the generator's speed.
 
     make synth OUT=<dir> N=<count> [SPLIT=val] [ARGS="data.caption_style=long ..."]
-    m3diff-synth --out <dir> --n <count> [--split train,val] [--force]
-    m3diff-synth --bench [--seconds 5]
+    python -m experiments.synth --out <dir> --n <count> [--split train,val] [--force]
+    python -m experiments.synth --bench [--seconds 5]
 
 The export writes ``<OUT>/images/<split>_<index>_{before,after}.png``, ``<OUT>/annotations.json`` in the kit's
 "bring your own pairs" format (a JSON list of ``{"id", "before", "after", "captions", "categories", "split"}``,
@@ -161,7 +161,7 @@ def benchmark(dm: SyntheticDataModule, seconds: float = 5.0, split: str = "train
 
 # ---------------------------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="m3diff-synth", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.synth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="", help="output folder (OUT=)")
     parser.add_argument("--n", default="", help=f"pairs per split (N=, default {DEFAULT_N})")
     parser.add_argument(
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         splits = [s.strip() for s in (ns.split or DEFAULT_SPLIT).split(",") if s.strip()]
         records = export(dm, ns.out, n, splits, force=ns.force)
     except (ConfigError, FileExistsError, ValueError) as err:
-        print(f"m3diff-synth: error: {err}", file=sys.stderr)
+        print(f"python -m experiments.synth: error: {err}", file=sys.stderr)
         return 2
     counts = Counter(c for r in records for c in (r["categories"] or ["(none)"]))
     print(f"wrote {len(records)} pairs to {ns.out}: annotations.json, images/, contact_sheet.png")

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ._optional import require
 from .backbone import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
@@ -98,8 +99,7 @@ def build_open_clip(
             otherwise (open_clip reports CLIP's for *any* random-init model, wrong for SigLIP).
         prune: drop blocks after the deepest tap, the final norm and the pooling head.
     """
-    import open_clip
-
+    open_clip = require("open_clip", backbone=name)
     _register_tiny_configs()
     cfg = open_clip.get_model_config(model_name)
     if cfg is None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
+from ._optional import require
 from .backbone import Backbone, ImageSpec, resolve_layers
 from .weights import resolve_timm, wants_weights
 
@@ -51,8 +52,7 @@ def build_timm(
         mean, std: override the normalisation timm reports for the model.
         prune: drop blocks after the deepest tap and the head (unused, and DDP dislikes unused params).
     """
-    import timm
-
+    timm = require("timm", backbone=name)
     kwargs = dict(model_kwargs)
     if image_size is not None:
         kwargs["img_size"] = image_size
@@ -61,7 +61,12 @@ def build_timm(
         arch, checkpoint = resolve_timm(model_name, pretrained, backbone=name, cache_dir=cache_dir)
         kwargs["pretrained"] = True
         if checkpoint is not None:
-            kwargs["pretrained_cfg_overlay"] = {"file": checkpoint}
+            # custom_load (timm's .npz reader) describes the registry's file, not ours: older timm kept it
+            # for an overlaid file and read a .pth as .npz.
+            kwargs["pretrained_cfg_overlay"] = {
+                "file": checkpoint,
+                "custom_load": checkpoint.endswith(".npz"),
+            }
     try:
         model = timm.create_model(arch, num_classes=0, **kwargs)
     except TypeError as e:

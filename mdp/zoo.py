@@ -154,10 +154,10 @@ def open_clip_any(
     *, model: str, layers: Sequence[int] | None, pretrained: Any, image_size: int | None, **kwargs: Any
 ) -> Backbone:
     """Any open_clip ViT config by name, e.g. ``open_clip:ViT-L-14``; ``pretrained`` takes its tags."""
-    import open_clip
-
+    from ._optional import require
     from .open_clip_adapter import build_open_clip
 
+    open_clip = require("open_clip", backbone=f"open_clip:{model}")
     tags = open_clip.list_pretrained_tags_by_model(model)
     kwargs.setdefault("default_tag", tags[0] if tags else None)
     kwargs.setdefault("quick_gelu", model.endswith("-quickgelu"))

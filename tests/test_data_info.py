@@ -1,4 +1,4 @@
-"""`make data-info` / `m3diff-data-info`: counts, problems and exit codes (0 fine, 1 problems, 2 unreadable)."""
+"""`make data-info` / `python -m experiments.data_info`: counts, problems and exit codes (0 fine, 1 problems, 2 unreadable)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,16 @@
-"""`mdp` is plain torch: it imports, builds and runs where lightning / omegaconf cannot be imported."""
+"""`mdp` is plain torch: it imports, builds and runs where lightning / omegaconf cannot be imported, and a
+backbone whose library is not installed says which extra of m3diff-mdp brings it."""
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+
+import pytest
+
+from mdp import _optional
 
 SCRIPT = textwrap.dedent(
     """
@@ -72,3 +78,57 @@ def test_import_mdp_without_lightning_or_omegaconf():
         "list_backbones",
         "BackboneWeightsError",
     }
+
+
+MISSING = textwrap.dedent(
+    """
+    import json, sys
+
+    sys.modules["open_clip"] = None  # as if not installed: `import open_clip` raises ModuleNotFoundError
+    sys.modules["timm"] = None
+
+    import torch
+    import mdp
+
+    out = mdp.MDP(dim=16, num_layers=1, num_heads=2)([torch.randn(1, 4, 16)], [torch.randn(1, 4, 16)])
+    errors = {}
+    for name in ("siglip-tiny", "clip-b16", "vit-tiny", "timm:vit_small_patch16_224", "open_clip:ViT-B-32"):
+        try:
+            mdp.build_backbone(name, pretrained=None)
+        except ImportError as e:
+            errors[name] = str(e)
+    print(json.dumps(errors))
+    """
+)
+
+
+def test_a_missing_backbone_library_names_the_extra_to_install():
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", MISSING], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    errors = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(errors) == {
+        "siglip-tiny",
+        "clip-b16",
+        "vit-tiny",
+        "timm:vit_small_patch16_224",
+        "open_clip:ViT-B-32",
+    }
+    for name in ("siglip-tiny", "clip-b16", "open_clip:ViT-B-32"):
+        assert f"backbone {name!r} needs open_clip (pip package open_clip_torch)" in errors[name]
+        assert 'pip install "m3diff-mdp[open_clip]"' in errors[name]
+    for name in ("vit-tiny", "timm:vit_small_patch16_224"):
+        assert 'pip install "m3diff-mdp[timm]"' in errors[name], errors[name]
+
+
+def test_an_error_inside_the_backbone_library_is_not_disguised(monkeypatch):
+    """Only the library itself missing is translated; its own missing dependency keeps pip's wording."""
+
+    def broken(name):
+        raise ModuleNotFoundError("No module named 'torchvision'", name="torchvision")
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(ModuleNotFoundError, match="torchvision"):
+        _optional.require("timm", backbone="vit-tiny")

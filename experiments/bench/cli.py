@@ -1,7 +1,7 @@
-"""``make bench`` / ``m3diff-bench``: run the sections, write the JSON, print the table.
+"""``make bench`` / ``python -m experiments.bench``: run the sections, write the JSON, print the table.
 
 make bench [ARGS="key=value ..."] [OUT=bench_results/bench.json]
-m3diff-bench [--quick] [--sections peak,train,threads,...] [--threads N] [--out PATH] [--args "k=v ..."]
+python -m experiments.bench [--quick] [--sections peak,train,threads,...] [--threads N] [--out PATH] [--args "k=v ..."]
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def run(*, user: Sequence[str], sections: Sequence[str], quick: bool, out_path: 
 def _parser() -> argparse.ArgumentParser:
     from experiments import bench
 
-    parser = argparse.ArgumentParser(prog="m3diff-bench", description=bench.__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=bench.__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="", help=f"JSON file to write (OUT=, default {DEFAULT_OUT})")
     parser.add_argument(
         "--args", default="", help='config overrides of the model benchmarked, "key=value ..." (ARGS=)'
