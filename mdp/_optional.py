@@ -16,6 +16,7 @@ DISTRIBUTION = "m3diff-mdp"
 _EXTRAS: dict[str, tuple[str, str]] = {
     "timm": ("timm", "timm"),
     "open_clip": ("open_clip_torch", "open_clip"),
+    "transformers": ("transformers", "hf"),
 }
 
 

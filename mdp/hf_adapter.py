@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._optional import require
 from .backbone import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
@@ -43,17 +44,6 @@ _INNER_PREFIXES = ("vision_model.", "")
 _SUPPORTED = (
     "siglip_vision_model, clip_vision_model, siglip, clip, or a LLaVA-style model with a vision_config"
 )
-
-
-def import_transformers(what: str) -> Any:
-    """``import transformers`` with an error that says which backbone needed it."""
-    try:
-        import transformers
-    except ImportError as err:
-        raise ImportError(
-            f"{what} needs the `transformers` package (pip install transformers); the rest of mdp does not"
-        ) from err
-    return transformers
 
 
 class HFVisionBackbone(Backbone):
@@ -123,7 +113,7 @@ def build_hf(
         prune: drop layers after the deepest tap, the final norm and the pooling head (unused; DDP dislikes
             unused parameters).
     """
-    transformers = import_transformers(f"backbone {name!r}")
+    transformers = require("transformers", backbone=name)
     folder = resolve_folder(source, backbone=name, cache_dir=cache_dir) if source else None
     if config is None:
         config = vision_config_of(transformers.AutoConfig.from_pretrained(folder), where=str(folder))

@@ -72,9 +72,10 @@ def _hf_siglip_factory(name: str, sizes: dict[str, Any], taps: tuple[int, ...], 
     def factory(
         *, layers: Sequence[int] | None, pretrained: Any, image_size: int | None, **kwargs: Any
     ) -> Backbone:
-        from .hf_adapter import build_hf, import_transformers
+        from ._optional import require
+        from .hf_adapter import build_hf
 
-        config = import_transformers(f"backbone {name!r}").SiglipVisionConfig(**sizes)
+        config = require("transformers", backbone=name).SiglipVisionConfig(**sizes)
         return build_hf(
             name=name,
             config=config,

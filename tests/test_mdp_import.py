@@ -65,7 +65,9 @@ def test_import_mdp_without_lightning_or_omegaconf():
     assert result["leaked"] == []
     assert result["out"] == [1, 4, 16]
     # transformers towers say what they need, and only when one is built.
-    assert "siglip-hf-tiny" in result["hf_error"] and "`transformers`" in result["hf_error"]
+    assert (
+        "'siglip-hf-tiny' needs transformers" in result["hf_error"] and "m3diff-mdp[hf]" in result["hf_error"]
+    )
     assert result["taps"] == [[1, 4, 192], [1, 4, 192]]
     assert set(result["all"]) >= {
         "MDP",
@@ -86,13 +88,15 @@ MISSING = textwrap.dedent(
 
     sys.modules["open_clip"] = None  # as if not installed: `import open_clip` raises ModuleNotFoundError
     sys.modules["timm"] = None
+    sys.modules["transformers"] = None
 
     import torch
     import mdp
 
     out = mdp.MDP(dim=16, num_layers=1, num_heads=2)([torch.randn(1, 4, 16)], [torch.randn(1, 4, 16)])
     errors = {}
-    for name in ("siglip-tiny", "clip-b16", "vit-tiny", "timm:vit_small_patch16_224", "open_clip:ViT-B-32"):
+    for name in ("siglip-tiny", "clip-b16", "vit-tiny", "timm:vit_small_patch16_224", "open_clip:ViT-B-32",
+                 "siglip-hf-tiny"):
         try:
             mdp.build_backbone(name, pretrained=None)
         except ImportError as e:
@@ -110,17 +114,14 @@ def test_a_missing_backbone_library_names_the_extra_to_install():
     assert proc.returncode == 0, proc.stderr[-3000:]
     errors = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(errors) == {
-        "siglip-tiny",
-        "clip-b16",
-        "vit-tiny",
-        "timm:vit_small_patch16_224",
-        "open_clip:ViT-B-32",
-    }
+        "siglip-tiny", "clip-b16", "vit-tiny", "timm:vit_small_patch16_224", "open_clip:ViT-B-32", "siglip-hf-tiny",
+    }  # fmt: skip
     for name in ("siglip-tiny", "clip-b16", "open_clip:ViT-B-32"):
         assert f"backbone {name!r} needs open_clip (pip package open_clip_torch)" in errors[name]
         assert 'pip install "m3diff-mdp[open_clip]"' in errors[name]
     for name in ("vit-tiny", "timm:vit_small_patch16_224"):
         assert 'pip install "m3diff-mdp[timm]"' in errors[name], errors[name]
+    assert 'pip install "m3diff-mdp[hf]"' in errors["siglip-hf-tiny"], errors["siglip-hf-tiny"]
 
 
 def test_an_error_inside_the_backbone_library_is_not_disguised(monkeypatch):
