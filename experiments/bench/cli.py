@@ -131,7 +131,9 @@ def run(*, user: Sequence[str], sections: Sequence[str], quick: bool, out_path: 
 def _parser() -> argparse.ArgumentParser:
     from experiments import bench
 
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=bench.__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.bench", description=bench.__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", default="", help=f"JSON file to write (OUT=, default {DEFAULT_OUT})")
     parser.add_argument(
         "--args", default="", help='config overrides of the model benchmarked, "key=value ..." (ARGS=)'
