@@ -1,6 +1,7 @@
 """mdp: Multi-scale Differential Perception (OmniDiff / M³Diff, ICCV 2025) for plain PyTorch.
 
-Needs torch only; timm / open_clip / transformers are imported when a backbone of theirs is built.
+Needs torch only; timm / open_clip / transformers are imported when a backbone of theirs is built
+(``pip install "m3diff-mdp[open_clip]"``, ``[timm]``, ``[hf]`` or ``[all]`` installs them).
 
 Example::
 

@@ -1,8 +1,8 @@
 """The backbone families' libraries are optional: a missing one is named with the pip extra that brings it.
 
 ``mdp`` itself needs torch alone, so a project that only uses :class:`mdp.MDP` (or registers its own
-backbones) never installs timm or open_clip. The built-in backbones import their family's library
-when one is built; this module turns "No module named 'open_clip'" into what to install.
+backbones) never installs timm, open_clip or transformers. The built-in backbones import their family's
+library when one is built; this module turns "No module named 'open_clip'" into what to install.
 """
 
 from __future__ import annotations
