@@ -30,6 +30,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
+from callbacks.tensorboard import log_bar_charts
 from evaluation import (
     METRICS,
     CaptionScorer,
@@ -409,43 +410,3 @@ class CaptionMetricsCallback(L.Callback):
             f"CATEGORIES={folder / 'subsets.json'}`\n"
         )
         atomic_write_text(folder / "metrics.md", "".join(md))
-
-
-def log_bar_charts(trainer: L.Trainer, stage: str, report: ScoreReport) -> None:
-    """One TensorBoard figure per metric: a bar per category, group and subset, the overall score as a line."""
-    writers = [
-        lg.experiment for lg in trainer.loggers if hasattr(getattr(lg, "experiment", None), "add_figure")
-    ]
-    rows = [
-        (name, kind, scores)
-        for kind in ("categories", "groups", "subsets")
-        for name, scores in report.subsets.get(kind, {}).items()
-    ]
-    if not writers or not rows:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)  # no display on servers; a no-op when a backend is already set
-    import matplotlib.pyplot as plt
-
-    for metric in report.metrics:
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(rows) + 1.5), 3.2), dpi=100)
-        names = [name for name, _, _ in rows]
-        values = [100 * scores.get(metric, float("nan")) for _, _, scores in rows]
-        palette = {"categories": "tab:blue", "groups": "tab:orange", "subsets": "tab:green"}
-        colors = [palette[kind] for _, kind, _ in rows]
-        bars = ax.bar(range(len(rows)), values, color=colors)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
-        ax.margins(y=0.15)  # room for the labels
-        ax.axhline(100 * report.overall.get(metric, float("nan")), color="black", linestyle="--", linewidth=1)
-        ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=8)
-        ax.set_ylabel(f"{metric} x100")
-        ax.set_title(
-            f"{stage} {metric} by category\n(orange: groups, green: subsets, dashed: overall)", fontsize=9
-        )
-        fig.tight_layout()
-        for writer in writers:
-            writer.add_figure(
-                f"{stage}/by_category/{metric}", fig, global_step=trainer.global_step, close=False
-            )
-        plt.close(fig)

@@ -1,4 +1,4 @@
-"""How a run reads in TensorBoard beyond the raw scalar cards: the CUSTOM SCALARS layout and the HPARAMS tab.
+"""How a run reads in TensorBoard beyond the raw scalar cards: CUSTOM SCALARS, bar charts, the HPARAMS tab.
 
 * :class:`ScalarLayout`: a validation logs ~150 scalars (7 metrics x every category, group and benchmark,
   change identification, reference points), which TensorBoard's SCALARS tab puts in one ``val`` card group.
@@ -6,6 +6,7 @@
   reference points, CIDEr by category, losses, change identification, and one chart per metric across the
   benchmarks of a mixture. Chart lines are tag regexes (TensorBoard's multiline charts take regexes), built
   from what the DataModule declares, so a category absent from a small validation set leaves no hole.
+* :func:`log_bar_charts`: one figure per metric (IMAGES tab), a bar per category, group and subset.
 * :class:`HparamsCallback`: the run's knobs (backbone, MDP switches, LM, data) in the HPARAMS tab, with the
   metric columns named directly after the logged scalars (``val/CIDEr``, ``test/CIDEr``, ...): TensorBoard
   shows each column's latest value, so nothing is copied to extra tags.
@@ -18,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
+
+from evaluation import ScoreReport
 
 #: The overall metrics charted (pycocoevalcap's names); SPICE is added when it is computed.
 OVERALL = ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L")
@@ -149,6 +152,45 @@ class ScalarLayout(L.Callback):
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._write(trainer)
+
+
+# ---------------------------------------------------------------------------------------------- bar charts
+def log_bar_charts(trainer: L.Trainer, stage: str, report: ScoreReport) -> None:
+    """One TensorBoard figure per metric: a bar per category, group and subset, the overall score as a line."""
+    writers = tensorboard_writers(trainer)
+    rows = [
+        (name, kind, scores)
+        for kind in ("categories", "groups", "subsets")
+        for name, scores in report.subsets.get(kind, {}).items()
+    ]
+    if not writers or not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # no display on servers; a no-op when a backend is already set
+    import matplotlib.pyplot as plt
+
+    for metric in report.metrics:
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(rows) + 1.5), 3.2), dpi=100)
+        names = [name for name, _, _ in rows]
+        values = [100 * scores.get(metric, float("nan")) for _, _, scores in rows]
+        palette = {"categories": "tab:blue", "groups": "tab:orange", "subsets": "tab:green"}
+        colors = [palette[kind] for _, kind, _ in rows]
+        bars = ax.bar(range(len(rows)), values, color=colors)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.margins(y=0.15)  # room for the labels
+        ax.axhline(100 * report.overall.get(metric, float("nan")), color="black", linestyle="--", linewidth=1)
+        ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel(f"{metric} x100")
+        ax.set_title(
+            f"{stage} {metric} by category\n(orange: groups, green: subsets, dashed: overall)", fontsize=9
+        )
+        fig.tight_layout()
+        for writer in writers:
+            writer.add_figure(
+                f"{stage}/by_category/{metric}", fig, global_step=trainer.global_step, close=False
+            )
+        plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------- hparams
