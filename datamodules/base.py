@@ -114,12 +114,6 @@ class PairDataModule(L.LightningDataModule):
         """Whether ``split`` has pairs (a mixture leaves members without a ``val`` split out of validation)."""
         return True
 
-    def set_image_spec(self, *, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
-        """Use the backbone's preprocessing (before any dataset is built: datasets keep the transform)."""
-        if self.datasets:
-            raise RuntimeError("set_image_spec() must be called before the datasets are built")
-        self.transform = ImageTransform(size=size, mean=tuple(mean), std=tuple(std))
-
     def dataset(self, split: str) -> Dataset:
         if split not in self.datasets:
             self.datasets[split] = self.build_dataset(split)

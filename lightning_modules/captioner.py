@@ -33,12 +33,20 @@ class CaptionerModule(L.LightningModule):
     """Args:
     config: the run config (``backbone``, ``mdp``, ``model``, ``optim``, ``generation`` sections are read).
     tokenizer_json: the caption tokenizer of a tiny LM (``None`` for a pretrained LM, which brings its own).
+    backbone: the backbone the runner already built from ``config`` (to prepare the data with its ``spec``);
+        ``None`` builds it from ``config`` (``load_from_checkpoint``). Not a hyper-parameter.
     """
 
-    def __init__(self, *, config: dict[str, Any], tokenizer_json: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        config: dict[str, Any],
+        tokenizer_json: str | None = None,
+        backbone: mdp.Backbone | None = None,
+    ) -> None:
         super().__init__()
         # logger=False: the tokenizer JSON belongs in the checkpoint, not in TensorBoard's hparams.
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["backbone"], logger=False)
         self.config = config
         model_cfg, lm_cfg = config["model"], config["model"]["lm"]
         if is_tiny_lm(lm_cfg["name"]):
@@ -47,7 +55,7 @@ class CaptionerModule(L.LightningModule):
             self.tokenizer = tokenizer_from_json(tokenizer_json)
         else:
             self.tokenizer = load_pretrained_tokenizer(lm_cfg["name"])
-        self.model = build_model(config, self.tokenizer)
+        self.model = build_model(config, self.tokenizer, backbone=backbone)
         vocab = self.model.lm.get_input_embeddings().num_embeddings
         self.train_accuracy = MulticlassAccuracy(num_classes=vocab, ignore_index=-100, average="micro")
         self.train_perplexity = Perplexity(ignore_index=-100)

@@ -217,6 +217,20 @@ def test_fsdp_shards_per_transformer_block():
     assert runner.make_strategy("ddp") == "ddp"
 
 
+def test_the_data_is_prepared_with_the_backbones_own_preprocessing():
+    """Backbone -> its ImageSpec -> the DataModule's transform: CLIP's mean/std, not a guess patched later."""
+    tiny_data = ["data.val_size=4", "data.train_size=16"]
+    cfg = load_config(groups={"backbone": "clip"}, overrides=[*TINY, "backbone.image_size=32", *tiny_data])
+    datamodule, module = runner.make_parts(cfg)
+    spec, transform = module.image_spec, datamodule.transform
+    assert spec.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+    assert (transform.size, transform.mean, transform.std) == (
+        spec.size,
+        spec.mean,
+        spec.std,
+    ) and spec.size == 32
+
+
 def build_tiny_module():
     cfg = load_config(overrides=[*TINY, "backbone.image_size=32", "data.val_size=4", "data.train_size=16"])
     return runner.make_parts(cfg)[1]

@@ -24,10 +24,9 @@ from datamodules import build_datamodule
 from experiments.common import console
 from experiments.common.config import load_config, save_config, to_container, trainer_kwargs
 from lightning_modules.captioner import CaptionerModule
+from lightning_modules.model.build import build_backbone
 from lightning_modules.model.language_model import is_tiny_lm
 from lightning_modules.model.tokenizer import save_tokenizer_json, train_caption_tokenizer
-
-log = logging.getLogger("m3diff")
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -60,23 +59,34 @@ def apply_num_threads(cfg: DictConfig) -> None:
 
 
 def make_datamodule(cfg: DictConfig, spec: mdp.ImageSpec | None = None) -> L.LightningDataModule:
-    """The DataModule of ``cfg.data``; without ``spec`` (the backbone's preprocessing) call
-    ``set_image_spec`` before it loads images."""
-    size = spec.size if spec else int(cfg.backbone.image_size)
-    mean, std = (spec.mean, spec.std) if spec else ((0.5,) * 3, (0.5,) * 3)
-    return build_datamodule(to_container(cfg.data), image_size=size, mean=mean, std=std, seed=int(cfg.seed))
+    """The DataModule of ``cfg.data``, preparing images as ``spec`` (the backbone's) says. ``None`` is for
+    readers of the data that feed no model (caption statistics, ``make data-info``): ``backbone.image_size``
+    pixels, mean/std 0.5."""
+    spec = spec or mdp.ImageSpec(size=int(cfg.backbone.image_size), mean=(0.5,) * 3, std=(0.5,) * 3)
+    return build_datamodule(
+        to_container(cfg.data), image_size=spec.size, mean=spec.mean, std=spec.std, seed=int(cfg.seed)
+    )
 
 
 def make_parts(
     cfg: DictConfig, *, tokenizer_json: str | None = None
 ) -> tuple[L.LightningDataModule, CaptionerModule]:
-    """DataModule and captioner. The tokenizer is trained on the DataModule's captions first (unless
-    ``tokenizer_json`` is given: a resumed run keeps its checkpoint's); the DataModule then takes the
-    backbone's preprocessing (the backbone is built once, in the module)."""
-    datamodule = make_datamodule(cfg)
-    module = make_module(cfg, datamodule, tokenizer_json=tokenizer_json)
-    spec = module.image_spec
-    datamodule.set_image_spec(size=spec.size, mean=spec.mean, std=spec.std)
+    """DataModule and captioner, each part built once, from what the one before it produced:
+
+    1. the backbone (``backbone.*``; missing weights fail here, first): its ``spec`` is the input size and
+       mean/std its weights expect;
+    2. the DataModule, preparing images with that spec;
+    3. the caption tokenizer of a tiny LM, trained on the DataModule's training captions (a resumed run passes
+       its checkpoint's ``tokenizer_json`` instead: its weights were trained with those token ids);
+    4. the module around that backbone (MDP, projector, LM). It keeps only config values and the tokenizer as
+       hyper-parameters, so ``load_from_checkpoint`` rebuilds all of it, the backbone included, from the file.
+    """
+    config = to_container(cfg)
+    backbone = build_backbone(config)
+    datamodule = make_datamodule(cfg, backbone.spec)
+    if tokenizer_json is None:
+        tokenizer_json = make_tokenizer(cfg, datamodule)
+    module = CaptionerModule(config=config, tokenizer_json=tokenizer_json, backbone=backbone)
     return datamodule, module
 
 
@@ -89,12 +99,12 @@ def training_captions(datamodule: Any, limit: int) -> list[str]:
     return captions[: limit * 5]
 
 
-def make_module(cfg: DictConfig, datamodule: Any, *, tokenizer_json: str | None = None) -> CaptionerModule:
-    config = to_container(cfg)
-    if tokenizer_json is None and is_tiny_lm(cfg.model.lm.name):
-        captions = training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
-        tokenizer_json = train_caption_tokenizer(captions, vocab_size=int(cfg.model.lm.vocab_size))
-    return CaptionerModule(config=config, tokenizer_json=tokenizer_json)
+def make_tokenizer(cfg: DictConfig, datamodule: Any) -> str | None:
+    """A tiny LM's caption tokenizer (JSON), trained on the training captions; None for a pretrained LM."""
+    if not is_tiny_lm(cfg.model.lm.name):
+        return None
+    captions = training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
+    return train_caption_tokenizer(captions, vocab_size=int(cfg.model.lm.vocab_size))
 
 
 def run_name(cfg: DictConfig) -> str:

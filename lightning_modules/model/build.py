@@ -15,15 +15,24 @@ from lightning_modules.model.language_model import (
 from lightning_modules.model.m3diff import M3Diff, build_mdp
 
 
-def build_model(config: dict[str, Any], tokenizer: Any) -> M3Diff:
-    """Config values + tokenizer -> :class:`M3Diff` (backbone, MDP, projector, LM; LoRA and freezing)."""
-    bb_cfg, model_cfg = config["backbone"], config["model"]
-    backbone = mdp.build_backbone(
+def build_backbone(config: dict[str, Any]) -> mdp.Backbone:
+    """The ``backbone`` section -> :class:`mdp.Backbone` (pretrained weights loaded; not frozen yet)."""
+    bb_cfg = config["backbone"]
+    return mdp.build_backbone(
         bb_cfg["name"],
         layers=list(bb_cfg["layers"]),
         pretrained=bb_cfg["pretrained"],
         image_size=bb_cfg["image_size"],
     )
+
+
+def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbone | None = None) -> M3Diff:
+    """Config values + tokenizer -> :class:`M3Diff` (backbone, MDP, projector, LM; LoRA and freezing).
+
+    ``backbone``: the one :func:`build_backbone` already made from this config (None: built here).
+    """
+    bb_cfg, model_cfg = config["backbone"], config["model"]
+    backbone = build_backbone(config) if backbone is None else backbone
     difference = build_mdp(config["mdp"], width=backbone.width, num_layers=len(backbone.layers))
     prompt_ids = (
         tokenizer(model_cfg["prompt"], add_special_tokens=False)["input_ids"] if model_cfg["prompt"] else []
