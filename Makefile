@@ -26,15 +26,18 @@ USER_VARS := BACKBONE BACKBONES DATA EXP CKPT ARGS OUT N SPLIT GT PRED CATEGORIE
 $(foreach v,$(USER_VARS),$(eval export M3_$(v) := $$(value $(v))))
 unexport $(USER_VARS)
 
+# Offline unless told otherwise (`make train HF_HUB_OFFLINE=0 ...` allows downloads): a run never waits on the
+# network, and weights that are not on disk fail at once with a message saying where to put them.
 export HF_HUB_OFFLINE ?= 1
-export TRANSFORMERS_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup setup-dev test test-fast lint format train eval score caption data-info synth compare tb bench clean
+.PHONY: help setup setup-dev test test-fast lint format train eval score caption data-info synth compare tb bench clean clean-logs
 
 help: ## list the commands
 	@echo "M3Diff kit — make targets (variables in CAPS):"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "Runs offline (HF_HUB_OFFLINE=1, nothing is downloaded); allow downloads with e.g. make train HF_HUB_OFFLINE=0 ..."
 
 setup: $(STAMP) ## create .venv: the pinned dependencies and the `mdp` library (idempotent)
 
@@ -104,5 +107,8 @@ tb: setup ## TensorBoard on 127.0.0.1 over logs/ [PORT=6006]
 bench: setup ## speed benchmarks: prints a table, writes bench_results/bench.json
 	$(PY) -m experiments.bench --out "$$M3_OUT" --args "$$M3_ARGS"
 
-clean: ## remove logs, caches and build files (keeps .venv)
-	rm -rf logs lightning_logs .pytest_cache .ruff_cache bench_results build dist *.egg-info
+clean: ## remove caches and build files (keeps logs/ and .venv)
+	rm -rf .pytest_cache .ruff_cache bench_results build dist *.egg-info
+
+clean-logs: ## remove every run under logs/: TensorBoard files, checkpoints, evaluations
+	rm -rf logs lightning_logs

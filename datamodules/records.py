@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import PairDataConfig, PairDataModule
+from datamodules.config import ConfigError
 from datamodules.contract import PairSample
 from datamodules.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, ImageTransform, load_image
 from datamodules.samplers import ResumableSampler
@@ -533,13 +534,16 @@ class RecordDataModule(PairDataModule):
             raise ValueError(f"data.sample_per must be one of {list(SAMPLE_PER)}, got {sample_per!r}")
         self.sample_per = sample_per
         if not self.root:
-            raise ValueError(
+            raise ConfigError(
                 f"data.root is not set: point it at the {self.benchmark} folder "
                 f"(make ... DATA={self.benchmark} ARGS='data.root=/path/to/{self.benchmark}')"
             )
         self.root_path = Path(self.root).expanduser()
         if not self.root_path.is_dir():
-            raise DataError("dataset folder not found (data.root)", file=self.root_path)
+            raise DataError(
+                f"dataset folder not found: set ROOT= (data.root) to the {self.benchmark} folder you downloaded",
+                file=self.root_path,
+            )
         self.max_image_pixels = max_image_pixels
         self._records: dict[str, list[PairRecord]] = {}
         self.skipped: dict[str, int] = {}  # split -> records dropped under on_error=skip

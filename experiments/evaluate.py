@@ -18,7 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.common import runner
 from experiments.common.checkpoints import (
-    CheckpointError,
     CheckpointNotFoundError,
     check_overrides,
     checkpoint_config,
@@ -94,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out,
             overrides=root + shlex.split(args.args),
         )
-    except CheckpointError as err:
-        print(f"checkpoint error: {err}", file=sys.stderr)
+    except runner.USER_ERRORS as err:
+        print(runner.error_line(err), file=sys.stderr)
         return 2
     return 0
 

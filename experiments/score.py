@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evaluation import SUBSET_KINDS, CaptionScorer, ScoreReport, atomic_write_text
+from evaluation import SUBSET_KINDS, CaptionScorer, ScoreReport, atomic_write_text, java_missing_reason
 
 log = logging.getLogger("m3diff.score")
 
@@ -170,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.gt or not args.pred:
         parser.error("both GT=<gt.json> and PRED=<pred.json> are required")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
+    if (reason := java_missing_reason()) is not None:
+        # Published numbers need Java (PTB tokenizer, METEOR); training and `make eval` do without, labelled.
+        print(f"error: {reason}: make score needs Java for the COCO caption metrics", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     try:
         report = score_files(

@@ -53,7 +53,7 @@ def find_resume_checkpoint(cfg: DictConfig, resume: str) -> tuple[Path, int | No
 
 def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     """Fit (and validate) one run; return the final validation metrics."""
-    seed_everything(int(cfg.seed), workers=True)
+    seed_everything(int(cfg.seed), workers=True, verbose=False)
     runner.apply_num_threads(cfg)
     ckpt_path, version = find_resume_checkpoint(cfg, resume) if resume else (None, None)
     tokenizer_json = resume_tokenizer(cfg, ckpt_path) if ckpt_path else None
@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         metrics = train(cfg, resume=args.resume)
-    except CheckpointError as err:
-        print(f"checkpoint error: {err}", file=sys.stderr)
+    except runner.USER_ERRORS as err:  # what a first run meets: missing weights, a wrong ROOT, ...
+        print(runner.error_line(err), file=sys.stderr)
         return 2
     except NonFiniteError as err:
         print(f"error: {err}. Training stopped. {_last_good(err)}", file=sys.stderr)

@@ -1,9 +1,8 @@
-"""What `train`, `eval` and `compare` share: config -> DataModule -> tokenizer -> module -> Trainer."""
+"""What `train`, `eval` and `compare` share: config -> backbone -> DataModule -> tokenizer -> module -> Trainer."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import shlex
@@ -21,8 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 import mdp
 from callbacks.progress import progress_bar
 from datamodules import build_datamodule
+from datamodules.records import DataError
 from experiments.common import console
-from experiments.common.config import load_config, save_config, to_container, trainer_kwargs
+from experiments.common.checkpoints import CheckpointError
+from experiments.common.config import ConfigError, load_config, save_config, to_container, trainer_kwargs
 from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.build import build_backbone
 from lightning_modules.model.language_model import is_tiny_lm
@@ -314,6 +315,16 @@ def make_trainer(
         plugins=[AtomicCheckpointIO()],
         default_root_dir=cfg.logs_dir,
     )
+
+
+# Errors a user fixes with a setting or a file, not bugs: the entry points print one line (no traceback), exit 2.
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, mdp.BackboneWeightsError, DataError)
+
+
+def error_line(err: Exception) -> str:
+    """``config error: ...`` / ``checkpoint error: ...`` / ``data error: ...`` / ``error: ...``."""
+    kinds = {ConfigError: "config error", CheckpointError: "checkpoint error", DataError: "data error"}
+    return f"{next((k for cls, k in kinds.items() if isinstance(err, cls)), 'error')}: {err}"
 
 
 def configure_logging() -> None:
