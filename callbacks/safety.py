@@ -3,10 +3,11 @@
 - :class:`StepSeed`: reseeds the random generators before every training batch from (seed, batch number, rank),
   so that dropout and any other training-time randomness of a resumed run is that of an uninterrupted one
   (Lightning does not store RNG states, and building a DataLoader iterator on resume draws from them).
-- :class:`LastCheckpoint`: ``last.ckpt`` every N optimizer steps (``checkpoint.every_n_train_steps``), after
-  each validation and at the end, written atomically (``experiments.common.runner.AtomicCheckpointIO``).
-- :class:`StopOnSignal`: SIGINT (Ctrl+C) and SIGTERM finish the current step, save ``last.ckpt`` and stop with
-  :class:`TrainingStopped`; a second Ctrl+C stops at once.
+- :class:`LastCheckpoint`: ``last.ckpt`` every N optimizer steps (``checkpoint.every_n_train_steps``), when
+  training is stopped and at its end (Lightning's ``ModelCheckpoint``), written atomically
+  (``experiments.common.runner.AtomicCheckpointIO``).
+- :class:`StopOnSignal`: SIGINT (Ctrl+C) and SIGTERM finish the current step and stop every rank there with
+  :class:`TrainingStopped` (``last.ckpt`` is then saved); a second Ctrl+C stops at once.
 - :class:`NonFiniteGuard`: a non-finite gradient stops the run before the optimizer writes it into the weights,
   and a checkpoint with non-finite weights is never written, so the last checkpoint on disk stays a good one.
   A non-finite *loss* stops the run before its backward pass.
@@ -26,7 +27,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 log = logging.getLogger("m3diff.safety")
 
@@ -40,13 +41,17 @@ class NonFiniteError(FloatingPointError):
 
 
 class TrainingStopped(Exception):
-    """Training stopped on a signal after saving ``checkpoint``; the CLI exits with ``128 + signum``."""
+    """Training stopped on a signal, ``checkpoint`` saved (``None``: checkpoint.save_last is off); the CLI exits
+    with ``128 + signum``."""
 
-    def __init__(self, signum: int, *, step: int, checkpoint: Path) -> None:
+    def __init__(self, signum: int, *, step: int, checkpoint: Path | None) -> None:
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
-        super().__init__(
-            f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint saved to {checkpoint}"
+        saved = (
+            f"checkpoint saved to {checkpoint}"
+            if checkpoint
+            else "no checkpoint (checkpoint.save_last: false)"
         )
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; {saved}")
 
 
 # ------------------------------------------------------------------------------------------------ seeding
@@ -83,63 +88,69 @@ def at_step_boundary(trainer: L.Trainer) -> bool:
     return not trainer.fit_loop.epoch_loop._should_accumulate()
 
 
-class LastCheckpoint(L.Callback):
-    """Keep ``path`` (``last.ckpt``) current: every ``every_n_train_steps`` optimizer steps, after each
-    validation during training, and when training ends.
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` kept current by Lightning's unmonitored ``ModelCheckpoint``: every ``every_n_train_steps``
+    optimizer steps (``save_last``, no top-k files) and when training is stopped (``save_on_exception``).
 
-    Lightning's ``ModelCheckpoint(monitor=..., every_n_train_steps=...)`` defers step-based saves until the
-    monitored validation metric exists, so before the first validation (and after every resume) it would
-    write nothing: a killed run would lose everything since its last validation. This callback does not
-    monitor anything; ``ModelCheckpoint`` keeps the best-by-validation files.
+    An unmonitored instance of its own, because a monitored one defers step-based saves until the validation
+    metric exists (no checkpoint before the first validation, or after a resume). Two changes to Lightning's:
+    an exception saves only when it is a stop request (:class:`TrainingStopped`; not a non-finite loss, whose step
+    must not become the "last good" one, nor a second Ctrl+C that may land mid-step), and only ``last.ckpt`` (Lightning
+    would write a second copy under its file-name template); and the end of training saves the final step
+    (Lightning's ``save_last`` saves there only when nothing was saved before).
     """
 
-    def __init__(self, path: str | Path, every_n_train_steps: int | None = None) -> None:
-        self.path = Path(path)
-        self.every = int(every_n_train_steps or 0)
-        self._saved_step: int | None = None
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int | None) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            every_n_train_steps=int(every_n_train_steps or 0) or None,
+            save_top_k=0,
+            save_last=True,
+            save_on_exception=True,
+            enable_version_counter=False,
+        )
 
-    def _save(self, trainer: L.Trainer) -> None:
-        if self._saved_step != trainer.global_step and trainer.global_step > 0:
-            trainer.save_checkpoint(self.path, weights_only=False)
-            self._saved_step = trainer.global_step
+    @property
+    def path(self) -> Path:
+        return Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
 
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if self.every and trainer.global_step % self.every == 0 and at_step_boundary(trainer):
-            self._save(trainer)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
-            self._save(trainer)
+        if isinstance(exception, TrainingStopped) and self._should_save_on_exception(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._save(trainer)
+        if not self._should_skip_saving_checkpoint(trainer):  # not saved at this step yet
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 # ------------------------------------------------------------------------------------------------ signals
 class StopOnSignal(L.Callback):
-    """SIGINT / SIGTERM during training: finish the step, save ``last_path``, raise :class:`TrainingStopped`.
+    """SIGINT / SIGTERM during training: finish the optimizer step, raise :class:`TrainingStopped` (on which
+    :class:`LastCheckpoint` saves ``last_path``).
 
-    Stopping right after ``on_train_batch_end`` keeps the checkpoint consistent (the same point at which
-    ``ModelCheckpoint(every_n_train_steps=...)`` saves) and skips the validation and epoch-end work that
-    ``trainer.should_stop`` would still run: a scheduler's grace period after SIGTERM is short. Lightning's own
-    SIGTERM handling only stops at the end of an epoch; it is put back when training ends.
+    Stopping right after ``on_train_batch_end`` at a step boundary keeps the checkpoint consistent (the point at
+    which the periodic saves happen, accumulated micro-batches included) and skips the validation and epoch-end
+    work that ``trainer.should_stop`` would still run: a scheduler's grace period after SIGTERM is short.
 
-    Single process only: with several processes the ranks would have to agree on the step to stop at, so there
-    Lightning's handling is left in place (it stops every rank; resume from the last periodic checkpoint).
+    With several processes the ranks agree on the step: at every step boundary one all-reduce (max) of the
+    signal each rank received, so a signal sent to one rank or to all stops every rank after the same step and
+    the save is collective. The handler itself only records the signal: Lightning's own SIGTERM handler, which
+    this one replaces during training, runs collectives inside the handler and checks the flag per rank, and a
+    2-process gloo run stopped by it hung in 2 of 4 tries. Lightning's handler is put back when training ends.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, last_path: str | Path) -> None:
-        self.last_path = Path(last_path)
+    def __init__(self, last_path: str | Path | None) -> None:
+        self.last_path = None if last_path is None else Path(last_path)
         self.requested: int | None = None
         self._previous: dict[int, Any] = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.requested = None
-        if trainer.world_size > 1 or threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
             return
         for signum in self.SIGNALS:
             self._previous[signum] = signal.getsignal(signum)
@@ -160,11 +171,20 @@ class StopOnSignal(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.requested is None or not at_step_boundary(trainer):
+        if not at_step_boundary(trainer):
             return
-        trainer.save_checkpoint(self.last_path, weights_only=False)
-        self._restore()
-        raise TrainingStopped(self.requested, step=trainer.global_step, checkpoint=self.last_path)
+        signum = self._agreed_signal(trainer)
+        if signum:
+            self._restore()
+            raise TrainingStopped(signum, step=trainer.global_step, checkpoint=self.last_path)
+
+    def _agreed_signal(self, trainer: L.Trainer) -> int:
+        """The signal to stop on (0: go on), the same on every rank."""
+        if trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return self.requested or 0
+        flag = torch.tensor([self.requested or 0], device=trainer.strategy.root_device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item())
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()

@@ -154,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}. Training stopped. {_last_good(err)}", file=sys.stderr)
         return 3
     except TrainingStopped as err:
-        print(
-            f"{err}. Continue with: make train ... RESUME=last (the same BACKBONE/EXP/ARGS)", file=sys.stderr
-        )
+        if _launch_rank_is_zero():  # every rank stopped after the same step: one message
+            print(
+                f"{err}. Continue with: make train ... RESUME=last (the same BACKBONE/EXP/ARGS)",
+                file=sys.stderr,
+            )
         return 128 + err.signum
     if not _launch_rank_is_zero():
         return 0

@@ -171,8 +171,7 @@ def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     from callbacks.tensorboard import HparamsCallback, ScalarLayout
 
     monitor = monitor_key(cfg.metrics.monitor)
-    # best-*.ckpt by validation score only; last.ckpt is LastCheckpoint's (ModelCheckpoint would defer its
-    # step-based saves until the monitored metric exists, i.e. write none before the first validation).
+    # best-*.ckpt by validation score only; last.ckpt is LastCheckpoint's (unmonitored: see its docstring).
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-{step}",
@@ -182,8 +181,8 @@ def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
         save_last=False,
         auto_insert_metric_name=False,
     )
-    last_path = run_dir / "checkpoints" / "last.ckpt"
-    last = [LastCheckpoint(last_path, cfg.checkpoint.every_n_train_steps)] if cfg.checkpoint.save_last else []
+    every = cfg.checkpoint.every_n_train_steps
+    last = [LastCheckpoint(run_dir / "checkpoints", every)] if cfg.checkpoint.save_last else []
     return [
         CaptionMetricsCallback(
             spice=bool(cfg.metrics.spice), change_id=bool(cfg.metrics.change_id), output_dir=run_dir / "eval"
@@ -197,7 +196,7 @@ def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
         # checkpoint with non-finite weights.
         *last,
         StepSeed(int(cfg.seed)),
-        StopOnSignal(last_path),
+        StopOnSignal(last[0].path if last else None),
         NonFiniteGuard(),
     ]
 
