@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 import mdp
 from datamodules.config import ConfigError, data_config, merge_checked
+from datamodules.mixture import member_config
 from experiments.common.schema import MDP_DERIVED, RunConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -92,9 +93,9 @@ def compose(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> DictConfig:
     except OmegaConfBaseException as err:
         raise ConfigError(f"cannot resolve an interpolation: {str(err).splitlines()[0]}") from None
     _check_mdp(cfg)
-    for i, member in enumerate(cfg.data.get("members") or ()):
-        from datamodules.mixture import member_config
-
+    for i, member in enumerate(
+        cfg.data.get("members") or ()
+    ):  # a mixture's members: checked now, not at build
         member_config(to_container(member), i, to_container(cfg.data))
     return cfg
 
