@@ -49,7 +49,9 @@ class CaptionerModule(L.LightningModule):
         self.save_hyperparameters(ignore=["backbone"], logger=False)
         self.config = config
         model_cfg, lm_cfg = config["model"], config["model"]["lm"]
-        if is_tiny_lm(lm_cfg["name"]):
+        if model_cfg.get("init_from"):
+            self.tokenizer = load_pretrained_tokenizer(model_cfg["init_from"])
+        elif is_tiny_lm(lm_cfg["name"]):
             if tokenizer_json is None:
                 raise ValueError("a tiny LM needs tokenizer_json (train it on the training captions)")
             self.tokenizer = tokenizer_from_json(tokenizer_json)
@@ -68,14 +70,15 @@ class CaptionerModule(L.LightningModule):
         return self.model.backbone.spec
 
     def tokenize(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Captions -> right-padded ``(B, T)`` ids ending in EOS, and the attention mask."""
+        """Captions -> right-padded ``(B, T)`` ids ending in the caption's end token (EOS, or the chat template's
+        end of turn), and the attention mask."""
         encoded = self.tokenizer(
             [c.strip() for c in captions],
             add_special_tokens=False,
             truncation=True,
             max_length=self.max_caption_tokens - 1,
         )["input_ids"]
-        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        eos, pad = self.model.eos_token_id, self.tokenizer.pad_token_id
         rows = [ids + [eos] for ids in encoded]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), pad, dtype=torch.long)

@@ -43,6 +43,10 @@ class MDPConfig:
     mlp_ratio: float = 0.0
     # One gate / difference / fusion module for all layers instead of one per layer (L× fewer params).
     share_layers: bool = False
+    # Output F′ = F_last + Z(Σᵢ wᵢ F̃ⁱ) with Z a zero-initialised linear map: at step 0 MDP returns exactly the
+    # last tapped layer's tokens, so a pretrained projector (LLaVA's) first sees what it was trained on.
+    # Not in the paper (it does not say how MDP starts); the kit's plug-and-play option.
+    identity_init: bool = False
 
     def __post_init__(self) -> None:
         _check_int("dim", self.dim, minimum=1)
@@ -51,7 +55,7 @@ class MDPConfig:
         _check_choice("difference", self.difference, _DIFFERENCES)
         _check_choice("fusion", self.fusion, _FUSIONS)
         _check_choice("layer_weighting", self.layer_weighting, _WEIGHTINGS)
-        for name in ("gate", "share_layers"):
+        for name in ("gate", "share_layers", "identity_init"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"MDPConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout < 1.0:

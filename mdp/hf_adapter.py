@@ -145,7 +145,7 @@ def build_hf(
     native = int(config.image_size)
     size = native if image_size is None else image_size
     side = size // int(config.patch_size)
-    spec = _spec(config, weights or folder, size=size, mean=mean, std=std)
+    spec = spec_from_folder(config, weights or folder, size=size, mean=mean, std=std)
     return HFVisionBackbone(
         name=name,
         model=model,
@@ -197,15 +197,22 @@ def _prune(model: nn.Module, deepest: int) -> None:
         del model.head
 
 
-def _spec(
-    config: Any, folder: Path | None, *, size: int, mean: Sequence[float] | None, std: Sequence[float] | None
+def spec_from_folder(
+    config: Any,
+    folder: Path | None,
+    *,
+    size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> ImageSpec:
+    """Input size (default: the config's) and the mean / std of the folder's ``preprocessor_config.json``
+    (else SigLIP's 0.5 or CLIP's, by model type)."""
     siglip = config.model_type.startswith("siglip")
     pre = {}
     if folder is not None and (Path(folder) / "preprocessor_config.json").is_file():
         pre = json.loads((Path(folder) / "preprocessor_config.json").read_text())
     return ImageSpec(
-        size=size,
+        size=int(config.image_size) if size is None else size,
         mean=tuple(mean or pre.get("image_mean") or (SIGLIP_MEAN if siglip else OPENAI_CLIP_MEAN)),
         std=tuple(std or pre.get("image_std") or (SIGLIP_STD if siglip else OPENAI_CLIP_STD)),
     )

@@ -45,6 +45,11 @@ class MDP(nn.Module):
     weights at all, since ΔF would not reach the output. With a single layer there is nothing to
     weigh, so no scorer is built.
 
+    ``identity_init=True`` adds a residual around the whole module, F′ = F_last + Z(F′_mdp), Z a (C, C) linear
+    map initialised to zero: the output starts as the last tapped layer's tokens exactly (the MDP-off input),
+    and Z's gradient is full-rank from the first step (the zero-init of ControlNet / LoRA's B), so MDP's share
+    grows at the pace of any other layer's under Adam rather than the ~lr per step of a zero-init scalar gate.
+
     ``diff_maps`` are ‖F̂₁ − F̂₂‖ per token rather than ‖ΔF‖: with the concat form ΔF = W_p[F̂ ‖ F̂ ‖ 0]
     is not zero for an unchanged scene, while the gated difference is, which is what a heatmap of
     "where it changed" must show.
@@ -92,6 +97,7 @@ class MDP(nn.Module):
         )
         learned = c.layer_weighting == "learned" and c.num_layers > 1
         self.scorer = LayerScorer(dim=c.dim) if learned else None
+        self.zero_out = nn.Linear(c.dim, c.dim) if c.identity_init else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -108,6 +114,9 @@ class MDP(nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if self.zero_out is not None:
+            nn.init.zeros_(self.zero_out.weight)
+            nn.init.zeros_(self.zero_out.bias)
 
     def _pick(self, modules: nn.ModuleList | None, i: int) -> nn.Module | None:
         if modules is None:
@@ -153,6 +162,8 @@ class MDP(nn.Module):
         out = fused[0] * both[:, 0, None, None]
         for i in range(1, len(fused)):
             out = out + fused[i] * both[:, i, None, None]
+        if self.zero_out is not None:
+            out = torch.cat([toks1[-1], toks2[-1]], dim=0) + self.zero_out(out)
         return MDPOutput(
             before=out[:batch],
             after=out[batch:],
@@ -165,5 +176,6 @@ class MDP(nn.Module):
         c = self.config
         return (
             f"dim={c.dim}, num_layers={c.num_layers}, gate={c.gate}, difference={c.difference!r}, "
-            f"fusion={c.fusion!r}, layer_weighting={c.layer_weighting!r}, share_layers={c.share_layers}"
+            f"fusion={c.fusion!r}, layer_weighting={c.layer_weighting!r}, share_layers={c.share_layers}, "
+            f"identity_init={c.identity_init}"
         )

@@ -16,13 +16,14 @@ from omegaconf import DictConfig
 from experiments.common import runner
 from experiments.common.config import CONF_DIR, EXPERIMENTS_DIR, REPO_ROOT, ConfigError, load_config
 from lightning_modules.model.language_model import is_tiny_lm
+from lightning_modules.model.llava_onevision import InitFromError
 
 GROUP_FILES = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml"))
 EXPERIMENTS = sorted(
     str(p.relative_to(EXPERIMENTS_DIR).with_suffix("")) for p in EXPERIMENTS_DIR.rglob("*.yaml")
 )
 ABLATIONS = ("mdp_off", "single_scale", "no_gate", "subtract", "no_cross_attention")
-# The ~400M-parameter encoder takes seconds to initialise: built once, in the paper experiment's test.
+# The ~400M-parameter encoder takes seconds to initialise: its settings are checked without building it.
 HEAVY = {("backbone", "siglip_so400m")}
 
 # Tiny sizes for any config: the model and data keys every config has.
@@ -80,17 +81,27 @@ def build_and_step(cfg: DictConfig, *, backward: bool = True) -> runner.Captione
     return module
 
 
-def compose(tmp_path: Path, *, lm: str | None = None, **kwargs) -> DictConfig:
+def compose(
+    tmp_path: Path, *, lm: str | None = None, overrides: tuple[str, ...] = (), **kwargs
+) -> DictConfig:
+    """``load_config(**kwargs)`` at tiny sizes; ``overrides`` come last."""
     cfg = load_config(**kwargs)
-    return load_config(**kwargs, overrides=[*kwargs.get("overrides", ()), *tiny(cfg, tmp_path, lm=lm)])
+    return load_config(**kwargs, overrides=[*tiny(cfg, tmp_path, lm=lm), *overrides])
 
 
 # --------------------------------------------------------------------------------------------- every file
 @pytest.mark.parametrize(("group", "name"), [g for g in GROUP_FILES if g not in HEAVY and g[0] != "trainer"])
-def test_group_file_composes_and_builds(group, name, tmp_path):
+def test_group_file_composes_and_builds(group, name, tmp_path, llava_twin):
     cfg = load_config(groups={group: name})
     assert cfg.defaults[group] == name
     lm = None
+    if cfg.model.init_from:
+        # A LLaVA-OneVision folder: without it, building says where it looked; with a tiny twin, it builds.
+        with pytest.raises(InitFromError, match=str(cfg.model.init_from)):
+            runner.make_parts(compose(tmp_path, groups={group: name}))
+        twin = [f"model.init_from={llava_twin}", "backbone.layers=[1,3,5]", "mdp.num_heads=2"]
+        build_and_step(compose(tmp_path, groups={group: name}, overrides=twin))
+        return
     if not is_tiny_lm(cfg.model.lm.name):
         # A pretrained LM is a local folder: without it, building says where it looked and what to do.
         with pytest.raises(FileNotFoundError, match="model.lm.name"):
@@ -141,7 +152,7 @@ def test_pretrained_tag_without_weights_says_where_to_put_them(tmp_path):
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_composes_and_builds(name, tmp_path):
     if name.startswith("paper/"):
-        pytest.skip("built in test_paper_config_builds_with_tiny_lm")
+        pytest.skip("built in test_paper_config_builds_from_a_tiny_llava_onevision_twin")
     cfg = load_config(experiment=name)
     lm = None if is_tiny_lm(cfg.model.lm.name) else "tiny-qwen2"
     module = build_and_step(compose(tmp_path, experiment=name, lm=lm))
@@ -167,14 +178,20 @@ def test_ablations_are_all_there_and_each_has_its_own_run_folder():
 
 
 @pytest.mark.slow
-def test_paper_config_builds_with_tiny_lm(tmp_path):
+def test_paper_config_builds_from_a_tiny_llava_onevision_twin(tmp_path, llava_twin):
     name = "paper/m3diff_so400m_qwen2"
     cfg = load_config(experiment=name)
     # The paper's recipe, as composed.
-    assert cfg.backbone.name == "siglip-so400m-14-384" and list(cfg.backbone.layers) == [16, 19, 22, 25]
-    assert cfg.backbone.image_size == 384 and not cfg.backbone.freeze and cfg.mdp.enabled
+    assert cfg.model.init_from == "models/llava-onevision-qwen2-7b-ov-hf" and cfg.model.init_weights
+    assert list(cfg.backbone.layers) == [16, 19, 22, 25] and not cfg.backbone.freeze and cfg.mdp.enabled
+    assert cfg.mdp.identity_init is None and cfg.model.token_pool == 1  # identity: on with init_from
     assert (cfg.model.lora.enabled, cfg.model.lora.r, cfg.model.lora.alpha) == (True, 128, 256)
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.strategy == "ddp"
+    assert (
+        cfg.backbone.grad_checkpointing
+        and cfg.model.lm.grad_checkpointing
+        and cfg.model.lm.dtype == "bfloat16"
+    )
     global_batch = (
         cfg.data.batch_size
         * cfg.trainer.devices
@@ -191,16 +208,21 @@ def test_paper_config_builds_with_tiny_lm(tmp_path):
         "clevr_dc",
     ]
     assert cfg.data.sample_per == "caption" and cfg.data.weights is None
-    with pytest.raises(FileNotFoundError, match="Qwen2-7B-Instruct"):
+    with pytest.raises(InitFromError, match="llava-onevision-qwen2-7b-ov-hf"):
         runner.make_parts(compose(tmp_path, experiment=name))
-    # Forward only: the 400M-parameter encoder's backward is slow, and the gradient check of this LM/LoRA
-    # setup is test_group_file_composes_and_builds[model-qwen2_lora].
-    module = build_and_step(compose(tmp_path, experiment=name, lm="tiny-qwen2"), backward=False)
-    assert module.model.backbone.width == 1152 and len(module.model.backbone.layers) == 4
-    trainable = {n.split(".")[0] for n, p in module.model.named_parameters() if p.requires_grad}
-    assert trainable == {"backbone", "mdp", "projector", "segment", "lm"}  # lm: the LoRA adapters only
-    lm_trainable = [n for n, p in module.model.lm.named_parameters() if p.requires_grad]
+    # The same recipe on the tiny twin (6 tower layers: taps 1/3/5, the last = its projector's input).
+    twin = [f"model.init_from={llava_twin}", "backbone.layers=[1,3,5]", "mdp.num_heads=2", "model.lora.r=4"]
+    module = build_and_step(compose(tmp_path, experiment=name, overrides=twin))
+    model = module.model
+    assert module.config["backbone"]["name"] == f"hf:{llava_twin}" and len(model.backbone.layers) == 3
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"backbone", "mdp", "projector", "image_newline", "lm"}  # lm: the LoRA adapters only
+    lm_trainable = [n for n, p in model.lm.named_parameters() if p.requires_grad]
     assert lm_trainable and all("lora_" in n for n in lm_trainable)
+    frozen = {p.dtype for p in model.lm.parameters() if not p.requires_grad}
+    assert frozen == {torch.bfloat16} and {p.dtype for p in model.parameters() if p.requires_grad} == {
+        torch.float32
+    }
 
 
 def test_fsdp_shards_per_transformer_block():

@@ -307,3 +307,22 @@ def test_seeded_numeric_pin():
     ]
     expected = [3.7358329, 0.0810539, 391.54971, 0.3336832, -5.1596928]
     assert got == pytest.approx(expected, rel=1e-4, abs=1e-4), got
+
+
+def test_identity_init_returns_the_last_layer_at_first_and_learns_from_the_first_step():
+    torch.manual_seed(0)
+    module = MDP(dim=16, num_layers=3, num_heads=2, identity_init=True)
+    before = [torch.randn(2, 9, 16) for _ in range(3)]
+    after = [torch.randn(2, 9, 16) for _ in range(3)]
+    out = module(before, after)
+    assert torch.equal(out.before, before[-1]) and torch.equal(out.after, after[-1])
+    assert out.diff_maps.shape == (2, 3, 9) and out.diff_maps.abs().sum() > 0  # heatmaps are still MDP's
+    (out.before.square().sum() + out.after.sum()).backward()
+    # At step 0 only the zero map's gradient is non-zero (the rest is scaled by it), and it is full-rank.
+    assert torch.linalg.matrix_rank(module.zero_out.weight.grad) == 16
+    torch.optim.Adam(module.parameters(), lr=1e-3).step()
+    module.zero_grad()
+    moved = module(before, after)
+    assert not torch.equal(moved.before, before[-1])
+    (moved.before.square().sum() + moved.after.sum()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())

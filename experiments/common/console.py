@@ -28,6 +28,11 @@ def quiet_library_noise() -> None:
     warnings.filterwarnings(
         "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
     )
+    # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` property when it wraps a model for LoRA
+    # (peft/peft_model.py); the kit uses transformers' new activation-checkpointing API itself.
+    warnings.filterwarnings(
+        "ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropAdvertisement) for f in rank_zero.filters):
         rank_zero.addFilter(_DropAdvertisement())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import shlex
@@ -29,6 +30,8 @@ from lightning_modules.model.build import build_backbone
 from lightning_modules.model.language_model import is_tiny_lm
 from lightning_modules.model.tokenizer import save_tokenizer_json, train_caption_tokenizer
 
+log = logging.getLogger("m3diff")
+
 
 # ------------------------------------------------------------------------------------------------ CLI
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,11 +48,37 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> DictConfig:
     root = [f"data.root={args.root}"] if getattr(args, "root", "") else []
     overrides = [*root, *shlex.split(args.args or ""), *args.overrides]
-    return load_config(
+    cfg = load_config(
         experiment=args.exp or None,
         groups={"backbone": args.backbone, "data": args.data},
         overrides=overrides,
     )
+    return resolve_init_from(cfg)
+
+
+def resolve_init_from(cfg: DictConfig) -> DictConfig:
+    """``model.init_from``: the backbone and LM are the folder's, so the config says so (run folder name, saved
+    config, TensorBoard hparams): ``backbone.name=hf:<folder>``, its weights and image size, ``model.lm.name``;
+    and LLaVA-OneVision's multi-image layout feeds every patch token (``model.token_pool=1``)."""
+    folder = cfg.model.get("init_from")
+    if not folder:
+        return cfg
+    from lightning_modules.model.llava_onevision import read_config
+
+    tower = read_config(folder).vision_config
+    resolved = {
+        "backbone.name": f"hf:{folder}",
+        "backbone.pretrained": folder if cfg.model.init_weights else None,
+        "backbone.image_size": int(tower.image_size),
+        "model.lm.name": str(folder),
+        "model.token_pool": 1,
+    }
+    changed = {k: v for k, v in resolved.items() if OmegaConf.select(cfg, k) != v}
+    for key, value in changed.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    if changed:
+        log.info("model.init_from=%s sets %s", folder, ", ".join(f"{k}={v}" for k, v in changed.items()))
+    return cfg
 
 
 # ------------------------------------------------------------------------------------------------ parts
@@ -82,7 +111,7 @@ def make_parts(
     4. the module around that backbone (MDP, projector, LM). It keeps only config values and the tokenizer as
        hyper-parameters, so ``load_from_checkpoint`` rebuilds all of it, the backbone included, from the file.
     """
-    config = to_container(cfg)
+    config = to_container(resolve_init_from(cfg))
     backbone = build_backbone(config)
     datamodule = make_datamodule(cfg, backbone.spec)
     if tokenizer_json is None:

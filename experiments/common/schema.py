@@ -24,6 +24,9 @@ class BackboneConfig:
     layers: list[int] = field(default_factory=lambda: [1, 3, 5])
     image_size: int = 128  # input resolution (both images)
     freeze: bool = False  # true: backbone weights are not trained
+    grad_checkpointing: bool = (
+        False  # recompute the backbone's blocks in backward: less memory, ~1/3 more compute
+    )
 
 
 def _mdp_section() -> type:
@@ -33,13 +36,18 @@ def _mdp_section() -> type:
     hints = typing.get_type_hints(mdp.MDPConfig)
     fields = [("enabled", bool, field(default=True))]  # false: last-layer tokens straight to the projector
     for f in dataclasses.fields(mdp.MDPConfig):
-        if f.name not in MDP_DERIVED:
+        if f.name in MDP_KIT_DEFAULTS:
+            fields.append((f.name, *MDP_KIT_DEFAULTS[f.name]))
+        elif f.name not in MDP_DERIVED:
             hint = str if typing.get_origin(hints[f.name]) is typing.Literal else hints[f.name]
             fields.append((f.name, hint, field(default=f.default)))
     return dataclasses.make_dataclass("MDPSection", fields)
 
 
 MDP_DERIVED = ("dim", "num_layers")
+# identity_init: null = on with model.init_from (the pretrained projector first sees what it was trained on), off
+# otherwise; true / false force it.
+MDP_KIT_DEFAULTS = {"identity_init": (bool | None, field(default=None))}
 MDPSection = _mdp_section()
 
 
@@ -51,6 +59,12 @@ class LMConfig:
     num_heads: int = 4
     vocab_size: int = 1024  # tiny LMs: size of the caption tokenizer trained on the training captions
     tokenizer_captions: int = 20000  # how many training pairs' references train that tokenizer
+    # float32 | bfloat16: a pretrained LM's frozen weights (trainable ones stay float32); bfloat16 halves a frozen
+    # base under LoRA (the LM then runs in bf16).
+    dtype: str = "float32"
+    grad_checkpointing: bool = (
+        False  # recompute the LM's decoder layers in backward (transformers' own switch)
+    )
 
 
 @dataclass
@@ -64,11 +78,20 @@ class LoRAConfig:
 
 @dataclass
 class ModelConfig:
+    # A LLaVA-OneVision folder in HF format (llava-onevision-qwen2-7b-ov-hf layout): its vision tower (sets
+    # backbone.name / pretrained / image_size and model.token_pool=1), projector, image_newline, LM and tokenizer;
+    # MDP goes on top. null: backbone.* and model.lm.* as set.
+    init_from: str | None = None
+    init_weights: bool = (
+        True  # false: init_from's architecture and tokenizer with random weights (make gpu-check)
+    )
     projector_hidden: int | None = None  # hidden width of the 2-layer MLP projector; null = the LM width
     # Average-pool the (MDP-fused) token grid by this factor per side before the LM: 2 = 4x fewer prefix
     # tokens, a 1.5x faster CPU step (experiments/BENCHMARKS.md).
     token_pool: int = 2
-    prompt: str = ""  # optional text between the visual prefix and the caption
+    # The instruction: after both images (plain layout), or the user turn's text after "<image>\n<image>\n" when
+    # the tokenizer has a chat template (instruct LMs, init_from).
+    prompt: str = ""
     max_caption_tokens: int = 48  # captions are truncated to this many tokens in training
     freeze_lm: bool = False
     lm: LMConfig = field(default_factory=LMConfig)

@@ -5,19 +5,34 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+
 import mdp
 from lightning_modules.model.language_model import (
     apply_lora,
     build_language_model,
     freeze,
+    keep_trainable_in_float32,
     lm_kwargs_from_config,
+    set_grad_checkpointing,
+    torch_dtype,
 )
+from lightning_modules.model.llava_onevision import copy_projector, load_llava_onevision
 from lightning_modules.model.m3diff import M3Diff, build_mdp
+from lightning_modules.model.prompt import build_layout
 
 
 def build_backbone(config: dict[str, Any]) -> mdp.Backbone:
-    """The ``backbone`` section -> :class:`mdp.Backbone` (pretrained weights loaded; not frozen yet)."""
-    bb_cfg = config["backbone"]
+    """The ``backbone`` section -> :class:`mdp.Backbone` (pretrained weights loaded; not frozen yet).
+
+    With ``model.init_from`` it is the folder's vision tower (``hf:<folder>``: only the tower's tensors are read),
+    at its own image size, whatever the backbone section says.
+    """
+    bb_cfg, model_cfg = config["backbone"], config["model"]
+    if model_cfg.get("init_from"):
+        folder = str(model_cfg["init_from"])
+        weights = folder if model_cfg.get("init_weights", True) else None
+        return mdp.build_backbone(f"hf:{folder}", layers=list(bb_cfg["layers"]), pretrained=weights)
     return mdp.build_backbone(
         bb_cfg["name"],
         layers=list(bb_cfg["layers"]),
@@ -29,24 +44,46 @@ def build_backbone(config: dict[str, Any]) -> mdp.Backbone:
 def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbone | None = None) -> M3Diff:
     """Config values + tokenizer -> :class:`M3Diff` (backbone, MDP, projector, LM; LoRA and freezing).
 
-    ``backbone``: the one :func:`build_backbone` already made from this config (None: built here).
+    ``backbone``: the one :func:`build_backbone` already made from this config (None: built here). With
+    ``model.init_from`` the projector, image_newline and LM come from a LLaVA-OneVision folder (its tokenizer is
+    ``tokenizer``); otherwise the LM is ``model.lm.name``.
     """
-    bb_cfg, model_cfg = config["backbone"], config["model"]
+    bb_cfg, model_cfg, lm_cfg = config["backbone"], config["model"], config["model"]["lm"]
     backbone = build_backbone(config) if backbone is None else backbone
-    difference = build_mdp(config["mdp"], width=backbone.width, num_layers=len(backbone.layers))
-    prompt_ids = (
-        tokenizer(model_cfg["prompt"], add_special_tokens=False)["input_ids"] if model_cfg["prompt"] else []
+    layout = build_layout(tokenizer, model_cfg["prompt"])
+    init_from = model_cfg.get("init_from")
+    lm_dtype = torch_dtype(lm_cfg.get("dtype", "float32"))
+    parts = None
+    if init_from:
+        if model_cfg["token_pool"] != 1:
+            raise ValueError(
+                "model.init_from lays the images out as LLaVA-OneVision does, every patch token: model.token_pool=1"
+            )
+        parts = load_llava_onevision(
+            init_from,
+            layers=list(bb_cfg["layers"]),
+            load_weights=model_cfg.get("init_weights", True),
+            lm_dtype=lm_dtype,
+            backbone=backbone,
+        )
+        lm = parts.lm
+    else:
+        # Pooling uses ceil_mode, so a 7x7 grid pooled by 2 gives 4x4 tokens, not 49 // 4.
+        pool = model_cfg["token_pool"]
+        grid_tokens = math.ceil(backbone.grid[0] / pool) * math.ceil(backbone.grid[1] / pool)
+        max_positions = (
+            2 * grid_tokens
+            + sum(len(s) for s in layout.segments)
+            + model_cfg["max_caption_tokens"]
+            + config["generation"]["max_new_tokens"]
+        )
+        lm = build_language_model(**lm_kwargs_from_config(lm_cfg, tokenizer, max_positions), dtype=lm_dtype)
+    identity = config["mdp"].get("identity_init")
+    difference = build_mdp(
+        {**config["mdp"], "identity_init": bool(init_from) if identity is None else identity},
+        width=backbone.width,
+        num_layers=len(backbone.layers),
     )
-    # Pooling uses ceil_mode, so a 7x7 grid pooled by 2 gives 4x4 tokens, not 49 // 4.
-    pool = model_cfg["token_pool"]
-    grid_tokens = math.ceil(backbone.grid[0] / pool) * math.ceil(backbone.grid[1] / pool)
-    max_positions = (
-        2 * grid_tokens
-        + len(prompt_ids)
-        + model_cfg["max_caption_tokens"]
-        + config["generation"]["max_new_tokens"]
-    )
-    lm = build_language_model(**lm_kwargs_from_config(model_cfg["lm"], tokenizer, max_positions))
     if model_cfg["freeze_lm"]:
         freeze(lm)
     lora = model_cfg["lora"]
@@ -58,15 +95,28 @@ def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbon
             dropout=lora["dropout"],
             target_modules=lora["target_modules"],
         )
+    keep_trainable_in_float32(lm)
     if bb_cfg["freeze"]:
         freeze(backbone)
-    return M3Diff(
+    model = M3Diff(
         backbone=backbone,
         difference=difference,
         lm=lm,
-        prompt_ids=prompt_ids,
+        text_segments=layout.segments,
         token_pool=model_cfg["token_pool"],
         projector_hidden=model_cfg["projector_hidden"],
+        projector_act=parts.projector_act if parts else "gelu",
+        segment_embeddings=parts is None,
+        image_newline=parts is not None,
         pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_id=layout.end_token_id,
     )
+    if parts is not None:
+        copy_projector(parts.projector, model.projector)
+        with torch.no_grad():
+            model.image_newline.copy_(parts.image_newline)
+    if bb_cfg.get("grad_checkpointing"):
+        backbone.set_grad_checkpointing(True)
+    if lm_cfg.get("grad_checkpointing"):
+        set_grad_checkpointing(lm, True)
+    return model

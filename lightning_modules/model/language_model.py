@@ -17,6 +17,16 @@ def is_tiny_lm(name: str) -> bool:
     return name in TINY_LMS
 
 
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """``model.lm.dtype`` -> torch dtype."""
+    if name not in _DTYPES:
+        raise ValueError(f"model.lm.dtype must be one of {sorted(_DTYPES)}, got {name!r}")
+    return _DTYPES[name]
+
+
 def build_language_model(
     *,
     name: str,
@@ -28,8 +38,10 @@ def build_language_model(
     pad_token_id: int,
     bos_token_id: int,
     eos_token_id: int,
+    dtype: torch.dtype = torch.float32,
 ) -> nn.Module:
-    """Build the LM. Tiny LMs use the given sizes and token ids; a pretrained one ignores them."""
+    """Build the LM. Tiny LMs use the given sizes and token ids (float32); a pretrained one ignores them and is
+    loaded in ``dtype`` (its trainable weights are put back to float32 by :func:`keep_trainable_in_float32`)."""
     special = dict(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id)
     if name == "tiny-gpt2":
         config = GPT2Config(
@@ -63,7 +75,7 @@ def build_language_model(
         config._attn_implementation = "sdpa"
         return Qwen2ForCausalLM(config)
     try:
-        return AutoModelForCausalLM.from_pretrained(name, attn_implementation="sdpa")
+        return AutoModelForCausalLM.from_pretrained(name, attn_implementation="sdpa", dtype=dtype)
     except OSError as err:
         raise FileNotFoundError(
             f"cannot load the language model '{name}': {err}. No hub downloads happen here; put the model "
@@ -86,6 +98,22 @@ def apply_lora(
         task_type="CAUSAL_LM",
     )
     return get_peft_model(lm, config)
+
+
+def keep_trainable_in_float32(module: nn.Module) -> None:
+    """Trainable weights in float32 (AdamW's master copy; bf16-mixed autocasts the matmuls); frozen ones keep
+    the dtype they were loaded in."""
+    for p in module.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+
+
+def set_grad_checkpointing(lm: nn.Module, enable: bool) -> None:
+    """transformers' activation checkpointing of the decoder layers (also through a peft wrapper)."""
+    from mdp.hf_adapter import set_hf_checkpointing
+
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    set_hf_checkpointing(base, enable)
 
 
 def lm_width(lm: nn.Module) -> int:

@@ -2,16 +2,26 @@
 
     before, after ─► backbone (taps L layers of both images, one batched forward)
                  ─► MDP (difference-aware tokens of both images)   or, MDP off: last-layer tokens
-                 ─► token pooling ─► 2-layer MLP projector ─► + before/after segment embedding
-                 ─► visual prefix ‖ prompt ‖ caption ─► causal LM
+                 ─► token pooling ─► 2-layer MLP projector ─► image block per image
+                 ─► text₀ ‖ block(before) ‖ text₁ ‖ block(after) ‖ text₂ ‖ caption ─► causal LM
 
-Shapes: images ``(B, 3, H, W)``; tapped features ``(B, N, C)``; prefix ``(B, P, D)`` with ``P = 2 N'``
-(``N'`` tokens per image after pooling) and ``D`` the LM width.
+Two layouts of the same sequence (:mod:`.prompt` builds the text segments):
+
+- plain (tiny LMs, no chat template): text₀ = text₁ = ∅, text₂ = the optional prompt; each image block gets a
+  learned before/after segment embedding added.
+- chat (a tokenizer with a chat template): the user turn ``<image>\n<image>\n<instruction>`` rendered by the
+  template, split at the two placeholders, the caption as the assistant turn. Started from LLaVA-OneVision
+  (``model.init_from``), each block is laid out as LLaVA-OneVision lays out the images of a multi-image input:
+  the base-resolution patch tokens, then its ``image_newline`` embedding; no segment embedding.
+
+Shapes: images ``(B, 3, H, W)``; tapped features ``(B, N, C)``; an image block ``(B, N' [+ 1], D)`` with ``N'``
+tokens per image after pooling and ``D`` the LM width.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,15 +30,22 @@ from torch import nn
 
 import mdp
 
+_ACTIVATIONS = {"gelu": nn.GELU, "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh")}
+
 
 @dataclass
 class VisualPrefix:
     """What :meth:`M3Diff.encode` returns."""
 
-    embeds: torch.Tensor  # (B, P, D) LM-space visual prefix
+    images: tuple[torch.Tensor, torch.Tensor]  # (B, N' [+ 1], D) LM-space block of each image
     diff_maps: torch.Tensor  # (B, N) per-token change magnitude (layer-weighted), for heatmaps
     grid: tuple[int, int] | None  # token grid (h, w) of the diff maps
     layer_weights: torch.Tensor | None  # (B, L) MDP's weights over tapped layers (None: MDP off)
+
+    @property
+    def embeds(self) -> torch.Tensor:
+        """(B, P, D): both image blocks, before then after."""
+        return torch.cat(self.images, dim=1)
 
 
 class M3Diff(nn.Module):
@@ -38,10 +55,15 @@ class M3Diff(nn.Module):
         backbone: an ``mdp.Backbone`` returning one ``(B, N, C)`` tensor per tapped layer.
         difference: an ``mdp.MDP`` over those layers, or ``None`` for the baseline (last layer only).
         lm: a ``transformers`` causal LM (``get_input_embeddings``, ``generate``).
-        prompt_ids: token ids placed between the visual prefix and the caption (may be empty).
+        text_segments: token ids before the first image, between the images, and after the second (the last
+            one ends where the caption starts); each may be empty.
         token_pool: average-pool the token grid by this factor per side before projection.
         projector_hidden: hidden width of the projector MLP (``None``: the LM width).
-        pad_token_id / eos_token_id: the tokenizer's.
+        projector_act: its activation, ``"gelu"`` (exact, LLaVA's) or ``"gelu_pytorch_tanh"``.
+        segment_embeddings: add a learned before / after embedding to each image block.
+        image_newline: end each image block with a learned embedding (LLaVA-OneVision's ``image_newline``).
+        pad_token_id / eos_token_id: padding, and the token that ends a caption (EOS, or the chat template's
+            end of turn).
     """
 
     def __init__(
@@ -50,13 +72,22 @@ class M3Diff(nn.Module):
         backbone: nn.Module,
         difference: nn.Module | None,
         lm: nn.Module,
-        prompt_ids: list[int],
+        text_segments: Sequence[Sequence[int]] = ((), (), ()),
         token_pool: int = 1,
         projector_hidden: int | None = None,
+        projector_act: str = "gelu",
+        segment_embeddings: bool = True,
+        image_newline: bool = False,
         pad_token_id: int,
         eos_token_id: int,
     ) -> None:
         super().__init__()
+        if len(text_segments) != 3:
+            raise ValueError(
+                f"text_segments: before, between and after the images (3), got {len(text_segments)}"
+            )
+        if projector_act not in _ACTIVATIONS:
+            raise ValueError(f"projector_act must be one of {sorted(_ACTIVATIONS)}, got {projector_act!r}")
         self.backbone = backbone
         self.mdp = difference
         self.lm = lm
@@ -66,15 +97,22 @@ class M3Diff(nn.Module):
         width = lm.get_input_embeddings().embedding_dim
         hidden = projector_hidden or width
         # The paper's projector: a 2-layer MLP (LLaVA-style) from vision width to LM width.
-        self.projector = nn.Sequential(nn.Linear(backbone.width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        self.projector = nn.Sequential(
+            nn.Linear(backbone.width, hidden), _ACTIVATIONS[projector_act](), nn.Linear(hidden, width)
+        )
         # Tells the LM which half of the prefix is "before" and which is "after".
-        self.segment = nn.Parameter(torch.zeros(2, width))
-        nn.init.normal_(self.segment, std=0.02)
-        self.register_buffer("prompt_ids", torch.tensor(prompt_ids, dtype=torch.long), persistent=False)
+        self.segment = nn.Parameter(torch.randn(2, width) * 0.02) if segment_embeddings else None
+        self.image_newline = nn.Parameter(torch.zeros(width)) if image_newline else None
+        for i, ids in enumerate(text_segments):
+            self.register_buffer(f"text_{i}", torch.tensor(list(ids), dtype=torch.long), persistent=False)
+
+    @property
+    def text_segments(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.text_0, self.text_1, self.text_2
 
     # ------------------------------------------------------------------------------------------ vision
     def encode(self, before: torch.Tensor, after: torch.Tensor) -> VisualPrefix:
-        """``(B, 3, H, W)`` x 2 -> the visual prefix ``(B, P, D)`` and the difference maps."""
+        """``(B, 3, H, W)`` x 2 -> the two image blocks ``(B, N' [+ 1], D)`` and the difference maps."""
         batch = before.shape[0]
         # One backbone call for both images: twice the batch keeps the matmuls large.
         feats = self.backbone(torch.cat([before, after], dim=0))
@@ -91,11 +129,18 @@ class M3Diff(nn.Module):
             tokens_1, tokens_2 = first[-1], second[-1]
             weights = None
             diff_maps = (first[-1] - second[-1]).norm(dim=-1)
-        tokens_1, tokens_2 = self._pool(tokens_1, grid), self._pool(tokens_2, grid)
-        prefix = torch.cat(
-            [self.projector(tokens_1) + self.segment[0], self.projector(tokens_2) + self.segment[1]], 1
+        blocks = []
+        for i, tokens in enumerate((tokens_1, tokens_2)):
+            block = self.projector(self._pool(tokens, grid))
+            if self.segment is not None:
+                block = block + self.segment[i]
+            if self.image_newline is not None:
+                newline = self.image_newline.to(block.dtype).expand(block.shape[0], 1, -1)
+                block = torch.cat([block, newline], dim=1)
+            blocks.append(block)
+        return VisualPrefix(
+            images=(blocks[0], blocks[1]), diff_maps=diff_maps, grid=grid, layer_weights=weights
         )
-        return VisualPrefix(embeds=prefix, diff_maps=diff_maps, grid=grid, layer_weights=weights)
 
     def _pool(self, tokens: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor:
         if self.token_pool == 1:
@@ -110,12 +155,17 @@ class M3Diff(nn.Module):
     def _prefix_with_prompt(
         self, before: torch.Tensor, after: torch.Tensor
     ) -> tuple[torch.Tensor, VisualPrefix]:
+        """text₀ ‖ block(before) ‖ text₁ ‖ block(after) ‖ text₂ as ``(B, S, D)`` LM input embeddings."""
         visual = self.encode(before, after)
-        embeds = visual.embeds
-        if self.prompt_ids.numel():
-            prompt = self.lm.get_input_embeddings()(self.prompt_ids).unsqueeze(0)
-            embeds = torch.cat([embeds, prompt.expand(embeds.shape[0], -1, -1)], dim=1)
-        return embeds, visual
+        batch, table = before.shape[0], self.lm.get_input_embeddings()
+        parts: list[torch.Tensor] = []
+        for ids, block in zip(self.text_segments, (*visual.images, None)):
+            if ids.numel():
+                parts.append(table(ids).unsqueeze(0).expand(batch, -1, -1))
+            if block is not None:
+                # In the LM's embedding dtype, as LLaVA casts image features before merging them in.
+                parts.append(block.to(table.weight.dtype))
+        return torch.cat(parts, dim=1), visual
 
     # ------------------------------------------------------------------------------------------ training
     def forward(
@@ -135,8 +185,9 @@ class M3Diff(nn.Module):
         embeds = torch.cat([prefix, text], dim=1)
         mask = torch.cat([attention_mask.new_ones(prefix.shape[:2]), attention_mask], dim=1)
         steps = input_ids.shape[1]
-        # Only the last T+1 positions feed the LM head: position P-1 predicts the first caption token.
-        out = self.lm(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=steps + 1)
+        # Only the last T+1 positions feed the LM head: position P-1 predicts the first caption token. No KV
+        # cache in training (it would only hold memory; activation checkpointing refuses one anyway).
+        out = self.lm(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=steps + 1, use_cache=False)
         logits = out.logits[:, :-1]
         labels = input_ids.masked_fill(attention_mask == 0, -100)
         loss = F.cross_entropy(
