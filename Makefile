@@ -32,7 +32,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup setup-dev test test-fast lint format train eval score caption data-info synth compare tb bench clean clean-logs
+.PHONY: help setup setup-dev test test-fast lint format train eval score caption export data-info synth compare tb bench gpu-check clean clean-logs
 
 help: ## list the commands
 	@echo "M3Diff kit — make targets (variables in CAPS):"
@@ -91,6 +91,9 @@ score: setup ## score GT=<coco gt.json> PRED=<pred.json> [OUT=metrics.json] [CAT
 
 caption: setup ## caption one pair: CKPT=<ckpt> BEFORE=<png> AFTER=<png> [OUT=<dir>]
 	$(PY) -m experiments.caption --ckpt "$$M3_CKPT" --before "$$M3_BEFORE" --after "$$M3_AFTER" --out "$$M3_OUT" --args "$$M3_ARGS"
+
+export: setup ## write CKPT's trained weights to OUT for use without the kit: peft LoRA adapters, tower / MDP / projector safetensors, README
+	$(PY) -m experiments.export --ckpt "$$M3_CKPT" --out "$$M3_OUT"
 
 data-info: setup ## inspect a dataset: DATA=<benchmark> ROOT=<dir> [SPLIT=test] [JSON=1]
 	$(PY) -m experiments.data_info --data "$$M3_DATA" --root "$$M3_ROOT" --split "$$M3_SPLIT" --json "$$M3_JSON" --args "$$M3_ARGS"

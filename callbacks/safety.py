@@ -240,7 +240,12 @@ class NonFiniteGuard(L.Callback):
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        # Only what training changes: frozen weights (a 7B base under LoRA) are as finite as when they were loaded,
+        # and scanning them would read every byte of the base at every save.
+        trainable = {n for n, p in pl_module.named_parameters(remove_duplicate=False) if p.requires_grad}
         for name, tensor in checkpoint.get("state_dict", {}).items():
+            if name not in trainable:
+                continue
             if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise NonFiniteError(
                     f"non-finite weights ({name}) at step {trainer.global_step}: checkpoint not written, "

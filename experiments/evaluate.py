@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.common import runner
 from experiments.common.checkpoints import (
     CheckpointNotFoundError,
+    check_base_model,
     check_overrides,
     checkpoint_config,
     read_checkpoint,
@@ -34,8 +35,11 @@ def load_module(ckpt: str | Path) -> CaptionerModule:
     path = Path(ckpt)
     if not path.is_file():
         raise CheckpointNotFoundError(f"CKPT={ckpt}: no such checkpoint file")
-    # Read (memory-mapped) first for clear errors: refused pickled code, a damaged file, not a captioner.
-    checkpoint_config(read_checkpoint(path), path)
+    # Read (memory-mapped) first for clear errors: refused pickled code, a damaged file, not a captioner, a base
+    # model folder missing or other than the one an adapter-only checkpoint was trained on.
+    checkpoint = read_checkpoint(path)
+    checkpoint_config(checkpoint, path)
+    check_base_model(checkpoint, path=path)
     return CaptionerModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
 
 

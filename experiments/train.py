@@ -25,6 +25,7 @@ from experiments.common import runner
 from experiments.common.checkpoints import (
     CheckpointError,
     CheckpointNotFoundError,
+    check_base_model,
     check_model_config,
     checkpoint_config,
     read_checkpoint,
@@ -101,6 +102,7 @@ def resume_tokenizer(cfg: DictConfig, ckpt_path: Path) -> str | None:
     """Check that the checkpoint can be resumed under ``cfg`` (read weights-only, same model config) and
     return its caption tokenizer: the resumed run must keep the token ids its weights were trained with."""
     checkpoint = read_checkpoint(ckpt_path)
+    check_base_model(checkpoint, path=ckpt_path)
     check_model_config(
         checkpoint_config(checkpoint, ckpt_path),
         to_container(cfg),

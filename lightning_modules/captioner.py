@@ -23,6 +23,7 @@ from torchmetrics.text import Perplexity
 from torchmetrics.utilities.data import dim_zero_cat
 
 import mdp
+from lightning_modules.model import base_model
 from lightning_modules.model.build import build_model
 from lightning_modules.model.language_model import is_tiny_lm
 from lightning_modules.model.m3diff import heatmaps
@@ -63,6 +64,9 @@ class CaptionerModule(L.LightningModule):
         self.train_perplexity = Perplexity(ignore_index=-100)
         self.eval_loss = torch.nn.ModuleDict({"val": PairLoss(), "test": PairLoss()})
         self.max_caption_tokens = model_cfg["max_caption_tokens"]
+        # Frozen tensors read from pretrained folders are left out of checkpoints (see on_save_checkpoint).
+        self.base_sources = base_model.base_sources(config)
+        self.base_fingerprints = base_model.describe(self.base_sources) if self.frozen_base_keys() else {}
 
     # ----------------------------------------------------------------------------------------- helpers
     @property
@@ -164,6 +168,45 @@ class CaptionerModule(L.LightningModule):
         """Captions and difference heatmaps ``(B, h, w)`` in [0, 1] for the panels callback."""
         sequences, visual = self.model.generate(batch["before"], batch["after"], **self.config["generation"])
         return {"captions": self.decode(sequences), "heatmaps": heatmaps(visual)}
+
+    # ----------------------------------------------------------------------------------------- checkpoints
+    def frozen_base_keys(self) -> list[str]:
+        """State-dict names of the frozen parameters that come from a pretrained folder (the LM under LoRA)."""
+        prefixes = tuple(self.base_sources)
+        if not prefixes:
+            return []
+        return [
+            name
+            for name, p in self.named_parameters(remove_duplicate=False)
+            if not p.requires_grad and name.startswith(prefixes)
+        ]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Adapter-only checkpoints: drop the frozen base tensors, record which folders they come from."""
+        keys = self.frozen_base_keys()
+        if not keys:
+            return
+        state = checkpoint["state_dict"]
+        for key in keys:
+            state.pop(key, None)
+        checkpoint["base_model"] = self.base_fingerprints
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Put the frozen base tensors (this module was just built from the same folders) back into an
+        adapter-only checkpoint, after checking that the folders are the ones it was trained on."""
+        saved = checkpoint.get("base_model")
+        if not saved:
+            return
+        for source, entry in saved.items():
+            current = self.base_fingerprints.get(source, {}).get("fingerprint")
+            if current != entry["fingerprint"]:
+                raise base_model.BaseModelMismatchError(
+                    f"the checkpoint was trained on base model {source} with fingerprint {entry['fingerprint']}, "
+                    f"but this model was built from {current or 'another base'}"
+                )
+        state, own = checkpoint["state_dict"], self.state_dict()
+        for key in self.frozen_base_keys():
+            state.setdefault(key, own[key])
 
     # ----------------------------------------------------------------------------------------- optim
     def configure_optimizers(self) -> dict[str, Any]:

@@ -135,11 +135,28 @@ def test_nonfinite_gradient_is_never_applied(tmp_path, monkeypatch, capsys, one_
 
 def test_a_checkpoint_with_nonfinite_weights_is_not_written():
     guard = NonFiniteGuard()
+    module = torch.nn.Module()
+    module.w = torch.nn.Parameter(torch.ones(3))
+    module.frozen = torch.nn.Parameter(torch.ones(3), requires_grad=False)
     good = {"state_dict": {"w": torch.ones(3), "steps": torch.tensor([1])}}
-    guard.on_save_checkpoint(SimpleNamespace(global_step=7), None, good)
+    guard.on_save_checkpoint(SimpleNamespace(global_step=7), module, good)
     bad = {"state_dict": {"w": torch.tensor([1.0, float("nan")])}}
     with pytest.raises(NonFiniteError, match=r"non-finite weights \(w\) at step 7"):
-        guard.on_save_checkpoint(SimpleNamespace(global_step=7), None, bad)
+        guard.on_save_checkpoint(SimpleNamespace(global_step=7), module, bad)
+
+
+def test_frozen_tensors_are_not_scanned():
+    """Training never changes frozen weights (a 7B base under LoRA): reading them at every save is wasted time."""
+    module = torch.nn.Module()
+    module.w = torch.nn.Parameter(torch.ones(3))
+    module.frozen = torch.nn.Parameter(torch.ones(3), requires_grad=False)
+
+    class Untouchable(torch.Tensor):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            raise AssertionError(f"a frozen tensor was read ({func})")
+
+    state = {"w": torch.ones(3), "frozen": torch.ones(3).as_subclass(Untouchable)}
+    NonFiniteGuard().on_save_checkpoint(SimpleNamespace(global_step=1), module, {"state_dict": state})
 
 
 # ------------------------------------------------------------------------------------------------ pickles

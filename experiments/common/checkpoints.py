@@ -104,6 +104,17 @@ def check_model_config(
     )
 
 
+def check_base_model(checkpoint: Mapping[str, Any], *, path: str | Path) -> None:
+    """An adapter-only checkpoint (frozen base left out) can only be used with the base folder it was trained on:
+    refuse a missing or different one before anything is built (the fingerprints are cheap; building is not)."""
+    from lightning_modules.model.base_model import mismatch
+
+    saved = checkpoint.get("base_model")
+    problem = mismatch(saved) if saved else None
+    if problem:
+        raise CheckpointError(f"{path}: cannot load this adapter-only checkpoint: {problem}.")
+
+
 def check_overrides(saved: Mapping[str, Any], current: Mapping[str, Any], *, path: str | Path) -> None:
     """``make eval`` / ``make caption``: the model is rebuilt from the checkpoint's config, so ARGS that change
     a model-defining key would be silently ignored (or, applied, break the weights): refuse them by name."""
