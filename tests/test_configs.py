@@ -219,6 +219,7 @@ def test_paper_config_builds_from_a_tiny_llava_onevision_twin(tmp_path, llava_tw
     assert trainable == {"backbone", "mdp", "projector", "image_newline", "lm"}  # lm: the LoRA adapters only
     lm_trainable = [n for n, p in model.lm.named_parameters() if p.requires_grad]
     assert lm_trainable and all("lora_" in n for n in lm_trainable)
+    assert all(m.training for m in model.modules())  # from_pretrained's eval mode would disable LoRA dropout
     frozen = {p.dtype for p in model.lm.parameters() if not p.requires_grad}
     assert frozen == {torch.bfloat16} and {p.dtype for p in model.parameters() if p.requires_grad} == {
         torch.float32
@@ -236,6 +237,13 @@ def test_fsdp_shards_per_transformer_block():
         type(m).__name__ for m in module.modules() if policy(module=m, recurse=False, nonwrapped_numel=0)
     }
     assert wrapped == {"GPT2Block", "Block"}  # the LM's decoder layers and the (timm) ViT blocks
+    assert strategy.kwargs["use_orig_params"]  # frozen and trained parameters in one unit (LoRA)
+    with pytest.raises(ConfigError, match="model.lm.dtype=float32"):
+        runner.make_trainer(
+            load_config(overrides=["trainer.strategy=fsdp", "model.lm.dtype=bfloat16"]),
+            logger=False,
+            callbacks=[],
+        )
     assert runner.make_strategy("ddp") == "ddp"
 
 

@@ -267,6 +267,8 @@ FSDP_BLOCKS = (
     "MistralDecoderLayer",
     "ResidualAttentionBlock",
     "Block",
+    "SiglipEncoderLayer",
+    "CLIPEncoderLayer",
 )
 
 
@@ -285,7 +287,10 @@ def make_strategy(strategy: Any) -> Any:
     from lightning.pytorch.strategies import FSDPStrategy
     from torch.distributed.fsdp.wrap import lambda_auto_wrap_policy
 
-    return FSDPStrategy(auto_wrap_policy=partial(lambda_auto_wrap_policy, lambda_fn=_is_fsdp_block))
+    # use_orig_params: a unit may mix frozen and trained parameters (a decoder layer under LoRA).
+    return FSDPStrategy(
+        auto_wrap_policy=partial(lambda_auto_wrap_policy, lambda_fn=_is_fsdp_block), use_orig_params=True
+    )
 
 
 def epoch_summary(cfg: DictConfig, datamodule: Any, *, world_size: int) -> str:
@@ -327,6 +332,11 @@ def make_trainer(
     cfg: DictConfig, *, logger: TensorBoardLogger | bool, callbacks: Sequence[L.Callback]
 ) -> L.Trainer:
     kwargs = trainer_kwargs(cfg)
+    if kwargs.get("strategy") == "fsdp" and cfg.model.lm.get("dtype", "float32") != "float32":
+        raise ConfigError(
+            "trainer.strategy=fsdp keeps each unit's parameters in one flat float32 tensor (and casts them for "
+            f"compute itself): set model.lm.dtype=float32 (it is {cfg.model.lm.dtype})"
+        )
     kwargs["strategy"] = make_strategy(kwargs.get("strategy", "auto"))
     callbacks = list(callbacks)
     # Chosen here, not by Lightning (which picks its rich bar and table whenever `rich` is importable): a bar

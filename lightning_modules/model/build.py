@@ -119,4 +119,6 @@ def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbon
         backbone.set_grad_checkpointing(True)
     if lm_cfg.get("grad_checkpointing"):
         set_grad_checkpointing(lm, True)
-    return model
+    # from_pretrained hands models over in eval mode; Lightning keeps submodules' modes, so without this LoRA
+    # dropout would be off and transformers' checkpointing (active in training mode only) never run.
+    return model.train()

@@ -105,7 +105,6 @@ def load_llava_onevision(
         model = cls.from_pretrained(folder, dtype=lm_dtype, attn_implementation="sdpa")
     else:
         model = cls._from_config(config, dtype=lm_dtype, attn_implementation="sdpa")
-    model.eval()
     inner = model.model
     tower = inner.vision_tower.float()
     backbone = wrap_hf_tower(

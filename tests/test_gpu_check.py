@@ -1,0 +1,81 @@
+"""``make gpu-check`` at toy size on CPU: the paper experiment's code path (config-only LLaVA-OneVision folder,
+random init, LoRA, checkpointing) trains, measures, saves an adapter-only checkpoint; FLOPs and GPU peaks are right."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from experiments import gpu_check
+
+
+def test_known_gpus_have_their_bf16_peak_and_others_none():
+    names = {
+        "NVIDIA H200": 989.0,
+        "NVIDIA H100 80GB HBM3": 989.0,
+        "NVIDIA H100 PCIe": 756.0,
+        "NVIDIA H100 NVL": 835.0,
+        "NVIDIA A100-SXM4-40GB": 312.0,
+        "NVIDIA A100 80GB PCIe": 312.0,
+        "NVIDIA L40S": 362.0,
+        "NVIDIA L4": 121.0,
+        "NVIDIA A10": 125.0,
+        "Tesla T4": None,
+        "NVIDIA GeForce RTX 4090": None,
+    }
+    assert {n: gpu_check.peak_tflops(n) for n in names} == names
+
+
+@pytest.mark.slow
+def test_toy_gpu_check_trains_measures_and_reports(tmp_path, capsys):
+    out = tmp_path / "gpu_check.json"
+    assert gpu_check.main(["--args", f"--toy --out {out}"]) == 0
+    results = json.loads(out.read_text())
+    assert results["toy"] and results["machine"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    run = results["runs"]["single"]
+    assert run["steps"] == 2 and run["pairs_per_step"] == 2 and run["strategy"] == "auto"
+    assert all(math.isfinite(x) for x in run["losses"]) and run["step_s"] > 0 and run["pairs_per_s"] > 0
+    # 2 x (16 patch tokens + image_newline) + the chat prompt + the caption
+    assert run["tokens_per_pair"] > 2 * 17 + 20 and run["model_tflop_per_step"] > 0
+    assert 0 < run["checkpoint_mb"] < 50 and 0 < run["trainable_params_m"] < run["params_m"]
+    if not torch.cuda.is_available():
+        assert "mfu" not in run and run["peak_rss_gib"] > 0
+        assert "needs a CUDA GPU" in results["runs"]["fsdp"]["skipped"]
+    printed = capsys.readouterr().out
+    assert "toy sizes: numbers mean nothing" in printed and "single (auto, 32-true)" in printed
+
+
+@pytest.mark.slow
+def test_model_flops_count_recomputation_once(tmp_path):
+    """Checkpointing repeats layers' forwards in backward; model FLOPs leave the repeats out, so they match the
+    count of the same step without checkpointing."""
+    from experiments.common import runner
+    from experiments.common.config import load_config
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    gpu_check.write_folder(
+        folder, runner.training_captions(runner.make_datamodule(load_config()), 200), toy=True
+    )
+    counts = []
+    for checkpointing in (True, False):
+        cfg = gpu_check.compose(folder, tmp_path / "logs", toy=True, fsdp=False, steps=2, device="cpu")
+        cfg.backbone.grad_checkpointing = cfg.model.lm.grad_checkpointing = checkpointing
+        datamodule = runner.make_datamodule(cfg)
+        torch.manual_seed(0)
+        module = runner.make_module(cfg, datamodule)
+        spec = module.image_spec
+        datamodule.set_image_spec(size=spec.size, mean=spec.mean, std=spec.std)
+        datamodule.setup("fit")
+        counts.append(
+            gpu_check.model_flops(module, next(iter(datamodule.train_dataloader())), precision="32-true")
+        )
+    with_ckpt, without = counts
+    assert with_ckpt["recomputed"] > 0 and without["recomputed"] == 0
+    assert with_ckpt["train_step"] == pytest.approx(without["train_step"], rel=0.03)
+    assert (
+        without["train_step"] > 2 * without["forward"]
+    )  # backward through a frozen LM still costs ~1 forward
