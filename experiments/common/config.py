@@ -27,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 import mdp
 from datamodules.config import ConfigError, data_config, merge_checked
 from datamodules.mixture import member_config
-from experiments.common.schema import MDP_DERIVED, RunConfig
+from experiments.common.schema import MDP_DERIVED, MDP_KIT_DEFAULTS, RunConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
@@ -180,7 +180,12 @@ def _trainer_args() -> frozenset[str]:
 
 def _check_mdp(cfg: DictConfig) -> None:
     """The ``mdp`` choices, checked by ``mdp.MDPConfig`` now rather than when the model is built."""
-    values = {k: v for k, v in to_container(cfg.mdp).items() if k != "enabled"}
+    # Kit-level "null = decided later" values (identity_init: on with model.init_from) are checked when resolved.
+    values = {
+        k: v
+        for k, v in to_container(cfg.mdp).items()
+        if k != "enabled" and not (k in MDP_KIT_DEFAULTS and v is None)
+    }
     try:
         # dim / num_layers come from the backbone; placeholders that pass their own checks.
         mdp.MDPConfig(**values, **dict(zip(MDP_DERIVED, (max(1, values["num_heads"]), 1))))
