@@ -79,3 +79,16 @@ def test_model_flops_count_recomputation_once(tmp_path):
     assert (
         without["train_step"] > 2 * without["forward"]
     )  # backward through a frozen LM still costs ~1 forward
+
+
+def test_activation_memory_counts_what_autograd_saves_and_checkpointing_keeps_less():
+    from experiments.activation_memory import estimate
+
+    result = estimate(tokens=100_000, layer_tokens=16, toy=True)  # the layer runs at 16 tokens
+    counted = result["counted"]
+    assert counted["lm_layer_bytes_per_token"] > 0 and counted["mdp_mib_per_pair"] > 0
+    with_ckpt, without = result["with_checkpointing_gib"], result["without_checkpointing_gib"]
+    assert 0 < with_ckpt["kept_total"] < without["total"]
+    assert without["lm_layers"] == pytest.approx(
+        2 * 100_000 * counted["lm_layer_bytes_per_token"] / 2**30, abs=1e-3
+    )
