@@ -35,9 +35,10 @@ def time_inside(module: nn.Module) -> Iterator[list[float]]:
 
 
 def prefix_tokens(model: Any, before: torch.Tensor, after: torch.Tensor) -> int:
-    """Positions the LM sees before the first caption token: the visual tokens and the prompt."""
+    """Positions the LM sees before the first caption token: the visual tokens and the prompt text."""
     with torch.no_grad():
-        return int(model.encode(before, after).embeds.shape[1] + model.prompt_ids.numel())
+        text = sum(ids.numel() for ids in model.text_segments)
+        return int(model.encode(before, after).embeds.shape[1] + text)
 
 
 def section_generate(rig: Rig, *, tokens: int, batch: int, repeats: int) -> dict[str, Any]:
