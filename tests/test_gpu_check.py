@@ -92,3 +92,36 @@ def test_activation_memory_counts_what_autograd_saves_and_checkpointing_keeps_le
     assert without["lm_layers"] == pytest.approx(
         2 * 100_000 * counted["lm_layer_bytes_per_token"] / 2**30, abs=1e-3
     )
+
+
+@pytest.mark.slow
+def test_real_size_model_builds_on_the_meta_device_with_the_documented_sizes(tmp_path):
+    """make gpu-check's model, built without memory: the architecture docs/paper_scale.md's arithmetic uses."""
+    from experiments.common import runner
+    from experiments.common.config import load_config
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    gpu_check.write_folder(
+        folder, runner.training_captions(runner.make_datamodule(load_config()), 200), toy=False
+    )
+    cfg = gpu_check.compose(folder, tmp_path / "logs", toy=False, fsdp=False, steps=2, device="cpu")
+    with torch.device("meta"):
+        model = runner.make_module(cfg, runner.make_datamodule(cfg)).model
+
+    def count(module, keep=lambda p: True):
+        return sum(p.numel() for p in module.parameters() if keep(p))
+
+    assert count(model.lm, lambda p: not p.requires_grad) == 7_615_616_512  # Qwen2-7B, frozen
+    assert count(model.lm, lambda p: p.requires_grad) == 322_961_408  # LoRA r=128 on every linear layer
+    assert (count(model.backbone), count(model.mdp), count(model.projector)) == (
+        397_745_440,
+        71_075_520,
+        16_980_992,
+    )
+    assert {p.dtype for p in model.lm.parameters() if not p.requires_grad} == {torch.bfloat16}
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    assert model.backbone.grid == (27, 27) and model.backbone.layers == (16, 19, 22, 25)
+    assert (
+        cfg.data.batch_size == 2 and cfg.backbone.image_size == 384 and cfg.trainer.precision == "bf16-mixed"
+    )
