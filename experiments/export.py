@@ -8,6 +8,7 @@ Writes to OUT:
   the trained LM is written as ``lm/`` (``save_pretrained``).
 - ``vision_tower.safetensors``, ``mdp.safetensors``, ``projector.safetensors`` (``linear_1`` / ``linear_2``, and
   ``image_newline`` when there is one): the trained weights, named as transformers / mdp name them.
+- ``tokenizer/``: the tokenizer (``AutoTokenizer.from_pretrained``); a tiny LM's random base goes to ``lm/``.
 - ``m3diff.json``: what connects them (MDP config, tapped layers, image spec, prompt layout, base model).
 - ``README.md``: how to load them.
 """
@@ -26,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from experiments.common.checkpoints import CheckpointError
 from experiments.evaluate import load_module
+from lightning_modules.model.language_model import is_tiny_lm
 
 _LORA_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -36,7 +38,10 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     init_from = config["model"].get("init_from")
-    lm_dir = _export_lm(model.lm, out, init_from=init_from)
+    lm_dir = _export_lm(
+        model.lm, out, init_from=init_from, random_base=is_tiny_lm(config["model"]["lm"]["name"])
+    )
+    module.tokenizer.save_pretrained(out / "tokenizer")
     save_file(_contiguous(model.backbone.model.state_dict()), out / "vision_tower.safetensors")
     if model.mdp is not None:
         save_file(_contiguous(model.mdp.state_dict()), out / "mdp.safetensors")
@@ -71,12 +76,16 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous() for k, v in state.items()}
 
 
-def _export_lm(lm: Any, out: Path, *, init_from: str | None) -> str:
+def _export_lm(lm: Any, out: Path, *, init_from: str | None, random_base: bool) -> str:
     if not hasattr(lm, "peft_config"):
         lm.save_pretrained(out / "lm")
         return "lm"
     folder = out / "lm_adapter"
     lm.save_pretrained(folder)
+    if (
+        random_base
+    ):  # a tiny LM's random base exists only in the checkpoint: the adapter alone would be useless
+        lm.get_base_model().save_pretrained(out / "lm")
     if init_from:
         _readdress_to_llava(folder, init_from)
     return "lm_adapter"
@@ -135,15 +144,17 @@ run `difference(taps_before, taps_after)`, project `.before` and `.after` with `
 `image_newline` to each, and put them where the two `<image>` placeholders of the chat-template prompt are (the
 kit's layout: `text_segments` in `m3diff.json`, 729 + 1 tokens per image).'''
     else:
-        load = f"""The LM: `{meta["base_model"]}` with `PeftModel.from_pretrained(lm, "{{this folder}}/{meta["lm"]}")`
-(or `AutoModelForCausalLM.from_pretrained` of `lm/` when it was trained without LoRA). The tower's weights
-(`vision_tower.safetensors`) are those of backbone `{meta["backbone"]["name"]}` (its model's state dict), MDP's
-load into `mdp.MDP(config=mdp.MDPConfig(**meta["mdp"]))`, the projector's into
-`Sequential(Linear, GELU, Linear)` (`linear_1`, `linear_2`). Taps: layers {layers}."""
+        load = f"""The LM: `AutoModelForCausalLM.from_pretrained(base)` with `base` the folder `lm/` (a tiny LM, or one
+trained without LoRA: complete) or `{meta["base_model"]}`, then, with LoRA, `PeftModel.from_pretrained(lm,
+"<this folder>/lm_adapter")`; its tokenizer is `tokenizer/`. The tower's weights (`vision_tower.safetensors`) are
+those of backbone `{meta["backbone"]["name"]}` (its model's state dict); MDP's load into
+`mdp.MDP(config=mdp.MDPConfig(**meta["mdp"]))`, the projector's into `Sequential(Linear, GELU, Linear)`
+(`linear_1`, `linear_2`). Taps: layers {layers}."""
     return f"""# M3Diff export
 
-Trained with the M3Diff kit from base `{meta["base_model"]}`. Files: `{meta["lm"]}/`, `vision_tower.safetensors`,
-`mdp.safetensors`, `projector.safetensors`, `m3diff.json` (MDP config, taps, image spec, prompt layout).
+Trained with the M3Diff kit from base `{meta["base_model"]}`. Files: `{meta["lm"]}/`, `tokenizer/`,
+`vision_tower.safetensors`, `mdp.safetensors`, `projector.safetensors`, `m3diff.json` (MDP config, taps, image
+spec, prompt layout).
 
 {load}
 """
