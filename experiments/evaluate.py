@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.common import runner
 from experiments.common.checkpoints import (
+    CheckpointError,
     CheckpointNotFoundError,
     check_base_model,
     check_overrides,
@@ -26,6 +27,7 @@ from experiments.common.checkpoints import (
 )
 from experiments.common.config import apply_overrides, load_config
 from lightning_modules.captioner import CaptionerModule
+from lightning_modules.model.llava_onevision import InitFromError
 
 log = logging.getLogger("m3diff.eval")
 
@@ -40,7 +42,10 @@ def load_module(ckpt: str | Path) -> CaptionerModule:
     checkpoint = read_checkpoint(path)
     checkpoint_config(checkpoint, path)
     check_base_model(checkpoint, path=path)
-    return CaptionerModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    try:
+        return CaptionerModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except InitFromError as err:  # trained from a LLaVA-OneVision folder that is not there any more
+        raise CheckpointError(f"{path}: cannot rebuild its model: {err}") from None
 
 
 def eval_config(module: CaptionerModule, *, data: str, overrides: list[str]) -> DictConfig:

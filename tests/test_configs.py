@@ -16,7 +16,6 @@ from omegaconf import DictConfig
 from experiments.common import runner
 from experiments.common.config import CONF_DIR, EXPERIMENTS_DIR, REPO_ROOT, ConfigError, load_config
 from lightning_modules.model.language_model import is_tiny_lm
-from lightning_modules.model.llava_onevision import InitFromError
 
 GROUP_FILES = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml"))
 EXPERIMENTS = sorted(
@@ -97,7 +96,7 @@ def test_group_file_composes_and_builds(group, name, tmp_path, llava_twin):
     lm = None
     if cfg.model.init_from:
         # A LLaVA-OneVision folder: without it, building says where it looked; with a tiny twin, it builds.
-        with pytest.raises(InitFromError, match=str(cfg.model.init_from)):
+        with pytest.raises(ConfigError, match=str(cfg.model.init_from)):
             runner.make_parts(compose(tmp_path, groups={group: name}))
         twin = [f"model.init_from={llava_twin}", "backbone.layers=[1,3,5]", "mdp.num_heads=2"]
         build_and_step(compose(tmp_path, groups={group: name}, overrides=twin))
@@ -208,7 +207,7 @@ def test_paper_config_builds_from_a_tiny_llava_onevision_twin(tmp_path, llava_tw
         "clevr_dc",
     ]
     assert cfg.data.sample_per == "caption" and cfg.data.weights is None
-    with pytest.raises(InitFromError, match="llava-onevision-qwen2-7b-ov-hf"):
+    with pytest.raises(ConfigError, match="llava-onevision-qwen2-7b-ov-hf"):
         runner.make_parts(compose(tmp_path, experiment=name))
     # The same recipe on the tiny twin (6 tower layers: taps 1/3/5, the last = its projector's input).
     twin = [f"model.init_from={llava_twin}", "backbone.layers=[1,3,5]", "mdp.num_heads=2", "model.lora.r=4"]

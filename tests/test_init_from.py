@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from experiments.common.config import load_config, to_container
+from experiments.common.config import ConfigError, load_config, to_container
 from experiments.common.runner import resolve_init_from
 from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.llava_onevision import InitFromError
@@ -184,8 +184,16 @@ def test_gradients_with_and_without_activation_checkpointing_agree(llava_twin):
 
 
 def test_bad_init_from_gives_clear_errors(llava_twin, tmp_path):
-    with pytest.raises(InitFromError, match="no config.json"):
+    with pytest.raises(ConfigError, match="no config.json"):
         twin_config(tmp_path)
     cfg = twin_config(llava_twin, "backbone.layers=[1,3]")
     with pytest.raises(InitFromError, match="end backbone.layers with 5"):
         CaptionerModule(config=to_container(cfg))
+
+
+def test_a_missing_folder_is_a_one_line_config_error(tmp_path, capsys):
+    from experiments import train
+
+    assert train.main(["--args", f"model.init_from={tmp_path}/nothing"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config error: model.init_from=") and "no config.json" in err

@@ -63,9 +63,12 @@ def resolve_init_from(cfg: DictConfig) -> DictConfig:
     folder = cfg.model.get("init_from")
     if not folder:
         return cfg
-    from lightning_modules.model.llava_onevision import read_config
+    from lightning_modules.model.llava_onevision import InitFromError, read_config
 
-    tower = read_config(folder).vision_config
+    try:
+        tower = read_config(folder).vision_config
+    except InitFromError as err:
+        raise ConfigError(str(err)) from None
     resolved = {
         "backbone.name": f"hf:{folder}",
         "backbone.pretrained": folder if cfg.model.init_weights else None,

@@ -129,7 +129,9 @@ def _causal_lm(text_config: Any, body: nn.Module, head: nn.Module, transformers:
     if lm.config.tie_word_embeddings:
         lm.lm_head.weight = lm.model.embed_tokens.weight
     left = [n for n, t in [*lm.named_parameters(), *lm.named_buffers()] if t.is_meta]
-    if left and not next(body.parameters()).is_meta:  # (a model built on the meta device on purpose is all meta)
+    if (
+        left and not next(body.parameters()).is_meta
+    ):  # (a model built on the meta device on purpose is all meta)
         raise RuntimeError(
             f"LLaVA-OneVision's LM: tensors left unloaded in the causal-LM wrapper: {left[:5]}"
         )
