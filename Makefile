@@ -113,9 +113,6 @@ bench: setup ## speed benchmarks: prints a table, writes bench_results/bench.jso
 gpu-check: setup ## the paper-scale model at real size (random weights) on one GPU: step time, pairs/s, MFU, memory, checkpoint size [ARGS="--toy"]
 	$(PY) -m experiments.gpu_check --out "$$M3_OUT" --args "$$M3_ARGS"
 
-clean: ## remove logs, caches and build files (keeps .venv)
-	rm -rf logs lightning_logs .pytest_cache .ruff_cache bench_results *.egg-info
-
 clean: ## remove caches and build files (keeps logs/ and .venv)
 	rm -rf .pytest_cache .ruff_cache bench_results build dist *.egg-info
 
