@@ -64,11 +64,8 @@ def test_model_flops_count_recomputation_once(tmp_path):
     for checkpointing in (True, False):
         cfg = gpu_check.compose(folder, tmp_path / "logs", toy=True, fsdp=False, steps=2, device="cpu")
         cfg.backbone.grad_checkpointing = cfg.model.lm.grad_checkpointing = checkpointing
-        datamodule = runner.make_datamodule(cfg)
         torch.manual_seed(0)
-        module = runner.make_module(cfg, datamodule)
-        spec = module.image_spec
-        datamodule.set_image_spec(size=spec.size, mean=spec.mean, std=spec.std)
+        datamodule, module = gpu_check.build_parts(cfg, "cpu")
         datamodule.setup("fit")
         counts.append(
             gpu_check.model_flops(module, next(iter(datamodule.train_dataloader())), precision="32-true")
@@ -106,8 +103,7 @@ def test_real_size_model_builds_on_the_meta_device_with_the_documented_sizes(tmp
         folder, runner.training_captions(runner.make_datamodule(load_config()), 200), toy=False
     )
     cfg = gpu_check.compose(folder, tmp_path / "logs", toy=False, fsdp=False, steps=2, device="cpu")
-    with torch.device("meta"):
-        model = runner.make_module(cfg, runner.make_datamodule(cfg)).model
+    model = gpu_check.build_parts(cfg, "meta")[1].model
 
     def count(module, keep=lambda p: True):
         return sum(p.numel() for p in module.parameters() if keep(p))

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from torch import nn
 
 import mdp
-from mdp.hf_adapter import import_transformers, spec_from_folder, wrap_hf_tower
+from mdp.hf_adapter import spec_from_folder, wrap_hf_tower
 
 
 class InitFromError(ValueError):
@@ -45,7 +46,6 @@ def read_config(folder: str | Path) -> Any:
             f"model.init_from={folder}: no config.json there. Point it at a LLaVA-OneVision folder in HF format "
             "(e.g. huggingface-cli download llava-hf/llava-onevision-qwen2-7b-ov-hf --local-dir <folder>)"
         )
-    transformers = import_transformers("model.init_from")
     config = transformers.AutoConfig.from_pretrained(path)
     if config.model_type != "llava_onevision":
         raise InitFromError(
@@ -97,7 +97,6 @@ def load_llava_onevision(
             f"of tower layer {expected} (0-based; vision_feature_layer={config.vision_feature_layer}, "
             f"{depth} layers): end backbone.layers with {expected}"
         )
-    transformers = import_transformers("model.init_from")
     cls = transformers.LlavaOnevisionForConditionalGeneration
     if load_weights:
         # One dtype for all (transformers drops per-module dtypes); the trained parts are cast to float32 below,
@@ -110,7 +109,7 @@ def load_llava_onevision(
     backbone = wrap_hf_tower(
         tower, name=f"hf:{folder}", layers=layers, spec=spec_from_folder(tower.config, Path(folder))
     )
-    lm = _causal_lm(config.text_config, inner.language_model, model.lm_head, transformers).to(lm_dtype)
+    lm = _causal_lm(config.text_config, inner.language_model, model.lm_head).to(lm_dtype)
     return LlavaParts(
         backbone=backbone,
         projector=inner.multi_modal_projector.float(),
@@ -120,7 +119,7 @@ def load_llava_onevision(
     )
 
 
-def _causal_lm(text_config: Any, body: nn.Module, head: nn.Module, transformers: Any) -> nn.Module:
+def _causal_lm(text_config: Any, body: nn.Module, head: nn.Module) -> nn.Module:
     """``AutoModelForCausalLM`` of the text config around the already loaded body and head (no copy)."""
     with torch.device("meta"):  # an empty shell: its own body and head are replaced below
         lm = transformers.AutoModelForCausalLM.from_config(text_config, attn_implementation="sdpa")
