@@ -22,8 +22,8 @@ key              type         meaning
 ``instruction``  ``str``      the pair's own prompt, from an instruction file (``DATA=llava``: the human
                               turn without its ``<image>`` placeholders). A training sample of one caption
                               carries that caption's instruction; an evaluation pair merged from several
-                              records carries the first one's. A model with a chat template uses it as the
-                              user turn's text; without one it is ignored.
+                              records carries the first one's. Not read by the captioner yet: with a chat
+                              template it puts ``model.prompt`` in every pair's user turn.
 ``subset``       ``str``      the part of its benchmark the pair belongs to (OmniDiff: ``real`` /
                               ``render``, by ``data.subsets``), scored separately like a category.
 ===============  ===========  ==========================================================================
