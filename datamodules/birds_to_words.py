@@ -34,17 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datamodules.records import (
-    SPLITS,
-    DataError,
-    PairRecord,
-    PathGuard,
-    Problems,
-    RecordDataConfig,
-    RecordDataModule,
-    decode_utf8,
-    read_bytes,
-)
+from datamodules.annotations import PairRecord, PathGuard, decode_utf8, read_bytes
+from datamodules.errors import DataError, Problems
+from datamodules.records import SPLITS, RecordDataConfig, RecordDataModule
 
 COLUMNS = (
     "img1ObservationURL",

@@ -24,15 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from datamodules.records import (
-    DataError,
-    Fields,
-    PairRecord,
-    Problems,
-    RecordDataConfig,
-    RecordDataModule,
-    read_json_dict,
-)
+from datamodules.annotations import Fields, PairRecord, read_json_dict
+from datamodules.errors import DataError, Problems
+from datamodules.records import RecordDataConfig, RecordDataModule
 
 TYPE_TO_CATEGORY = {"material": "texture"}  # the file's key -> the name papers (and our config) use
 DISTRACTOR = "distractor"

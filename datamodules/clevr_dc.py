@@ -27,15 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datamodules.records import (
-    DataError,
-    Fields,
-    PairRecord,
-    Problems,
-    RecordDataConfig,
-    RecordDataModule,
-    read_json_dict,
-)
+from datamodules.annotations import Fields, PairRecord, read_json_dict
+from datamodules.errors import DataError, Problems
+from datamodules.records import RecordDataConfig, RecordDataModule
 
 README_BLOCK_ORDER = ("color", "texture", "add", "drop", "move", "distractor")
 

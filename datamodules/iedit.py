@@ -15,16 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datamodules.records import (
-    DataError,
-    Fields,
-    PairRecord,
-    PathGuard,
-    Problems,
-    RecordDataConfig,
-    RecordDataModule,
-    read_records,
-)
+from datamodules.annotations import Fields, PairRecord, PathGuard, read_records
+from datamodules.errors import DataError, Problems
+from datamodules.records import RecordDataConfig, RecordDataModule
 
 SPLIT_FILES = {"train": ("train.json",), "val": ("valid.json", "val.json"), "test": ("test.json",)}
 

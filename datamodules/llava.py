@@ -35,17 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datamodules.records import (
-    SPLITS,
-    Fields,
-    MissingFile,
-    PairRecord,
-    PathGuard,
-    Problems,
-    RecordDataConfig,
-    RecordDataModule,
-    read_records,
-)
+from datamodules.annotations import Fields, PairRecord, PathGuard, read_records
+from datamodules.errors import MissingFile, Problems
+from datamodules.records import SPLITS, RecordDataConfig, RecordDataModule
 
 PLACEHOLDER = "<image>"
 HUMAN, GPT, SYSTEM = ("human", "user"), ("gpt", "assistant"), ("system",)

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.base import PairDataConfig, PairDataModule
 from datamodules.config import ConfigError, data_config
 from datamodules.contract import PairSample
-from datamodules.records import RecordDataset
+from datamodules.record_dataset import RecordDataset
 
 log = logging.getLogger("m3diff.data")
 

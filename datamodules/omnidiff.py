@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from datamodules.annotations import Fields
 from datamodules.pairs import FIELD_NAMES, PairsConfig, PairsDataModule
-from datamodules.records import Fields
 
 # Plausible names per field, tried in order after any data.fields override.
 ALIASES: Mapping[str, tuple[str, ...]] = {

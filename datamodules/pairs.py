@@ -30,17 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datamodules.records import (
-    SPLITS,
-    DataError,
-    Fields,
-    PairRecord,
-    PathGuard,
-    Problems,
-    RecordDataConfig,
-    RecordDataModule,
-    read_records,
-)
+from datamodules.annotations import Fields, PairRecord, PathGuard, read_records
+from datamodules.errors import DataError, Problems
+from datamodules.records import SPLITS, RecordDataConfig, RecordDataModule
 
 # canonical field -> the names it may have in a file (the pairs format: exactly one each)
 FIELD_NAMES: Mapping[str, tuple[str, ...]] = {

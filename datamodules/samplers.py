@@ -38,7 +38,7 @@ class ResumableSampler(Sampler[int]):
         weights: per-item weights: draw ``num_samples`` items with replacement (the mixture); otherwise a
             permutation.
         encode_epoch: yield ``epoch * n + index`` so that the dataset can decode the epoch with ``divmod``
-            (per-epoch augmentation that is deterministic in any worker: :class:`~datamodules.records.RecordDataset`);
+            (per-epoch augmentation that is deterministic in any worker: :class:`~datamodules.record_dataset.RecordDataset`);
             ``False`` yields plain indices (datasets that are a pure function of the index, like the embedded
             benchmark).
 

@@ -24,7 +24,8 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
-from datamodules.records import DataError, MissingFile, RecordDataModule, SplitReport
+from datamodules.errors import DataError, MissingFile
+from datamodules.records import RecordDataModule, SplitReport
 
 MAX_LISTED = 1000  # problems listed in the JSON (all are counted); the text output shows the first 20
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNREADABLE = 0, 1, 2

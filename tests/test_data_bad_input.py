@@ -18,8 +18,8 @@ from fixtures_data import build_mini, make_dm, make_pairs, write_image
 from PIL import Image
 
 from datamodules.contract import check_sample
+from datamodules.errors import DataError
 from datamodules.images import ImageLoadError, load_image, to_rgb
-from datamodules.records import DataError
 
 LOADERS = ["clevr_change", "clevr_dc", "spot_the_diff", "iedit", "omnidiff", "pairs"]  # JSON annotations
 ALL_LOADERS = [*LOADERS, "birds_to_words", "llava"]  # image and file-level checks apply to every loader

@@ -10,7 +10,7 @@ from fixtures_data import BIRDS_COLUMNS, birds_row, make_birds, make_dm
 
 from datamodules.birds_to_words import COLUMNS
 from datamodules.contract import check_sample
-from datamodules.records import DataError
+from datamodules.errors import DataError
 from experiments import data_info
 
 

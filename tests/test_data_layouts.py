@@ -22,7 +22,8 @@ from fixtures_data import (
 )
 
 from datamodules.contract import check_sample
-from datamodules.records import EpochSampler, RecordDataModule
+from datamodules.records import RecordDataModule
+from datamodules.samplers import ResumableSampler
 
 
 def all_batches_ok(dm, stage_splits=(("fit", "train"), ("fit", "val"), ("test", "test"))):
@@ -241,14 +242,14 @@ def test_omnidiff_explicit_field_names_and_category_map(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ sampler
 def test_epoch_sampler_is_seeded_and_encodes_the_epoch():
-    a, b = EpochSampler(10, seed=3), EpochSampler(10, seed=3)
+    a, b = ResumableSampler(10, seed=3), ResumableSampler(10, seed=3)
     first, again = list(a), list(b)
     assert first == again and sorted(first) == list(range(10))  # epoch 0: a permutation, reproducible
     second = list(a)  # no set_epoch: the next iteration is the next epoch
     assert sorted(second) == list(range(10, 20)) and [k - 10 for k in second] != first
     b.set_epoch(1)
     assert list(b) == second
-    weighted = EpochSampler(10, seed=0, num_samples=2000, weights=[1.0] * 5 + [0.0] * 5)
+    weighted = ResumableSampler(10, seed=0, num_samples=2000, weights=[1.0] * 5 + [0.0] * 5)
     assert max(weighted) < 5 and len(list(weighted)) == 2000
 
 

@@ -11,8 +11,8 @@ from fixtures_data import LLAVA, LONG_CAPTION, llava_record, make_dm, make_llava
 from helpers import TINY_MODEL
 
 from datamodules.contract import check_sample, collate_pairs
+from datamodules.errors import DataError, MissingFile
 from datamodules.llava import instruction_text
-from datamodules.records import DataError, MissingFile
 from experiments import data_info
 
 

@@ -12,7 +12,7 @@ from fixtures_data import build_mini, make_dm, write_json
 
 from callbacks.caption_metrics import CaptionMetricsCallback, CaptionRecords, build_subsets, unique_pairs
 from datamodules.contract import check_sample, collate_pairs
-from datamodules.records import DataError
+from datamodules.errors import DataError
 from evaluation import CaptionScorer
 from experiments import compare, data_info
 from experiments.common.config import load_config
