@@ -122,6 +122,33 @@ def _type(value: Any) -> str:
 _MISSING = object()
 
 
+def split_ids(path: Path, split: str, problems: Problems, *, noun: str = "id") -> list[tuple[int, str]]:
+    """The integer ids a split file (``{"train": [int, ...], "val": ..., "test": ...}``) lists for ``split``,
+    in order, each with where it stands (``"'test' item 3"``): CLEVR-Change's scene ids, CLEVR-DC's pair ids.
+
+    A missing or non-list entry is fatal (:class:`DataError`); a bad or repeated id is a record-level problem.
+    """
+    splits = read_json_dict(path)
+    if split not in splits:
+        raise DataError(f"no '{split}' list of {noun}s (keys found: {sorted(splits)})", file=path)
+    if not isinstance(splits[split], list):
+        raise DataError(f"'{split}' must be a list of {noun}s, got {_type(splits[split])}", file=path)
+    ids: list[tuple[int, str]] = []
+    first_seen: dict[int, int] = {}
+    for position, value in enumerate(splits[split]):
+        where = f"'{split}' item {position}"
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            problems.add(f"{noun} must be a non-negative integer, got {value!r}", file=path, record=where)
+        elif value in first_seen:
+            problems.add(
+                f"duplicate {noun} {value} (first at item {first_seen[value]})", file=path, record=where
+            )
+        else:
+            first_seen[value] = position
+            ids.append((value, where))
+    return ids
+
+
 class Fields:
     """Typed access to one annotation record. The first problem is reported (file, record, field) and marks
     the record ``bad``; later getters return ``None`` quietly, so a record is counted once."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from datamodules.annotations import Fields, PairRecord, read_json_dict
+from datamodules.annotations import Fields, PairRecord, read_json_dict, split_ids
 from datamodules.errors import DataError, Problems
 from datamodules.records import RecordDataConfig, RecordDataModule
 
@@ -59,43 +59,19 @@ class ClevrChangeDataModule(RecordDataModule):
         self.train_swap_prob = swap_prob
 
     def index(self, split: str, problems: Problems) -> list[PairRecord]:
+        """The change pair of every scene of ``split``, in split order, then every distractor pair."""
         root = self.root_path
-        splits_file = root / "splits.json"
-        splits = read_json_dict(splits_file)
-        if split not in splits:
-            raise DataError(f"no '{split}' list (keys found: {sorted(splits)})", file=splits_file)
-        if not isinstance(splits[split], list):
-            raise DataError(
-                f"'{split}' must be a list of scene ids, got {type(splits[split]).__name__}", file=splits_file
-            )
         type_of = self._types(problems)
         change = self._captions(root / "change_captions.json", problems)
         no_change = self._captions(root / "no_change_captions.json", problems)
-
         changes: list[PairRecord] = []
         distractors: list[PairRecord] = []
-        first_seen: dict[int, int] = {}
-        for position, scene in enumerate(splits[split]):
-            where = f"'{split}' item {position}"
-            if isinstance(scene, bool) or not isinstance(scene, int) or scene < 0:
-                problems.add(
-                    f"scene id must be a non-negative integer, got {scene!r}", file=splits_file, record=where
-                )
-                continue
-            if scene in first_seen:
-                problems.add(
-                    f"duplicate scene id {scene} (first at item {first_seen[scene]})",
-                    file=splits_file,
-                    record=where,
-                )
-                continue
-            first_seen[scene] = position
+        for scene, where in split_ids(root / "splits.json", split, problems, noun="scene id"):
             default = f"{root}/images/CLEVR_default_{scene:06d}.png"
             semantic = f"{root}/sc_images/CLEVR_semantic_{scene:06d}.png"
             nonsemantic = f"{root}/nsc_images/CLEVR_nonsemantic_{scene:06d}.png"
             key = f"CLEVR_default_{scene:06d}.png"
-            source = f"splits.json {where}, scene {scene}"
-
+            same = {"source": f"splits.json {where}, scene {scene}", "swap_key": str(scene)}
             kind = type_of.get(scene)
             if kind is None:
                 problems.add(
@@ -104,16 +80,16 @@ class ClevrChangeDataModule(RecordDataModule):
                     record=f"scene {scene}",
                 )
             elif (captions := self._lookup(change, key, root / "change_captions.json", problems)) is not None:
+                category = TYPE_TO_CATEGORY.get(kind, kind)
                 changes.append(
                     PairRecord(
                         pair_id=f"{scene:06d}.png",
                         before=default,
                         after=semantic,
                         captions=captions,
-                        categories=(TYPE_TO_CATEGORY.get(kind, kind),),
-                        source=source,
+                        categories=(category,),
                         swapped=(nonsemantic, semantic),
-                        swap_key=str(scene),
+                        **same,
                     )
                 )
             captions = self._lookup(no_change, key, root / "no_change_captions.json", problems)
@@ -125,9 +101,8 @@ class ClevrChangeDataModule(RecordDataModule):
                         after=nonsemantic,
                         captions=captions,
                         categories=(DISTRACTOR,),
-                        source=source,
                         swapped=(nonsemantic, default),
-                        swap_key=str(scene),
+                        **same,
                     )
                 )
         return changes + distractors

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datamodules.annotations import Fields, PairRecord, read_json_dict
+from datamodules.annotations import Fields, PairRecord, read_json_dict, split_ids
 from datamodules.errors import DataError, Problems
 from datamodules.records import RecordDataConfig, RecordDataModule
 
@@ -100,27 +100,10 @@ class ClevrDCDataModule(RecordDataModule):
 
     def index(self, split: str, problems: Problems) -> list[PairRecord]:
         split_file = self._first("split.json", "splits.json", what="split file")
-        splits = read_json_dict(split_file)
-        if split not in splits or not isinstance(splits[split], list):
-            raise DataError(f"no '{split}' list of ids (keys found: {sorted(splits)})", file=split_file)
         captions, caption_file = self._captions(problems)
         layout = self.resolved_layout()
-
         records: list[PairRecord] = []
-        first_seen: dict[int, int] = {}
-        for position, pair in enumerate(splits[split]):
-            where = f"'{split}' item {position}"
-            if isinstance(pair, bool) or not isinstance(pair, int) or pair < 0:
-                problems.add(
-                    f"id must be a non-negative integer, got {pair!r}", file=split_file, record=where
-                )
-                continue
-            if pair in first_seen:
-                problems.add(
-                    f"duplicate id {pair} (first at item {first_seen[pair]})", file=split_file, record=where
-                )
-                continue
-            first_seen[pair] = position
+        for pair, where in split_ids(split_file, split, problems):
             block = pair // self.block_size
             if block >= len(self.block_types):
                 problems.add(
@@ -130,21 +113,14 @@ class ClevrDCDataModule(RecordDataModule):
                     record=where,
                 )
                 continue
-            if captions is None:
-                found: tuple[str, ...] | None = ()
-            elif pair not in captions:
+            if captions is not None and pair not in captions:
                 problems.add(
                     f"id is in {split_file.name} {where} but has no captions",
                     file=caption_file,
                     record=f"id {pair}",
                 )
                 continue
-            else:
-                key, value = captions[pair]
-                listed = Fields(
-                    {key: value}, file=caption_file, where=f"key {key!r}", problems=problems
-                ).str_list(key, captions=True)
-                found = None if listed is None else tuple(listed)
+            found = self._references(captions, pair, caption_file, problems)
             if found is None:
                 continue
             before, after = self.image_paths(pair, layout)
@@ -159,6 +135,20 @@ class ClevrDCDataModule(RecordDataModule):
                 )
             )
         return records
+
+    @staticmethod
+    def _references(
+        captions: dict[int, tuple[str, Any]] | None, pair: int, path: Path, problems: Problems
+    ) -> tuple[str, ...] | None:
+        """The captions of ``pair``; ``()`` when the caption file is missing (inspection), ``None`` after a
+        problem."""
+        if captions is None:
+            return ()
+        key, value = captions[pair]
+        found = Fields({key: value}, file=path, where=f"key {key!r}", problems=problems).str_list(
+            key, captions=True
+        )
+        return None if found is None else tuple(found)
 
     def _captions(self, problems: Problems) -> tuple[dict[int, tuple[str, Any]] | None, Path]:
         """int id -> (key as written, value), from ``captions.json`` or ``change_captions.json``."""
