@@ -5,12 +5,12 @@ The contract with the LightningModule: ``validation_step`` / ``test_step`` retur
     {"pair_id": list[str], "prediction": list[str], "references": list[list[str]],
      "categories": list[list[str]], "benchmark": list[str], "subset": list[str | None]}
 
-(``references`` / ``categories`` / ``benchmark`` / ``subset`` default to the batch's ``captions`` / ``categories``
-/ ``benchmark`` / ``subset`` when left out; ``subset`` is optional, see :mod:`datamodules.contract`). :class:`CaptionMetricsCallback` collects these records in a
-:class:`CaptionRecords` torchmetrics ``Metric`` (JSON lines as uint8 tensors, ``dist_reduce_fx="cat"``) so
-torchmetrics gathers every rank's records; each pair is then kept exactly once (DistributedSampler pads by
-repeating pairs), rank 0 scores them (:mod:`evaluation`) and writes the files, the scores are
-broadcast and every rank logs them (ModelCheckpoint may run on any rank).
+(``references`` / ``categories`` / ``benchmark`` / ``subset`` default to the batch's ``captions`` /
+``categories`` / ``benchmark`` / ``subset`` when left out; ``subset`` is optional, see
+:mod:`datamodules.contract`). :class:`CaptionMetricsCallback` collects these records in a
+:class:`~callbacks.caption_records.CaptionRecords` metric, which torchmetrics gathers from every rank; each pair
+is then kept exactly once, rank 0 scores them (:mod:`evaluation`: overall and per subset) and writes the files,
+the scores are broadcast and every rank logs them (ModelCheckpoint may run on any rank).
 
 Also here: :func:`monitor_key` (what ModelCheckpoint monitors). Token accuracy and perplexity during
 training are torchmetrics' own ``MulticlassAccuracy`` / ``Perplexity`` (see ``lightning_modules/captioner.py``).
@@ -26,23 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from torchmetrics import Metric
-from torchmetrics.utilities.data import dim_zero_cat
 
+from callbacks.caption_records import CaptionRecords, unique_pairs
 from callbacks.tensorboard import log_bar_charts
 from evaluation import (
     METRICS,
     CaptionScorer,
     ScoreReport,
     atomic_write_text,
+    build_subsets,
     coco_ground_truth,
     coco_predictions,
 )
 
 log = logging.getLogger("m3diff.metrics")
-
-RECORD_KEYS = ("pair_id", "prediction", "references", "categories", "benchmark", "subset")
 
 
 # ---------------------------------------------------------------------------------------------- checkpointing
@@ -61,127 +58,6 @@ def monitor_key(metric: str | Mapping[str, Any] = "CIDEr", stage: str = "val") -
             f"metrics.monitor={metric!r}: choose one of {[*METRICS, 'SPICE']} (optionally /<category>)"
         )
     return f"{stage}/{metric}"
-
-
-# ---------------------------------------------------------------------------------------------- gathering
-class CaptionRecords(Metric):
-    """Accumulates evaluation records as UTF-8 JSON lines in uint8 tensors; torchmetrics syncs them.
-
-    ``dist_reduce_fx="cat"`` makes ``compute()`` return every rank's records (rank order), on every rank.
-    JSON escapes newlines inside strings, so a ``\\n`` byte always ends a record.
-    """
-
-    full_state_update = False
-    is_differentiable = False
-    higher_is_better = None
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.add_state("data", default=[], dist_reduce_fx="cat")
-        self._add_empty()
-
-    def _add_empty(self) -> None:
-        # A rank that saw no batch would otherwise sync a float32 placeholder (torchmetrics' default dtype)
-        # against the others' uint8 bytes; an empty uint8 tensor keeps every rank's dtype the same.
-        self.data.append(torch.zeros(0, dtype=torch.uint8, device=self.device))
-
-    def reset(self) -> None:
-        super().reset()
-        self._add_empty()
-
-    def update(
-        self,
-        pair_id: Sequence[str],
-        prediction: Sequence[str],
-        references: Sequence[Sequence[str]],
-        categories: Sequence[Sequence[str]],
-        benchmark: Sequence[str],
-        subset: Sequence[str | None] | None = None,
-    ) -> None:
-        subset = [""] * len(pair_id) if subset is None else subset
-        columns = (pair_id, prediction, references, categories, benchmark, subset)
-        if len({len(c) for c in columns}) != 1:
-            sizes = dict(zip(RECORD_KEYS, map(len, columns)))
-            raise ValueError(f"evaluation step output: list lengths differ {sizes}")
-        lines = b"".join(
-            json.dumps(
-                [str(p), str(c), [str(r) for r in refs], [str(x) for x in cats], str(b), str(part or "")]
-            ).encode()
-            + b"\n"
-            for p, c, refs, cats, b, part in zip(*columns)
-        )
-        self.data.append(torch.frombuffer(bytearray(lines), dtype=torch.uint8).to(self.device))
-
-    def compute(self) -> list[dict[str, Any]]:
-        data = dim_zero_cat(self.data) if isinstance(self.data, list) else self.data
-        text = bytes(data.cpu().numpy()).decode()
-        return [dict(zip(RECORD_KEYS, json.loads(line))) for line in text.split("\n") if line]
-
-
-def unique_pairs(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """pair id -> record, sorted by id, keeping the first record of each pair (padding repeats pairs in DDP).
-
-    Ids stay the benchmarks' own, unless two benchmarks of one evaluation (a mixture) share an id
-    (CLEVR-Change and CLEVR-DC both have ``000256.png``): then every id is keyed ``<benchmark>/<pair id>``.
-    """
-    owners: dict[str, set[str]] = {}
-    for rec in records:
-        owners.setdefault(rec["pair_id"], set()).add(rec["benchmark"])
-    shared = any(len(benchmarks) > 1 for benchmarks in owners.values())
-    out: dict[str, dict[str, Any]] = {}
-    for rec in records:
-        key = f"{rec['benchmark']}/{rec['pair_id']}" if shared else rec["pair_id"]
-        out.setdefault(key, dict(rec))
-    # Sorted by id: the order pairs arrive in depends on the number of processes, and CIDEr / ROUGE-L
-    # are means over pairs, whose float sums would differ in the last digit with the order.
-    return dict(sorted(out.items()))
-
-
-def build_subsets(
-    pairs: Mapping[str, Mapping[str, Any]],
-    categories: Sequence[str] = (),
-    groups: Mapping[str, Sequence[str]] | None = None,
-) -> dict[str, dict[str, list[str]]]:
-    """The subsets to rescore: ``{"categories": {c: ids}, "groups": {g: ids}, "subsets": {s: ids},
-    "benchmarks": {b: ids}}``.
-
-    ``categories`` come from config (the DataModule's); when empty, the categories found in the records are
-    used. A group holds the pairs that carry any of its categories. ``subsets`` are the pairs' own ``subset``
-    labels (OmniDiff's real / render), listed when there are any. Benchmarks are listed only when the records
-    hold more than one.
-    """
-    groups = dict(groups or {})
-    if not categories:
-        categories = list(dict.fromkeys(c for rec in pairs.values() for c in rec["categories"]))
-    clash = set(groups) & set(categories)
-    if clash:
-        raise ValueError(f"data.groups names {sorted(clash)} are also category names: log keys would collide")
-    by_cat: dict[str, list[str]] = {c: [] for c in categories}
-    by_bench: dict[str, list[str]] = {}
-    by_subset: dict[str, list[str]] = {}
-    for pid, rec in pairs.items():
-        for c in dict.fromkeys(rec["categories"]):
-            if c in by_cat:
-                by_cat[c].append(pid)
-        by_bench.setdefault(rec["benchmark"], []).append(pid)
-        if rec.get("subset"):
-            by_subset.setdefault(rec["subset"], []).append(pid)
-    clash = set(by_subset) & (set(groups) | set(categories))
-    if clash:
-        raise ValueError(
-            f"subset names {sorted(clash)} are also category or group names: log keys would collide"
-        )
-    out: dict[str, dict[str, list[str]]] = {"categories": by_cat}
-    if groups:
-        out["groups"] = {
-            g: [pid for pid, rec in pairs.items() if set(rec["categories"]) & set(members)]
-            for g, members in groups.items()
-        }
-    if by_subset:
-        out["subsets"] = dict(sorted(by_subset.items()))
-    if len(by_bench) > 1:
-        out["benchmarks"] = by_bench
-    return out
 
 
 def log_keys(report: ScoreReport, stage: str) -> dict[str, float]:

@@ -45,6 +45,32 @@ def _one_of(prefix: str, names: Iterable[str], suffix: str = "") -> str:
     return f"^{re.escape(prefix)}({alternatives}){re.escape(suffix)}$"
 
 
+def _overall_charts(stage: str, metrics: Sequence[str], *, reference_points: bool) -> dict[str, list[Any]]:
+    """One chart per overall metric; CIDEr and Bleu_4 beside the ``ceiling`` / ``trivial`` reference points."""
+    charts: dict[str, list[Any]] = {}
+    for m in metrics:
+        tags = [_exact(f"{stage}/{m}")]
+        if reference_points and m in REFERENCE_METRICS:
+            tags.append(_one_of(f"{stage}/", REFERENCE_POINTS, f"/{m}"))
+        title = f"{m} (with the ceiling and trivial reference points)" if len(tags) > 1 else m
+        charts[title] = ["Multiline", tags]
+    return charts
+
+
+def _category_charts(stage: str, scored: Mapping[str, Sequence[str]]) -> dict[str, list[Any]]:
+    """CIDEr / Bleu_4 / METEOR by category, group and subset (``scored``: kind -> names), each with the
+    overall line."""
+    charts: dict[str, list[Any]] = {}
+    for m in ("CIDEr", "Bleu_4", "METEOR"):
+        for kind, names in scored.items():
+            if names:
+                charts[f"{m} by {kind}"] = [
+                    "Multiline",
+                    [_exact(f"{stage}/{m}"), _one_of(f"{stage}/{m}/", names)],
+                ]
+    return charts
+
+
 def scalar_layout(
     *,
     categories: Sequence[str] = (),
@@ -71,24 +97,10 @@ def scalar_layout(
     """
     s = stage
     metrics = [*OVERALL, *(["SPICE"] if spice else [])]
-    overall: dict[str, list[Any]] = {}
-    for m in metrics:
-        tags = [_exact(f"{s}/{m}")]
-        if reference_points and m in REFERENCE_METRICS:
-            tags.append(_one_of(f"{s}/", REFERENCE_POINTS, f"/{m}"))
-        title = f"{m} (with the ceiling and trivial reference points)" if len(tags) > 1 else m
-        overall[title] = ["Multiline", tags]
-    layout: dict[str, dict[str, list[Any]]] = {f"{s}: overall": overall}
-
-    by_category: dict[str, list[Any]] = {}
-    for m in ("CIDEr", "Bleu_4", "METEOR"):
-        for kind, names in (("category", categories), ("group", groups), ("subset", subsets)):
-            if names:
-                lines = [_exact(f"{s}/{m}"), _one_of(f"{s}/{m}/", names)]
-                by_category[f"{m} by {kind}"] = ["Multiline", lines]
+    layout = {f"{s}: overall": _overall_charts(s, metrics, reference_points=reference_points)}
+    by_category = _category_charts(s, {"category": categories, "group": groups, "subset": subsets})
     if by_category:
         layout[f"{s}: by category"] = by_category
-
     if training:
         layout["losses"] = {
             "loss (train, val)": ["Multiline", [_exact("train/loss"), _exact(f"{s}/loss")]],

@@ -2,6 +2,7 @@
 
 - :mod:`.scorer`: :class:`CaptionScorer` runs pycocoevalcap's scorers (PTB tokenizer, BLEU, METEOR, ROUGE-L,
   CIDEr-D, optional SPICE) once per evaluation and rescores every subset (change category, group, benchmark).
+- :mod:`.subsets`: :func:`build_subsets`, the pair ids of each rescored subset, from the pairs' labels.
 - :mod:`.report`: :class:`ScoreReport` and its Markdown table.
 - :mod:`.coco_files`: the COCO-format files anyone can rescore, written atomically.
 - :mod:`.tokenization`, :mod:`.meteor`, :mod:`.java`: the PTB tokenizer, the long-lived METEOR JVM and the
@@ -12,6 +13,7 @@ from evaluation.coco_files import atomic_write_text, coco_ground_truth, coco_pre
 from evaluation.java import java_missing_reason, spice_missing_reason
 from evaluation.report import METRICS, SUBSET_KINDS, ScoreReport, markdown_table
 from evaluation.scorer import CaptionScorer, score_captions
+from evaluation.subsets import build_subsets
 
 __all__ = [
     "METRICS",
@@ -19,6 +21,7 @@ __all__ = [
     "CaptionScorer",
     "ScoreReport",
     "atomic_write_text",
+    "build_subsets",
     "coco_ground_truth",
     "coco_predictions",
     "java_missing_reason",

@@ -20,17 +20,12 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import Dataset
 
-from callbacks.caption_metrics import (
-    CaptionMetricsCallback,
-    CaptionRecords,
-    build_subsets,
-    monitor_key,
-    unique_pairs,
-)
+from callbacks.caption_metrics import CaptionMetricsCallback, monitor_key
+from callbacks.caption_records import CaptionRecords, unique_pairs
 from callbacks.panels import PanelsCallback, compose_panel
 from callbacks.tensorboard import HparamsCallback, ScalarLayout, flatten_hparams, scalar_layout
 from datamodules.base import PairDataModule
-from evaluation import CaptionScorer
+from evaluation import CaptionScorer, build_subsets
 from experiments.score import score_files
 
 CATEGORIES = ["color", "move", "distractor"]

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from callbacks.caption_metrics import CaptionRecords, unique_pairs
+from callbacks.caption_records import CaptionRecords, unique_pairs
 
 
 def _free_port() -> int:

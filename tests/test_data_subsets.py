@@ -10,10 +10,11 @@ import pytest
 import torch
 from fixtures_data import build_mini, make_dm, write_json
 
-from callbacks.caption_metrics import CaptionMetricsCallback, CaptionRecords, build_subsets, unique_pairs
+from callbacks.caption_metrics import CaptionMetricsCallback
+from callbacks.caption_records import CaptionRecords, unique_pairs
 from datamodules.contract import check_sample, collate_pairs
 from datamodules.errors import DataError
-from evaluation import CaptionScorer
+from evaluation import CaptionScorer, build_subsets
 from experiments import compare, data_info
 from experiments.common.config import load_config
 

@@ -33,7 +33,7 @@ def clevr_change_sized_set(
 ) -> tuple[dict[str, list[str]], dict[str, str], dict[str, dict[str, list[str]]]]:
     """References, predictions and subsets (``categories`` + the ``semantic`` group) of ``2 * scenes`` pairs
     of the embedded benchmark, half without a change in expectation, 5-7 references after the held-out one."""
-    from callbacks.caption_metrics import build_subsets
+    from evaluation import build_subsets
     from experiments.common import runner
     from experiments.common.config import load_config
 
