@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from experiments import compare
 from experiments.common.config import REPO_ROOT, load_config
+from experiments.compare import cli, report
+from experiments.compare.runs import Run, budget, plan_runs
 
 TINY = (
     "backbone.image_size=32 model.lm.num_layers=1 model.lm.hidden_size=64 model.lm.num_heads=2 "
@@ -27,7 +28,7 @@ TINY = (
 
 @pytest.mark.slow
 def test_compare_two_backbones_writes_one_row_each_and_marks_a_failure(tmp_path, capsys):
-    code = compare.main(
+    code = cli.main(
         ["--backbones", "siglip clip no_such_vit", "--args", f"{TINY} logs_dir={tmp_path}", "--name", "bb"]
     )
     assert code == 1  # one run failed; the others are still in the table
@@ -58,7 +59,7 @@ def test_compare_two_backbones_writes_one_row_each_and_marks_a_failure(tmp_path,
 
 
 def test_sweep_plans_experiment_by_backbone_with_one_budget():
-    planned = compare.plan_runs(
+    planned = plan_runs(
         backbones="siglip vit_tiny_patch16_224",
         experiments="default ablations",
         overrides=["trainer.max_steps=7"],
@@ -74,31 +75,31 @@ def test_sweep_plans_experiment_by_backbone_with_one_budget():
         "single_scale",
         "subtract",
     }
-    assert len({json.dumps(compare.budget(cfg), sort_keys=True) for _, cfg in planned}) == 1
+    assert len({json.dumps(budget(cfg), sort_keys=True) for _, cfg in planned}) == 1
     assert all(cfg.trainer.max_steps == 7 for _, cfg in planned)
 
 
 def test_defaults_and_refusals(tmp_path, capsys):
-    planned = compare.plan_runs(backbones="", experiments="")
+    planned = plan_runs(backbones="", experiments="")
     assert [run.backbone for run, _ in planned] == ["siglip-tiny", "clip-tiny"]
-    planned = compare.plan_runs(backbones="", experiments="ablations/no_gate")
+    planned = plan_runs(backbones="", experiments="ablations/no_gate")
     assert [(run.experiment, run.backbone) for run, _ in planned] == [("no_gate", "siglip-tiny")]
     # A typo fails before any training, naming the key to use.
-    assert compare.main(["--backbones", "siglip", "--args", "optim.lr_lmm=1"]) == 2
+    assert cli.main(["--backbones", "siglip", "--args", "optim.lr_lmm=1"]) == 2
     assert "did you mean 'optim.lr_lm'" in capsys.readouterr().err
-    assert compare.main(["--exp", "ablations/no_gat"]) == 2
+    assert cli.main(["--exp", "ablations/no_gat"]) == 2
     assert "did you mean 'ablations/no_gate'" in capsys.readouterr().err
     # No budget at all would train for ever.
     args = f"logs_dir={tmp_path} trainer.max_steps=-1 trainer.max_epochs=null trainer.max_time=null"
     if load_config().trainer.max_epochs is None:
-        assert compare.main(["--backbones", "siglip", "--args", args]) == 2
+        assert cli.main(["--backbones", "siglip", "--args", args]) == 2
         assert "no training budget" in capsys.readouterr().err
         assert not list(tmp_path.iterdir())
 
 
 def test_markdown_table_from_rows():
     cfg = load_config(overrides=["trainer.max_steps=10"])
-    ok = compare.Run("", "siglip", "default", "siglip-tiny", "default/siglip-tiny", status="ok", steps=10)
+    ok = Run("", "siglip", "default", "siglip-tiny", "default/siglip-tiny", status="ok", steps=10)
     ok.seconds, ok.run_dir = 90.0, "logs/default/siglip-tiny/version_0"
     ok.metrics = {
         "val/CIDEr": 0.4321,
@@ -109,10 +110,10 @@ def test_markdown_table_from_rows():
         "val/trivial/CIDEr": 0.28,
         "val/change_id/exact": 0.25,
     }
-    bad = compare.Run(
+    bad = Run(
         "", "x", "default", "timm:x", "default/timm-x", status="failed", error="exit 1: ValueError: no x"
     )
-    text = compare.render_markdown("demo", [ok, bad], cfg, 'make compare BACKBONES="siglip x"')
+    text = report.render_markdown("demo", [ok, bad], cfg, 'make compare BACKBONES="siglip x"')
     lines = text.splitlines()
     assert "| default | siglip-tiny | ok | 10 | 1.5 | 10.00 | 43.21 | 25.00 |" in lines
     assert "| default | timm:x | failed | – | – | – | – | – |" in lines

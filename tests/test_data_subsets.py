@@ -15,8 +15,10 @@ from callbacks.caption_records import CaptionRecords, unique_pairs
 from datamodules.contract import check_sample, collate_pairs
 from datamodules.errors import DataError
 from evaluation import CaptionScorer, build_subsets
-from experiments import compare, data_info
+from experiments import data_info
 from experiments.common.config import load_config
+from experiments.compare import report
+from experiments.compare.runs import Run, collect
 
 
 def test_omnidiff_pairs_are_real_or_render_by_path(tmp_path, capsys):
@@ -123,7 +125,7 @@ def test_validation_logs_each_subset(tmp_path, scorer, mixture):
 
 def test_compare_table_has_a_subset_section(tmp_path):
     cfg = load_config(groups={"data": "omnidiff"}, overrides=["trainer.max_steps=10"])
-    run = compare.Run("", "siglip", "default", "siglip-tiny", "default/siglip-tiny", status="ok", steps=10)
+    run = Run("", "siglip", "default", "siglip-tiny", "default/siglip-tiny", status="ok", steps=10)
     folder = tmp_path / "default" / "siglip-tiny" / "version_0"
     write_json(
         folder / "final_metrics.json", {"val/CIDEr": 0.5, "val/CIDEr/real": 0.75, "val/CIDEr/render": 0.25}
@@ -133,9 +135,9 @@ def test_compare_table_has_a_subset_section(tmp_path):
         folder / "eval" / "val-step10" / "subsets.json",
         {"categories": {}, "subsets": {"real": [], "render": []}},
     )
-    compare.collect(run, tmp_path, set())
+    collect(run, tmp_path, set())
     assert run.subsets == ["real", "render"] and run.steps == 10
-    lines = compare.render_markdown("demo", [run], cfg, "make compare").splitlines()
+    lines = report.render_markdown("demo", [run], cfg, "make compare").splitlines()
     at = lines.index("## CIDEr by subset (x100)")
     assert lines[at + 2 : at + 5] == ["| experiment | backbone | real | render |", "|---|---|---:|---:|", "| default | siglip-tiny | 75.00 | 25.00 |"]  # fmt: skip
     assert "## CIDEr by change category (x100)" not in lines  # real / render are not categories

@@ -1,0 +1,18 @@
+"""Compare backbones and/or experiments under one budget:
+``make compare BACKBONES="siglip clip vit_small_patch16_224" [EXP="default ablations"] [DATA=..] [ARGS=..]``.
+
+Every run (experiment x backbone) trains with the same data, seed and budget (``ARGS`` apply to all, e.g.
+``ARGS="trainer.max_steps=2000"``) through ``experiments.train``, each in its own Python process: a run that
+fails (or runs out of memory) becomes a row marked ``failed`` and the others go on. Runs land side by side
+in TensorBoard (``logs/<experiment>/<backbone>/version_N``, hparams tab names the backbone and MDP switches).
+After every run the table is rewritten, so an interrupted comparison keeps what it has:
+
+    <logs_dir>/<name>/compare.md    overall scores, per-category CIDEr, reference baselines (x100)
+    <logs_dir>/<name>/compare.json  the same rows with every final validation metric and the run folders
+    <logs_dir>/<name>/runs/*.log    each run's console output
+
+``<name>`` is the experiment's name when one experiment is swept, else ``compare`` (``--name`` sets it).
+``EXP`` takes experiment names (``ablations/no_gate``) and folders under ``experiments/`` (``ablations`` =
+every YAML in it); ``default`` is the base config. ``BACKBONES`` empty: the config's backbone (``siglip``
+and ``clip`` when ``EXP`` is empty too). Exit status: 0 all runs succeeded, 1 some failed, 2 bad config.
+"""

@@ -1,0 +1,136 @@
+"""The comparison's table: ``compare.md`` (scores x100: a row per run, CIDEr by category, subset and benchmark)
+and ``compare.json`` (every run with its final validation metrics), rewritten after every run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from experiments.compare.runs import Run, budget
+
+OVERALL = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
+BASELINES = {"ceiling": "one reference vs the others", "trivial": "most common training caption"}
+
+
+def fmt(value: float | None, scale: float = 100.0) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{scale * value:.2f}"
+
+
+def category_columns(runs: Sequence[Run], cfg: DictConfig) -> list[str]:
+    """Per-category CIDEr columns: the config's categories and groups first, then any others logged (not the
+    subsets: they have their own table)."""
+    names = [str(c) for c in cfg.data.categories] + [str(g) for g in cfg.data.groups]
+    subsets = subset_columns(runs)
+    for run in runs:
+        for key in run.metrics:
+            parts = key.split("/")
+            if len(parts) == 3 and parts[1] == "CIDEr" and parts[2] not in names:
+                names.append(parts[2])
+    return [n for n in names if n not in subsets and any(f"val/CIDEr/{n}" in r.metrics for r in runs)]
+
+
+def subset_columns(runs: Sequence[Run]) -> list[str]:
+    """Per-subset CIDEr (``val/CIDEr/<subset>``; the subsets each run's evaluation files name)."""
+    return list(dict.fromkeys(name for run in runs for name in run.subsets))
+
+
+def benchmark_columns(runs: Sequence[Run]) -> list[str]:
+    """Per-benchmark CIDEr (a mixture): ``val/<benchmark>/CIDEr`` other than the baselines."""
+    names: list[str] = []
+    for run in runs:
+        for key in run.metrics:
+            parts = key.split("/")
+            if len(parts) == 3 and parts[2] == "CIDEr" and parts[1] not in (*BASELINES, "CIDEr"):
+                names.append(parts[1])
+    return list(dict.fromkeys(names))
+
+
+def render_markdown(name: str, runs: Sequence[Run], cfg: DictConfig, command: str) -> str:
+    """compare.md: the budget, a row per run (overall scores beside the reference baselines), then CIDEr by
+    change category, by subset and by benchmark where there are any, failed runs and the run folders."""
+    b = budget(cfg)
+    lines = [
+        f"# Comparison: {name}\n",
+        f"Command: `{command}`\n",
+        f"Data `{b['data']}` (validation split), seed {b['seed']}, budget: max_steps={b['max_steps']}, "
+        f"max_epochs={b['max_epochs']}, max_time={b['max_time']}, batch {b['batch_size']} "
+        f"x accumulate {b['accumulate_grad_batches']}. Scores x100 (COCO caption toolkit).\n",
+        *overall_table(runs),
+    ]
+    for title, names, key in (
+        ("change category", category_columns(runs, cfg), "val/CIDEr/{}"),
+        ("subset", subset_columns(runs), "val/CIDEr/{}"),
+        ("benchmark", benchmark_columns(runs), "val/{}/CIDEr"),
+    ):
+        if names:
+            lines += ["", f"## CIDEr by {title} (x100)", ""]
+            lines += [
+                "| experiment | backbone | " + " | ".join(names) + " |",
+                "|---|---|" + "---:|" * len(names),
+            ]
+            for r in runs:
+                cells = [fmt(r.metrics.get(key.format(n))) for n in names]
+                lines.append(f"| {r.experiment} | {r.backbone} | " + " | ".join(cells) + " |")
+    problems = [r for r in runs if r.status in ("failed", "interrupted")]
+    if problems:
+        lines += ["", "## Failed runs", ""]
+        lines += [f"- {r.experiment} / {r.backbone}: {r.error} (log: `{r.log}`)" for r in problems]
+    lines += ["", "## Runs", ""]
+    lines += [f"- {r.experiment} / {r.backbone}: `{r.run_dir or '(no run folder)'}`" for r in runs]
+    lines += ["", f"TensorBoard, side by side: `make tb` (or `tensorboard --logdir {cfg.logs_dir}`)."]
+    return "\n".join(lines) + "\n"
+
+
+def overall_table(runs: Sequence[Run]) -> list[str]:
+    """A row per run: status, steps, minutes, the overall scores (and change identification when logged),
+    then the reference baselines' rows from the first run that scored them."""
+    overall = [m for m in OVERALL if any(f"val/{m}" in r.metrics for r in runs)] or ["CIDEr"]
+    change_id = any("val/change_id/exact" in r.metrics for r in runs)
+    head = [
+        "experiment",
+        "backbone",
+        "status",
+        "steps",
+        "minutes",
+        *overall,
+        *(["change-id exact"] * change_id),
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * (len(head) - 3)]
+    for r in runs:
+        cells = [
+            r.experiment,
+            r.backbone,
+            r.status,
+            "–" if r.steps is None else str(r.steps),
+            "–" if r.seconds is None else f"{r.seconds / 60:.1f}",
+            *(fmt(r.metrics.get(f"val/{m}")) for m in overall),
+            *([fmt(r.metrics.get("val/change_id/exact"))] * change_id),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    reference = next((r for r in runs if any(f"val/{b}/CIDEr" in r.metrics for b in BASELINES)), None)
+    for base, what in BASELINES.items() if reference is not None else ():
+        if f"val/{base}/CIDEr" in reference.metrics:
+            cells = [f"*{base}*", f"*{what}*", "reference", "", ""]
+            cells += [fmt(reference.metrics.get(f"val/{base}/{m}")) for m in overall]
+            lines.append("| " + " | ".join(cells + [""] * change_id) + " |")
+    return lines
+
+
+def write_report(out_dir: Path, name: str, runs: Sequence[Run], cfg: DictConfig, command: str) -> str:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = render_markdown(name, runs, cfg, command)
+    payload = {"name": name, "command": command, "budget": budget(cfg), "runs": [asdict(r) for r in runs]}
+    for path, content in (
+        (out_dir / "compare.md", text),
+        (out_dir / "compare.json", json.dumps(payload, indent=1)),
+    ):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(content)
+        os.replace(tmp, path)
+    return text
