@@ -1,6 +1,6 @@
 """OmniDiff (Liu et al., ICCV 2025): 324 real and rendered scenes, 12 change categories, ~60-word captions.
 
-The release schema is NOT known yet (no public loader or schema was found; see FORMATS.md section 5). The
+The release schema is NOT known yet (no public loader or annotation schema of the release was found). The
 loader is therefore a small adapter around the kit's own pairs format (:mod:`datamodules.pairs`): the same
 records, but each field may carry one of several plausible names, a single string is accepted where a list is
 expected (one long caption, one category), and category labels are mapped onto the 12 configured ones. When a

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_data import build_mini, make_clevr_dc, make_spot
+from fixtures_clevr import make_clevr_dc
+from fixtures_data import build_mini
+from fixtures_records import make_spot
 
 from datamodules.base import PairDataModule
 from experiments import data_info

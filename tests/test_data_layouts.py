@@ -1,5 +1,5 @@
 """Hand-made mini copies of each benchmark's released layout, loaded end to end through the DataModule into
-contract batches (FORMATS.md section 7 fixture recipe)."""
+contract batches (the tiny copies of tests/fixtures_data.py)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,9 @@ import json
 
 import pytest
 import torch
-from fixtures_data import (
-    BUILDERS,
-    CLEVR_SPLITS,
-    LONG_CAPTION,
-    build_mini,
-    make_clevr_change,
-    make_clevr_dc,
-    make_dm,
-    make_iedit,
-    make_pairs,
-    make_spot,
-    pairs_records,
-)
+from fixtures_clevr import CLEVR_SPLITS, make_clevr_change, make_clevr_dc
+from fixtures_data import BUILDERS, build_mini, make_dm
+from fixtures_records import LONG_CAPTION, make_iedit, make_pairs, make_spot, pairs_records
 
 from datamodules.contract import check_sample
 from datamodules.records import RecordDataModule

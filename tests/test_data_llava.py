@@ -7,7 +7,9 @@ import json
 import logging
 
 import pytest
-from fixtures_data import LLAVA, LONG_CAPTION, llava_record, make_dm, make_llava, write_json
+from fixtures_data import make_dm
+from fixtures_files import write_json
+from fixtures_records import LLAVA, LONG_CAPTION, llava_record, make_llava
 from helpers import TINY_MODEL
 
 from datamodules.contract import check_sample, collate_pairs

@@ -10,7 +10,9 @@ from collections import Counter
 import lightning as L
 import pytest
 import torch
-from fixtures_data import LLAVA, build_mini, make_dm, make_llava, write_json
+from fixtures_data import build_mini, make_dm
+from fixtures_files import write_json
+from fixtures_records import LLAVA, make_llava
 
 from datamodules.mixture import MixtureDataModule
 

@@ -8,7 +8,8 @@ import json
 import lightning as L
 import pytest
 import torch
-from fixtures_data import build_mini, make_dm, write_json
+from fixtures_data import build_mini, make_dm
+from fixtures_files import write_json
 
 from callbacks.caption_metrics import CaptionMetricsCallback
 from callbacks.caption_records import CaptionRecords, unique_pairs

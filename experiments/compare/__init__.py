@@ -16,3 +16,7 @@ After every run the table is rewritten, so an interrupted comparison keeps what 
 every YAML in it); ``default`` is the base config. ``BACKBONES`` empty: the config's backbone (``siglip``
 and ``clip`` when ``EXP`` is empty too). Exit status: 0 all runs succeeded, 1 some failed, 2 bad config.
 """
+
+from experiments.compare.cli import main
+
+__all__ = ["main"]

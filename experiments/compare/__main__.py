@@ -2,6 +2,6 @@
 
 import sys
 
-from experiments.compare.cli import main
+from experiments.compare import main
 
 sys.exit(main())

@@ -1,203 +1,26 @@
-"""Bad input, clear errors (issue 9 item 1): one test per bad input, run against every loader it applies to.
+"""Bad annotation files, clear errors: one test per bad input, run against every loader it applies to.
 
 Under ``data.on_error=raise`` the error names the file and the record; under ``skip`` the record is dropped,
-counted (``dm.skipped``) and a warning gives the count. Images of odd modes and sizes are converted, not refused.
+counted (``dm.skipped``) and a warning gives the count. A file nothing can be indexed from (missing, malformed,
+not UTF-8) is fatal under both.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from fixtures_data import build_mini, make_dm, make_pairs, write_image
-from PIL import Image
+from fixtures_bad_input import ALL_LOADERS, LOADERS, assert_skipped, edit_json, mini_with_dm
+from fixtures_data import build_mini, make_dm
+from fixtures_files import write_image
+from fixtures_records import make_pairs
 
 from datamodules.contract import check_sample
 from datamodules.errors import DataError
-from datamodules.images import ImageLoadError, load_image, to_rgb
 
-LOADERS = ["clevr_change", "clevr_dc", "spot_the_diff", "iedit", "omnidiff", "pairs"]  # JSON annotations
-ALL_LOADERS = [*LOADERS, "birds_to_words", "llava"]  # image and file-level checks apply to every loader
-
-
-def setup(tmp_path: Path, name: str, **overrides: Any):
-    mini = build_mini(name, tmp_path / name)
-    return mini, (lambda **more: make_dm(name, mini.root, **{**mini.overrides, **overrides, **more}))
-
-
-def edit_json(path: Path, change: Callable[[Any], None]) -> None:
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data, indent=1))
-
-
-def test_ids(dm, split: str = "test") -> list[str]:
-    dataset = dm.dataset(split)
-    return [r.pair_id for r in dataset.records]
-
-
-test_ids.__test__ = False  # a helper, not a test
-
-
-def noise_png(path: Path, size: int = 64) -> None:
-    pixels = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path, "PNG")
-
-
-def assert_skipped(dm, caplog, split: str = "test", at_least: int = 1) -> None:
-    assert dm.skipped.get(split, 0) >= at_least
-    assert any("on_error=skip dropped" in r.getMessage() for r in caplog.records), "skipping must be logged"
-
-
-# ------------------------------------------------------------------------------------------------ images
-@pytest.mark.parametrize("name", ALL_LOADERS)
-def test_missing_image(tmp_path, caplog, name):
-    mini, dm = setup(tmp_path, name)
-    image = mini.first_image("test")
-    image.unlink()
-    with pytest.raises(DataError, match="image file not found") as err:
-        dm().setup("test")
-    assert str(image) in str(err.value) and "pair '" in str(err.value)
-    skipping = dm(on_error="skip")
-    skipping.setup("test")
-    assert all(str(image) not in r.files for r in skipping.dataset("test").records)
-    assert list(skipping.reference_captions("test")) == test_ids(skipping)  # ground truth = what is evaluated
-    assert_skipped(skipping, caplog)
-
-
-@pytest.mark.parametrize("name", ALL_LOADERS)
-def test_truncated_image(tmp_path, caplog, name):
-    mini, dm = setup(tmp_path, name)
-    image = mini.first_image("test")
-    noise_png(image)
-    image.write_bytes(image.read_bytes()[: image.stat().st_size * 6 // 10])
-    raising = dm()
-    raising.setup("test")  # only existence is checked up front under raise ...
-    dataset = raising.dataset("test")
-    index = next(i for i, r in enumerate(dataset.records) if str(image) in r.files)
-    with pytest.raises(DataError, match="corrupt or truncated") as err:
-        dataset[index]  # ... and the load names file and record
-    assert str(image) in str(err.value) and dataset.records[index].pair_id in str(err.value)
-    skipping = dm(
-        on_error="skip"
-    )  # evaluation splits are decoded in setup under skip: dropped, not substituted
-    skipping.setup("test")
-    assert dataset.records[index].pair_id not in test_ids(skipping)
-    assert_skipped(skipping, caplog)
-
-
-def test_truncated_training_image_is_substituted_under_skip(tmp_path, caplog):
-    mini = make_pairs(tmp_path / "pairs")
-    image = mini.first_image("train")
-    noise_png(image)
-    image.write_bytes(image.read_bytes()[:200])
-    dm = make_dm("pairs", mini.root, on_error="skip")
-    dm.setup("fit")
-    train = dm.dataset("train")
-    assert train[0]["pair_id"] == "train_1"  # the next readable pair
-    assert "substituted the next readable pair (1 unreadable" in caplog.text and str(image) in caplog.text
-
-
-@pytest.mark.parametrize("name", ALL_LOADERS)
-def test_corrupt_image(tmp_path, name):
-    mini, dm = setup(tmp_path, name)
-    image = mini.first_image("test")
-    image.write_bytes(b"this is not an image at all" * 10)
-    dataset = dm().dataset("test")
-    index = next(i for i, r in enumerate(dataset.records) if str(image) in r.files)
-    with pytest.raises(DataError, match="not an image Pillow can read") as err:
-        dataset[index]
-    assert str(image) in str(err.value)
-
-
-@pytest.mark.parametrize("name", ALL_LOADERS)
-def test_zero_byte_image(tmp_path, caplog, name):
-    mini, dm = setup(tmp_path, name)
-    image = mini.first_image("test")
-    image.write_bytes(b"")
-    with pytest.raises(DataError, match=r"empty image file \(0 bytes\)") as err:
-        dm().setup("test")
-    assert str(image) in str(err.value)
-    skipping = dm(on_error="skip")
-    skipping.setup("test")
-    assert_skipped(skipping, caplog)
-
-
-def odd_images(folder: Path) -> dict[str, Path]:
-    """One file per mode that must be converted, not refused."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ramp = np.tile(np.linspace(0, 255, 16, dtype=np.uint8), (16, 1))
-    out = {}
-    Image.fromarray(ramp, "L").save(out.setdefault("gray", folder / "gray.png"))
-    Image.new("RGBA", (16, 16), (255, 0, 0, 0)).save(out.setdefault("rgba", folder / "rgba.png"))
-    Image.fromarray(ramp, "L").convert("P").save(
-        out.setdefault("palette", folder / "palette.png"), transparency=0
-    )
-    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 255, 0))]
-    frames[0].save(out.setdefault("gif", folder / "anim.gif"), save_all=True, append_images=frames[1:])
-    Image.fromarray((ramp.astype(np.uint16) * 257), "I;16").save(out.setdefault("16bit", folder / "deep.png"))
-    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(out.setdefault("cmyk", folder / "cmyk.jpg"))
-    Image.new("1", (16, 16), 1).save(out.setdefault("bilevel", folder / "bw.png"))
-    return out
-
-
-def test_odd_modes_become_rgb_and_16_bit_is_scaled(tmp_path):
-    for kind, path in odd_images(tmp_path).items():
-        image = load_image(path)
-        assert image.mode == "RGB" and image.size == (16, 16), kind
-    deep = np.asarray(load_image(tmp_path / "deep.png"))
-    assert (
-        deep[0, :, 0].tolist() == np.linspace(0, 255, 16, dtype=np.uint8).tolist()
-    )  # 65535 -> 255, not clipped
-    assert np.asarray(to_rgb(Image.fromarray(np.full((2, 2), 32896, np.int32), "I")))[0, 0, 0] == 128
-    assert np.asarray(load_image(tmp_path / "anim.gif"))[0, 0].tolist() == [255, 0, 0]  # the first frame
-
-
-@pytest.mark.parametrize("name", ALL_LOADERS)
-def test_odd_image_modes_load_in_every_loader(tmp_path, name):
-    mini, dm = setup(tmp_path, name)
-    image = mini.first_image("test")
-    dataset = dm().dataset("test")
-    index = next(i for i, r in enumerate(dataset.records) if str(image) in r.files)
-    for kind, path in odd_images(tmp_path / "odd").items():
-        image.write_bytes(path.read_bytes())  # whatever the file's name says, Pillow reads the content
-        check_sample(dataset[index], where=kind)
-
-
-@pytest.mark.parametrize("name", ALL_LOADERS)
-def test_huge_image_is_refused(tmp_path, monkeypatch, name):
-    mini, dm = setup(tmp_path, name)
-    image = mini.first_image("test")
-    write_image(image.with_suffix(".tmp.png"), (300, 200)).replace(image)
-    dataset = dm(max_image_pixels=50_000).dataset("test")
-    index = next(i for i, r in enumerate(dataset.records) if str(image) in r.files)
-    with pytest.raises(DataError, match=r"300x200 = 60,000 pixels, over the limit of 50,000") as err:
-        dataset[index]
-    assert str(image) in str(err.value)
-    # Pillow's own bomb check (for a limit above Pillow's) is reported the same way
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    with pytest.raises(ImageLoadError, match="decompression bomb"):
-        load_image(image, max_pixels=None)
-
-
-@pytest.mark.parametrize("name", ALL_LOADERS)
-def test_before_and_after_of_different_sizes(tmp_path, name):
-    mini, dm = setup(tmp_path, name)
-    dataset = dm().dataset("test")
-    record = dataset.records[0]
-    write_image(Path(record.before), (40, 10))
-    write_image(Path(record.after), (7, 30))
-    sample = dataset[0]
-    check_sample(sample)
-    assert sample["before"].shape == sample["after"].shape == (3, 16, 16)
-
-
-# ------------------------------------------------------------------------------------------------ annotation files
 MAIN_FILE = {  # the file whose loss makes the split unreadable
     "clevr_change": "splits.json",
     "clevr_dc": "split.json",
@@ -213,7 +36,7 @@ MAIN_FILE = {  # the file whose loss makes the split unreadable
 @pytest.mark.parametrize("name", ALL_LOADERS)
 @pytest.mark.parametrize("on_error", ["raise", "skip"])
 def test_missing_annotation_file(tmp_path, name, on_error):
-    mini, dm = setup(tmp_path, name)
+    mini, dm = mini_with_dm(tmp_path, name)
     (mini.root / MAIN_FILE[name]).unlink()
     with pytest.raises(DataError, match="not found") as err:
         dm(on_error=on_error).setup("test")  # fatal under both policies: nothing can be indexed
@@ -222,7 +45,7 @@ def test_missing_annotation_file(tmp_path, name, on_error):
 
 @pytest.mark.parametrize("name", ["clevr_change", "clevr_dc"])
 def test_missing_caption_file(tmp_path, name):
-    mini, dm = setup(tmp_path, name)
+    mini, dm = mini_with_dm(tmp_path, name)
     caption_file = "change_captions.json" if name == "clevr_change" else "captions.json"
     (mini.root / caption_file).unlink()
     with pytest.raises(DataError, match="caption file not found") as err:
@@ -234,7 +57,7 @@ def test_missing_caption_file(tmp_path, name):
 
 @pytest.mark.parametrize("name", [*LOADERS, "llava"])
 def test_malformed_annotation_json(tmp_path, name):
-    mini, dm = setup(tmp_path, name)
+    mini, dm = mini_with_dm(tmp_path, name)
     path = mini.root / MAIN_FILE[name]
     path.write_text('[\n  {"id": "a"},\n  {"id": "b",, "x": 1}\n]\n')
     with pytest.raises(DataError, match=r"malformed JSON at line 3, column 14") as err:
@@ -302,7 +125,7 @@ WRONG_TYPES: dict[str, tuple[str, Callable[[Any], None], str, str]] = {
 
 @pytest.mark.parametrize("name", LOADERS)
 def test_wrong_field_types(tmp_path, caplog, name):
-    mini, dm = setup(tmp_path, name)
+    mini, dm = mini_with_dm(tmp_path, name)
     file, change, where, message = WRONG_TYPES[name]
     edit_json(mini.root / file, change)
     with pytest.raises(DataError, match=message) as err:
@@ -331,7 +154,7 @@ EMPTY_CAPTIONS: dict[str, tuple[str, Callable[[Any], None], str]] = {
 
 @pytest.mark.parametrize("name", LOADERS)
 def test_empty_caption_list(tmp_path, caplog, name):
-    mini, dm = setup(tmp_path, name)
+    mini, dm = mini_with_dm(tmp_path, name)
     file, change, where = EMPTY_CAPTIONS[name]
     edit_json(mini.root / file, change)
     with pytest.raises(DataError, match="empty caption list") as err:
@@ -347,7 +170,7 @@ NON_UTF8_FILE = {**MAIN_FILE, "clevr_change": "change_captions.json", "clevr_dc"
 
 @pytest.mark.parametrize("name", ALL_LOADERS)
 def test_non_utf8_text(tmp_path, name):
-    mini, dm = setup(tmp_path, name)
+    mini, dm = mini_with_dm(tmp_path, name)
     path = mini.root / NON_UTF8_FILE[name]
     raw = path.read_bytes()
     assert raw.count(b"\n") > 2
@@ -387,7 +210,7 @@ DUPLICATES: dict[str, tuple[str, Callable[[Any], None], str]] = {
 
 @pytest.mark.parametrize("name", sorted(DUPLICATES))
 def test_duplicate_ids(tmp_path, caplog, name):
-    mini, dm = setup(tmp_path, name)
+    mini, dm = mini_with_dm(tmp_path, name)
     file, change, message = DUPLICATES[name]
     edit_json(mini.root / file, change)
     with pytest.raises(DataError, match=message):
@@ -400,7 +223,7 @@ def test_duplicate_ids(tmp_path, caplog, name):
 
 def test_repeated_spot_the_diff_ids_are_merged_not_errors(tmp_path):
     """Spot-the-Diff releases repeated img_ids on purpose (several annotators): merged, never an error."""
-    mini, dm = setup(tmp_path, "spot_the_diff")
+    mini, dm = mini_with_dm(tmp_path, "spot_the_diff")
     assert len(dm().reference_captions("test")["256.png"]) == 4
 
 
@@ -412,7 +235,7 @@ def test_repeated_spot_the_diff_ids_are_merged_not_errors(tmp_path):
     ],
 )
 def test_ids_in_a_split_but_not_in_the_captions(tmp_path, caplog, name, file, key):
-    mini, dm = setup(tmp_path, name)
+    mini, dm = mini_with_dm(tmp_path, name)
     edit_json(mini.root / file, lambda d: d.pop(key))
     with pytest.raises(DataError, match="has no captions") as err:
         dm().records("test")
@@ -440,7 +263,7 @@ ESCAPES: dict[str, tuple[str, Callable[[Any, str], None]]] = {
 @pytest.mark.parametrize("name", sorted(ESCAPES))
 @pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
 def test_path_escaping_the_root_is_rejected(tmp_path, caplog, name, how):
-    mini, dm = setup(tmp_path, name)
+    mini, dm = mini_with_dm(tmp_path, name)
     outside = write_image(tmp_path / "outside" / "secret.png")
     file, change = ESCAPES[name]
     folder = {"spot_the_diff": "resized_images", "iedit": "images"}.get(name, "")
@@ -451,7 +274,7 @@ def test_path_escaping_the_root_is_rejected(tmp_path, caplog, name, how):
         value = str(outside)
     else:
         (mini.root / folder / "link.png").symlink_to(outside)
-        value = "link.png" if folder else "link.png"
+        value = "link.png"
     edit_json(mini.root / file, lambda d: change(d, value))
     with pytest.raises(DataError, match="escapes the dataset folder|is absolute") as err:
         dm().records("test")
@@ -462,7 +285,7 @@ def test_path_escaping_the_root_is_rejected(tmp_path, caplog, name, how):
 
 
 def test_a_symlinked_image_folder_chosen_by_the_user_is_fine(tmp_path):
-    mini, dm = setup(tmp_path, "iedit")
+    mini, dm = mini_with_dm(tmp_path, "iedit")
     elsewhere = tmp_path / "big-disk" / "images"
     elsewhere.parent.mkdir()
     os.replace(mini.root / "images", elsewhere)
