@@ -105,7 +105,13 @@ def write_llava_twin(
     folder = Path(folder)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    preprocessor = {
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(image_size), indent=2))
+    return folder
+
+
+def preprocessor_config(image_size: int) -> dict:
+    """The image processor's settings: a plain resize to the tower's size, SigLIP's 0.5 mean and std."""
+    return {
         "image_processor_type": "LlavaOnevisionImageProcessor",
         "do_resize": True,
         "size": {"height": image_size, "width": image_size},
@@ -115,5 +121,3 @@ def write_llava_twin(
         "image_mean": [0.5, 0.5, 0.5],
         "image_std": [0.5, 0.5, 0.5],
     }
-    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
-    return folder
