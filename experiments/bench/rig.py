@@ -97,16 +97,12 @@ def step_trainer(trainer_cfg: Any) -> L.Trainer:
 
 
 def caption_tokenizer(cfg: Any) -> str | None:
-    """The tiny LM's caption tokenizer, trained on the DataModule's captions as ``make train`` trains it
-    (None: a pretrained LM brings its own). Trained once per bench and shared by every model it builds."""
+    """The tiny LM's caption tokenizer, trained on the DataModule's captions by ``make train``'s own
+    :func:`~experiments.common.runner.make_tokenizer` (None: a pretrained LM brings its own). Trained once per
+    bench and shared by every model it builds."""
     from experiments.common import runner
-    from lightning_modules.model.language_model import is_tiny_lm
-    from lightning_modules.model.tokenizer import train_caption_tokenizer
 
-    if not is_tiny_lm(cfg.model.lm.name):
-        return None
-    captions = runner.training_captions(runner.make_datamodule(cfg), int(cfg.model.lm.tokenizer_captions))
-    return train_caption_tokenizer(captions, vocab_size=int(cfg.model.lm.vocab_size))
+    return runner.make_tokenizer(cfg, runner.make_datamodule(cfg))
 
 
 def first_batches(datamodule: Any, n: int) -> list[dict[str, Any]]:
