@@ -117,8 +117,7 @@ class CaptionMetricsCallback(L.Callback):
         self.scorer = scorer or CaptionScorer(meteor=meteor, spice=spice, progress=progress)
         self.records = CaptionRecords()
         self._baseline_scores: dict[str, dict[str, dict[str, float]]] = {}  # split -> name -> overall
-        self.last_report: ScoreReport | None = None  # rank 0's latest report (tests, scripts)
-        self.last_dir: Path | None = None
+        self.last_dir: Path | None = None  # rank 0's latest evaluation folder
 
     # -------------------------------------------------------------- hooks
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -225,7 +224,7 @@ class CaptionMetricsCallback(L.Callback):
         for line in report.notes:
             log.warning("%s: %s", stage, line)
         log.info("%s scores (files in %s):\n%s", stage, folder, report.to_markdown())
-        self.last_report, self.last_dir = report, folder
+        self.last_dir = folder
         return {k: v for k, v in scalars.items() if math.isfinite(v)}
 
     def _baselines(self, dm: Any, split: str) -> dict[str, dict[str, float]]:

@@ -2,6 +2,16 @@
 
 Every DataModule yields the sample contract of :mod:`datamodules.contract`. ``DATAMODULES`` maps the
 ``data.name`` config value to its class; :func:`build_datamodule` builds one from config values.
+
+- One file per benchmark: ``clevr_change``, ``clevr_dc``, ``spot_the_diff``, ``iedit``, ``omnidiff``,
+  ``birds_to_words``, ``llava``, ``pairs`` (bring your own pairs), ``mixture`` (several at once), and
+  ``synthetic/`` (the embedded benchmark, a subpackage).
+- What they share: :mod:`.base` (the DataModule base and the one DataLoader helper), :mod:`.config` (the
+  ``data`` section's schema and checked merge), :mod:`.images` (safe image loading, the transform),
+  :mod:`.samplers` (the seeded, resumable training order).
+- What the annotation-file benchmarks share: :mod:`.records` (their base, ``RecordDataModule``),
+  :mod:`.annotations` (reading annotation files into records), :mod:`.errors` (errors naming file and record,
+  the ``data.on_error`` policy), :mod:`.record_dataset` (records -> samples).
 """
 
 from __future__ import annotations
@@ -23,11 +33,6 @@ DATAMODULES: dict[str, str] = {
     "pairs": "datamodules.pairs:PairsDataModule",
     "mixture": "datamodules.mixture:MixtureDataModule",
 }
-
-
-def register_datamodule(name: str, target: str) -> None:
-    """Register ``target`` (``"package.module:ClassName"``) under the config name ``name``."""
-    DATAMODULES[name] = target
 
 
 def build_datamodule(

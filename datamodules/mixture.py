@@ -225,9 +225,6 @@ class MixtureDataModule(PairDataModule):
             raise ValueError(f"mixture: pass benchmark=, one of {self.benchmarks} (got {benchmark!r})")
         return self.members[benchmark].reference_captions(split)
 
-    def reference_captions_by_benchmark(self, split: str) -> dict[str, dict[str, list[str]]]:
-        return {name: m.reference_captions(split) for name, m in self.members_with(split).items()}
-
     def epoch_parts(self) -> dict[str, int]:
         """Training samples per member in the concatenation (``sample_per`` applied), for the epoch summary."""
         return {name: len(part) for name, part in zip(self.members, self.dataset("train").datasets)}

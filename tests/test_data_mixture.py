@@ -62,7 +62,7 @@ def test_mixture_validates_each_benchmark_separately(tmp_path):
         assert ids == list(dm.reference_captions("val", benchmark=name))
     with pytest.raises(ValueError, match="pass benchmark="):
         dm.reference_captions("val")
-    assert set(dm.reference_captions_by_benchmark("test")) == set(dm.benchmarks)
+    assert set(dm.members_with("test")) == set(dm.benchmarks)
     assert len(dm.training_captions(100)) > 0
 
 
@@ -143,7 +143,7 @@ def test_a_member_without_val_is_left_out_of_validation_with_one_line(tmp_path, 
         and "m3diff_train.json: no 'val' split" in lines[0]
     )
     assert len(loaders) == 1 and {b for batch in loaders[0] for b in batch["benchmark"]} == {"spot_the_diff"}
-    assert list(dm.reference_captions_by_benchmark("val")) == ["spot_the_diff"]
+    assert list(dm.members_with("val")) == ["spot_the_diff"]
     assert dm.has_split("val") and len(dm.dataset("train").datasets) == 2
 
     model = StandIn()
