@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -94,6 +95,22 @@ class StandIn(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
+def fit_stand_in(dm: L.LightningDataModule, root: Path, *, max_epochs: int) -> tuple[StandIn, L.Trainer]:
+    """``Trainer.fit`` of a :class:`StandIn` on ``dm`` (CPU, no logger, checkpoints or bars)."""
+    model = StandIn()
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+    )
+    trainer.fit(model, datamodule=dm)
+    return model, trainer
+
+
 @pytest.mark.parametrize("which", ["clevr_change", "mixture"])
 def test_lightning_fit_runs_on_mini_copies(tmp_path, which):
     if which == "mixture":
@@ -101,23 +118,13 @@ def test_lightning_fit_runs_on_mini_copies(tmp_path, which):
     else:
         mini = build_mini(which, tmp_path / which)
         dm = make_dm(which, mini.root, swap_prob=0.5)
-    model = StandIn()
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(model, datamodule=dm)
+    model, trainer = fit_stand_in(dm, tmp_path, max_epochs=2)
     assert trainer.global_step > 0
     expected = {"clevr_change"} if which == "clevr_change" else {"clevr_change", "spot_the_diff", "iedit"}
     assert set(model.seen) == expected
 
 
-# ------------------------------------------------------------------------------------------------ issue 15
+# ------------------------------------------------------------------------------------------------ members without val
 def without_val(tmp_path):
     """A mixture of Spot-the-Diff and an instruction file that holds only a training split."""
     llava = make_llava(tmp_path / "llava")
@@ -146,17 +153,7 @@ def test_a_member_without_val_is_left_out_of_validation_with_one_line(tmp_path, 
     assert list(dm.members_with("val")) == ["spot_the_diff"]
     assert dm.has_split("val") and len(dm.dataset("train").datasets) == 2
 
-    model = StandIn()
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(model, datamodule=without_val(tmp_path / "again"))
+    model, trainer = fit_stand_in(without_val(tmp_path / "again"), tmp_path, max_epochs=1)
     assert trainer.global_step > 0 and set(model.seen) == {"spot_the_diff"}
 
 

@@ -133,20 +133,26 @@ def test_sigkill_mid_epoch_then_resume_last_matches_an_uninterrupted_run(tmp_pat
     assert metrics[0] == metrics[1] and "val/loss" in metrics[0]
 
 
+def two_process_run(*, max_steps: int, every: int) -> list[str]:
+    """Overrides of a 2-process gloo DDP run on CPU saving last.ckpt every ``every`` steps (no validation:
+    weights and losses are compared)."""
+    return [
+        "data.train_size=64",
+        "data.num_workers=0",
+        f"trainer.max_steps={max_steps}",
+        "trainer.limit_val_batches=0",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        f"checkpoint.every_n_train_steps={every}",
+        "optim.warmup_steps=2",
+    ]
+
+
 @pytest.mark.slow
 def test_two_process_ddp_run_resumes_bit_identically(tmp_path):
     """The same with 2 CPU processes (DDP, gloo): the order is sharded by the DataModule, not reshuffled by
     Lightning's sampler wrapper, so the ranks continue with the pairs they would have had."""
-    ddp = [
-        "data.train_size=64",
-        "data.num_workers=0",
-        "trainer.max_steps=8",
-        "trainer.limit_val_batches=0",  # weights and losses only; metrics are compared above
-        "trainer.devices=2",
-        "trainer.strategy=ddp",
-        "checkpoint.every_n_train_steps=2",
-        "optim.warmup_steps=2",
-    ]
+    ddp = two_process_run(max_steps=8, every=2)
     full_logs, killed_logs = tmp_path / "uninterrupted", tmp_path / "killed"
     full = start_training(full_logs, *ddp)
     killed = start_training(killed_logs, *ddp, start_new_session=True)  # its group: rank 0 and rank 1
@@ -177,16 +183,7 @@ def test_two_process_ddp_run_resumes_bit_identically(tmp_path):
 def test_two_process_ddp_run_stopped_by_sigterm_resumes_from_its_checkpoint(tmp_path):
     """SIGTERM to both ranks, as a scheduler sends it: Lightning stops every rank at the same batch, last.ckpt is
     saved at that step, both processes exit 143, and RESUME=last ends bit-identical to an uninterrupted run."""
-    ddp = [
-        "data.train_size=64",
-        "data.num_workers=0",
-        "trainer.max_steps=16",
-        "trainer.limit_val_batches=0",
-        "trainer.devices=2",
-        "trainer.strategy=ddp",
-        "checkpoint.every_n_train_steps=3",
-        "optim.warmup_steps=2",
-    ]
+    ddp = two_process_run(max_steps=16, every=3)
     full_logs, stopped_logs = tmp_path / "uninterrupted", tmp_path / "stopped"
     full = start_training(full_logs, *ddp)
     stopped = start_training(stopped_logs, *ddp, start_new_session=True)  # its group: rank 0 and rank 1
