@@ -302,23 +302,8 @@ def clevr_like(tmp_path):
 def test_score_command_per_category(clevr_like, tmp_path):
     gt, pred, ids = clevr_like
     out = tmp_path / "out.json"
-    assert (
-        score_cli.main(
-            [
-                "--gt",
-                str(gt),
-                "--pred",
-                str(pred),
-                "--out",
-                str(out),
-                "--categories",
-                str(TYPE_MAPPING),
-                "--no-meteor",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    argv = ["--gt", str(gt), "--pred", str(pred), "--out", str(out), "--no-meteor", "--quiet"]
+    assert score_cli.main([*argv, "--categories", str(TYPE_MAPPING)]) == 0
     written = json.loads(out.read_text())
     assert written["num_pairs"] == 10
     assert set(written["categories"]) == {"color", "material", "add", "drop", "move"}
@@ -329,23 +314,7 @@ def test_score_command_per_category(clevr_like, tmp_path):
     by_id = _write(
         tmp_path / "by_id.json", {i: ["distractor"] for i in [f"{x}_n" for x in ids]} | {ids[0]: "color"}
     )
-    assert (
-        score_cli.main(
-            [
-                "--gt",
-                str(gt),
-                "--pred",
-                str(pred),
-                "--out",
-                str(out),
-                "--categories",
-                str(by_id),
-                "--no-meteor",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert score_cli.main([*argv, "--categories", str(by_id)]) == 0
     written = json.loads(out.read_text())
     assert {k: v["num_pairs"] for k, v in written["categories"].items()} == {"distractor": 4, "color": 1}
 
