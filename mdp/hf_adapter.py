@@ -117,24 +117,9 @@ def build_hf(
     folder = resolve_folder(source, backbone=name, cache_dir=cache_dir) if source else None
     if config is None:
         config = vision_config_of(transformers.AutoConfig.from_pretrained(folder), where=str(folder))
-    weights = None
-    if wants_weights(pretrained):
-        if is_default_request(pretrained):
-            weights = folder or (
-                resolve_folder(default_weights, backbone=name, cache_dir=cache_dir)
-                if default_weights
-                else None
-            )
-            if weights is None:
-                raise BackboneWeightsError(
-                    weights_error(
-                        name, "its default weights, but it has none", example_file="model.safetensors"
-                    )
-                )
-        else:
-            weights = resolve_folder(
-                str(pretrained).removeprefix("hf-hub:"), backbone=name, cache_dir=cache_dir
-            )
+    weights = _weights_folder(
+        pretrained, folder, default_weights=default_weights, name=name, cache_dir=cache_dir
+    )
     model = transformers.AutoModel.from_config(config, attn_implementation="sdpa")
     depth = config.num_hidden_layers
     taps = resolve_layers(default_layers(depth) if layers is None else layers, depth, name=name)
@@ -156,6 +141,28 @@ def build_hf(
         prefix_tokens=1 if "clip" in config.model_type and "siglip" not in config.model_type else 0,
         interpolate=size != native,
     )
+
+
+def _weights_folder(
+    pretrained: Any, folder: Path | None, *, default_weights: str | None, name: str, cache_dir: str | None
+) -> Path | None:
+    """The folder whose checkpoint holds the tower's weights (None: random init).
+
+    The default request takes ``folder`` (the source's own) or else ``default_weights``; anything else
+    names a folder or hub id (an ``hf-hub:`` prefix is dropped).
+    """
+    if not wants_weights(pretrained):
+        return None
+    if not is_default_request(pretrained):
+        return resolve_folder(str(pretrained).removeprefix("hf-hub:"), backbone=name, cache_dir=cache_dir)
+    weights = folder or (
+        resolve_folder(default_weights, backbone=name, cache_dir=cache_dir) if default_weights else None
+    )
+    if weights is None:
+        raise BackboneWeightsError(
+            weights_error(name, "its default weights, but it has none", example_file="model.safetensors")
+        )
+    return weights
 
 
 def wrap_hf_tower(

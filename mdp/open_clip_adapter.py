@@ -101,39 +101,23 @@ def build_open_clip(
     """
     open_clip = require("open_clip", backbone=name)
     _register_tiny_configs()
-    cfg = open_clip.get_model_config(model_name)
-    if cfg is None:
-        close = difflib.get_close_matches(model_name, open_clip.list_models(), n=5)
-        raise ValueError(
-            f"backbone {name!r}: open_clip has no model config {model_name!r}; close matches: {close}"
-        )
+    cfg = _model_config(open_clip, model_name, name=name)
     size = image_size if image_size is not None else _side(cfg["vision_cfg"].get("image_size", 224))
     tag_cfg: dict[str, Any] = {}
     if wants_weights(pretrained):
-        checkpoint, tag_cfg = resolve_open_clip(
-            model_name, pretrained, backbone=name, default_tag=default_tag, cache_dir=cache_dir
+        visual, tag_cfg = _pretrained_tower(
+            name=name,
+            model_name=model_name,
+            pretrained=pretrained,
+            size=size,
+            default_tag=default_tag,
+            quick_gelu=quick_gelu,
+            cache_dir=cache_dir,
         )
-        quick_gelu = quick_gelu or bool(tag_cfg.get("quick_gelu", False))
-        with warnings.catch_warnings():
-            # We already pass quick_gelu from the tag; open_clip would still warn about the base config.
-            warnings.filterwarnings("ignore", message="QuickGELU mismatch")
-            full = open_clip.create_model(
-                model_name, pretrained=checkpoint, force_image_size=size, force_quick_gelu=quick_gelu
-            )
-        visual = full.visual
-        del full
     else:
         visual = _vision_tower(model_name, cfg, size, quick_gelu)
 
-    if hasattr(visual, "trunk"):  # TimmModel (SigLIP and other timm-based towers)
-        trunk = visual.trunk
-        depth, width, grid = len(trunk.blocks), trunk.embed_dim, trunk.patch_embed.grid_size
-    elif hasattr(visual, "transformer") and hasattr(visual, "grid_size"):  # open_clip VisionTransformer
-        depth, width, grid = len(visual.transformer.resblocks), visual.transformer.width, visual.grid_size
-    else:
-        raise ValueError(
-            f"backbone {name!r}: open_clip model {model_name!r} is not a ViT; mdp taps ViT blocks"
-        )
+    depth, width, grid = _geometry(visual, name=name, model_name=model_name)
     taps = resolve_layers(default_layers(depth) if layers is None else layers, depth, name=name)
     if prune:
         _prune(visual, sorted(taps))
@@ -146,6 +130,53 @@ def build_open_clip(
     )
     grid = (int(grid[0]), int(grid[1]))
     return OpenClipBackbone(name=name, model=visual, spec=spec, width=int(width), layers=taps, grid=grid)
+
+
+def _model_config(open_clip: Any, model_name: str, *, name: str) -> dict[str, Any]:
+    """open_clip's config of ``model_name`` (``embed_dim``, ``vision_cfg``, ...); ValueError if it has none."""
+    cfg = open_clip.get_model_config(model_name)
+    if cfg is None:
+        close = difflib.get_close_matches(model_name, open_clip.list_models(), n=5)
+        raise ValueError(
+            f"backbone {name!r}: open_clip has no model config {model_name!r}; close matches: {close}"
+        )
+    return cfg
+
+
+def _pretrained_tower(
+    *,
+    name: str,
+    model_name: str,
+    pretrained: Any,
+    size: int,
+    default_tag: str | None,
+    quick_gelu: bool,
+    cache_dir: str | None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The full pretrained model's ``.visual`` (text tower dropped) and the tag's config (mean, std, ...)."""
+    import open_clip
+
+    checkpoint, tag_cfg = resolve_open_clip(
+        model_name, pretrained, backbone=name, default_tag=default_tag, cache_dir=cache_dir
+    )
+    quick_gelu = quick_gelu or bool(tag_cfg.get("quick_gelu", False))
+    with warnings.catch_warnings():
+        # We already pass quick_gelu from the tag; open_clip would still warn about the base config.
+        warnings.filterwarnings("ignore", message="QuickGELU mismatch")
+        full = open_clip.create_model(
+            model_name, pretrained=checkpoint, force_image_size=size, force_quick_gelu=quick_gelu
+        )
+    return full.visual, tag_cfg
+
+
+def _geometry(visual: nn.Module, *, name: str, model_name: str) -> tuple[int, int, Sequence[int]]:
+    """``(depth, width, grid)`` of an open_clip vision tower: blocks, token width, patch grid (rows, cols)."""
+    if hasattr(visual, "trunk"):  # TimmModel (SigLIP and other timm-based towers)
+        trunk = visual.trunk
+        return len(trunk.blocks), trunk.embed_dim, trunk.patch_embed.grid_size
+    if hasattr(visual, "transformer") and hasattr(visual, "grid_size"):  # open_clip VisionTransformer
+        return len(visual.transformer.resblocks), visual.transformer.width, visual.grid_size
+    raise ValueError(f"backbone {name!r}: open_clip model {model_name!r} is not a ViT; mdp taps ViT blocks")
 
 
 def _prune(visual: nn.Module, indices: list[int]) -> None:

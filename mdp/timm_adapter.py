@@ -67,6 +67,23 @@ def build_timm(
                 "file": checkpoint,
                 "custom_load": checkpoint.endswith(".npz"),
             }
+    model = _create_vit(timm, arch, kwargs, name=name)
+    depth = len(model.blocks)
+    taps = resolve_layers(default_layers(depth) if layers is None else layers, depth, name=name)
+    if prune:
+        model.prune_intermediate_layers(sorted(taps), prune_norm=True, prune_head=True)
+    cfg = model.pretrained_cfg
+    grid = tuple(int(g) for g in model.patch_embed.grid_size)
+    spec = ImageSpec(
+        size=image_size if image_size is not None else int(cfg["input_size"][-1]),
+        mean=tuple(mean if mean is not None else cfg["mean"]),
+        std=tuple(std if std is not None else cfg["std"]),
+    )
+    return TimmBackbone(name=name, model=model, spec=spec, width=model.embed_dim, layers=taps, grid=grid)
+
+
+def _create_vit(timm: Any, arch: str, kwargs: dict[str, Any], *, name: str) -> Any:
+    """``timm.create_model(arch, num_classes=0, **kwargs)``; ValueError unless it is a ViT-style model."""
     try:
         model = timm.create_model(arch, num_classes=0, **kwargs)
     except TypeError as e:
@@ -87,15 +104,4 @@ def build_timm(
             f"backbone {name!r}: timm model {arch!r} is not a ViT-style model (.blocks, .patch_embed, "
             f"forward_intermediates); {_VIT_ONLY}"
         )
-    depth = len(model.blocks)
-    taps = resolve_layers(default_layers(depth) if layers is None else layers, depth, name=name)
-    if prune:
-        model.prune_intermediate_layers(sorted(taps), prune_norm=True, prune_head=True)
-    cfg = model.pretrained_cfg
-    grid = tuple(int(g) for g in model.patch_embed.grid_size)
-    spec = ImageSpec(
-        size=image_size if image_size is not None else int(cfg["input_size"][-1]),
-        mean=tuple(mean if mean is not None else cfg["mean"]),
-        std=tuple(std if std is not None else cfg["std"]),
-    )
-    return TimmBackbone(name=name, model=model, spec=spec, width=model.embed_dim, layers=taps, grid=grid)
+    return model

@@ -39,6 +39,21 @@ def resample_tokens(x: Tensor, src: Grid, dst: Grid) -> Tensor:
     return grid.flatten(2).transpose(1, 2)
 
 
+def _check_layer_lists(before: Sequence[Tensor], after: Sequence[Tensor], *, num_layers: int) -> None:
+    """Both inputs are lists (not one tensor) of ``num_layers`` per-layer features, or an error says so."""
+    for name, feats in (("before", before), ("after", after)):
+        if isinstance(feats, Tensor) or not isinstance(feats, Sequence):
+            raise TypeError(
+                f"MDP expects `{name}` as a list of per-layer tensors (one per tapped layer), "
+                f"got {type(feats).__name__}"
+            )
+        if len(feats) != num_layers:
+            raise ValueError(
+                f"MDP was built for num_layers={num_layers} but `{name}` has {len(feats)} layers; "
+                "tap as many encoder layers as MDPConfig.num_layers"
+            )
+
+
 def align_layers(
     before: Sequence[Tensor], after: Sequence[Tensor], *, num_layers: int, dim: int
 ) -> tuple[list[Tensor], list[Tensor], Grid | None]:
@@ -53,17 +68,7 @@ def align_layers(
     Layers whose token counts differ are resampled bilinearly to the finest grid (most tokens), so no
     spatial detail is thrown away; this needs every layer's grid (4-D input or square N).
     """
-    for name, feats in (("before", before), ("after", after)):
-        if isinstance(feats, Tensor) or not isinstance(feats, Sequence):
-            raise TypeError(
-                f"MDP expects `{name}` as a list of per-layer tensors (one per tapped layer), "
-                f"got {type(feats).__name__}"
-            )
-        if len(feats) != num_layers:
-            raise ValueError(
-                f"MDP was built for num_layers={num_layers} but `{name}` has {len(feats)} layers; "
-                "tap as many encoder layers as MDPConfig.num_layers"
-            )
+    _check_layer_lists(before, after, num_layers=num_layers)
     toks1, toks2, grids = [], [], []
     for i, (f1, f2) in enumerate(zip(before, after)):
         if tuple(f1.shape) != tuple(f2.shape):

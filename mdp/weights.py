@@ -162,25 +162,34 @@ def resolve_open_clip(
         repo, filename = os.path.split(cfg["hf_hub"])
         names = (filename,) if filename else ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
         return hub_file(repo, names, backbone=backbone, example_file=example, cache_dir=cache_dir), cfg
+    return _open_clip_url(cfg, source, backbone=backbone, example_file=example, cache_dir=cache_dir), cfg
+
+
+def _open_clip_url(
+    cfg: dict[str, Any], source: str, *, backbone: str, example_file: str, cache_dir: str | None
+) -> str:
+    """Local path of a URL-only open_clip tag's checkpoint: open_clip's download cache, else a download."""
+    import open_clip
+
     # URL-only tags: use open_clip's download cache; never open a socket when told to stay offline
     # (urllib ignores HF_HUB_OFFLINE and would hang until a network timeout).
     url = cfg.get("url", "")
     cached = Path(cache_dir or os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
     if cached.is_file():
-        return str(cached), cfg
+        return str(cached)
     if _offline():
         raise BackboneWeightsError(
             weights_error(
                 backbone,
                 f"{cached} (tag {source!r}, from {url}; offline, so not downloaded)",
-                example_file=example,
+                example_file=example_file,
             )
         )
     try:
-        return open_clip.download_pretrained(cfg, prefer_hf_hub=False, cache_dir=cache_dir), cfg
+        return open_clip.download_pretrained(cfg, prefer_hf_hub=False, cache_dir=cache_dir)
     except Exception as e:
         raise BackboneWeightsError(
-            weights_error(backbone, f"{url} (tag {source!r})", example_file=example, cause=e)
+            weights_error(backbone, f"{url} (tag {source!r})", example_file=example_file, cause=e)
         ) from e
 
 
@@ -209,10 +218,7 @@ def resolve_timm(
         return arch, path
     if not is_default_request(pretrained):
         model_name = f"{arch}.{source}"
-    try:
-        cfg = timm.models.get_pretrained_cfg(model_name)
-    except RuntimeError:  # timm raises for a tag it does not know
-        cfg = None
+    cfg = _timm_pretrained_cfg(model_name)
     if cfg is None and not is_default_request(pretrained):
         # Not a tag of this model: a local file or folder? (Tags win, as in open_clip.)
         path = local_checkpoint(source, backbone=backbone, example_file=example)
@@ -245,3 +251,13 @@ def resolve_timm(
             )
         )
     return model_name, None  # URL-only weights: timm downloads them into the torch hub cache itself
+
+
+def _timm_pretrained_cfg(model_name: str) -> Any:
+    """timm's pretrained cfg of ``arch.tag`` (or the default tag), None for a tag timm does not know."""
+    import timm
+
+    try:
+        return timm.models.get_pretrained_cfg(model_name)
+    except RuntimeError:  # timm raises for a tag it does not know
+        return None

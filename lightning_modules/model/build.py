@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import torch
+from torch import nn
 
 import mdp
 from lightning_modules.model.language_model import (
@@ -17,9 +18,9 @@ from lightning_modules.model.language_model import (
     set_grad_checkpointing,
     torch_dtype,
 )
-from lightning_modules.model.llava_onevision import copy_projector, load_llava_onevision
+from lightning_modules.model.llava_onevision import LlavaParts, copy_projector, load_llava_onevision
 from lightning_modules.model.m3diff import M3Diff, build_mdp
-from lightning_modules.model.prompt import build_layout
+from lightning_modules.model.prompt import PromptLayout, build_layout
 
 
 def build_backbone(config: dict[str, Any]) -> mdp.Backbone:
@@ -52,50 +53,19 @@ def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbon
     backbone = build_backbone(config) if backbone is None else backbone
     layout = build_layout(tokenizer, model_cfg["prompt"])
     init_from = model_cfg.get("init_from")
-    lm_dtype = torch_dtype(lm_cfg.get("dtype", "float32"))
-    parts = None
     if init_from:
-        if model_cfg["token_pool"] != 1:
-            raise ValueError(
-                "model.init_from lays the images out as LLaVA-OneVision does, every patch token: model.token_pool=1"
-            )
-        parts = load_llava_onevision(
-            init_from,
-            layers=list(bb_cfg["layers"]),
-            load_weights=model_cfg.get("init_weights", True),
-            lm_dtype=lm_dtype,
-            backbone=backbone,
-        )
+        parts = _llava_parts(config, backbone)
         lm = parts.lm
     else:
-        # Pooling uses ceil_mode, so a 7x7 grid pooled by 2 gives 4x4 tokens, not 49 // 4.
-        pool = model_cfg["token_pool"]
-        grid_tokens = math.ceil(backbone.grid[0] / pool) * math.ceil(backbone.grid[1] / pool)
-        max_positions = (
-            2 * grid_tokens
-            + sum(len(s) for s in layout.segments)
-            + model_cfg["max_caption_tokens"]
-            + config["generation"]["max_new_tokens"]
-        )
-        lm = build_language_model(**lm_kwargs_from_config(lm_cfg, tokenizer, max_positions), dtype=lm_dtype)
+        parts = None
+        lm = _fresh_language_model(config, tokenizer, backbone, layout)
     identity = config["mdp"].get("identity_init")
     difference = build_mdp(
         {**config["mdp"], "identity_init": bool(init_from) if identity is None else identity},
         width=backbone.width,
         num_layers=len(backbone.layers),
     )
-    if model_cfg["freeze_lm"]:
-        freeze(lm)
-    lora = model_cfg["lora"]
-    if lora["enabled"]:
-        lm = apply_lora(
-            lm,
-            r=lora["r"],
-            alpha=lora["alpha"],
-            dropout=lora["dropout"],
-            target_modules=lora["target_modules"],
-        )
-    keep_trainable_in_float32(lm)
+    lm = _trainable_language_model(lm, model_cfg)
     if bb_cfg["freeze"]:
         freeze(backbone)
     model = M3Diff(
@@ -122,3 +92,54 @@ def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbon
     # from_pretrained hands models over in eval mode; Lightning keeps submodules' modes, so without this LoRA
     # dropout would be off and transformers' checkpointing (active in training mode only) never run.
     return model.train()
+
+
+def _llava_parts(config: dict[str, Any], backbone: mdp.Backbone) -> LlavaParts:
+    """``model.init_from``'s LLaVA-OneVision LM, projector and image_newline (the tower is ``backbone``)."""
+    model_cfg = config["model"]
+    if model_cfg["token_pool"] != 1:
+        raise ValueError(
+            "model.init_from lays the images out as LLaVA-OneVision does, every patch token: model.token_pool=1"
+        )
+    return load_llava_onevision(
+        model_cfg["init_from"],
+        layers=list(config["backbone"]["layers"]),
+        load_weights=model_cfg.get("init_weights", True),
+        lm_dtype=torch_dtype(model_cfg["lm"].get("dtype", "float32")),
+        backbone=backbone,
+    )
+
+
+def _fresh_language_model(
+    config: dict[str, Any], tokenizer: Any, backbone: mdp.Backbone, layout: PromptLayout
+) -> nn.Module:
+    """``model.lm.name`` with room for both images' tokens, the prompt, the caption and generated tokens."""
+    model_cfg, lm_cfg = config["model"], config["model"]["lm"]
+    # Pooling uses ceil_mode, so a 7x7 grid pooled by 2 gives 4x4 tokens, not 49 // 4.
+    pool = model_cfg["token_pool"]
+    grid_tokens = math.ceil(backbone.grid[0] / pool) * math.ceil(backbone.grid[1] / pool)
+    max_positions = (
+        2 * grid_tokens
+        + sum(len(s) for s in layout.segments)
+        + model_cfg["max_caption_tokens"]
+        + config["generation"]["max_new_tokens"]
+    )
+    lm_dtype = torch_dtype(lm_cfg.get("dtype", "float32"))
+    return build_language_model(**lm_kwargs_from_config(lm_cfg, tokenizer, max_positions), dtype=lm_dtype)
+
+
+def _trainable_language_model(lm: nn.Module, model_cfg: dict[str, Any]) -> nn.Module:
+    """``model.freeze_lm`` and ``model.lora`` applied; what stays trainable kept in float32."""
+    if model_cfg["freeze_lm"]:
+        freeze(lm)
+    lora = model_cfg["lora"]
+    if lora["enabled"]:
+        lm = apply_lora(
+            lm,
+            r=lora["r"],
+            alpha=lora["alpha"],
+            dropout=lora["dropout"],
+            target_modules=lora["target_modules"],
+        )
+    keep_trainable_in_float32(lm)
+    return lm
