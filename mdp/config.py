@@ -16,7 +16,7 @@ _WEIGHTINGS = ("learned", "uniform")
 
 @dataclass(frozen=True, kw_only=True)
 class MDPConfig:
-    """Hyper-parameters of :class:`mdp.MDP` (Multi-scale Differential Perception, DESIGN.md §2).
+    """Hyper-parameters of :class:`mdp.MDP` (Multi-scale Differential Perception, OmniDiff / M³Diff, ICCV 2025).
 
     Values are validated on construction, so a bad YAML override fails before any model is built.
     """

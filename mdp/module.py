@@ -1,4 +1,4 @@
-"""The MDP module (Multi-scale Differential Perception, OmniDiff / M³Diff, DESIGN.md §2)."""
+"""The MDP module (Multi-scale Differential Perception, OmniDiff / M³Diff, ICCV 2025)."""
 
 from __future__ import annotations
 

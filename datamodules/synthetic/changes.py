@@ -1,7 +1,7 @@
 """The changes of the embedded benchmark and the sampling of a whole pair, deterministic by (seed, split, index).
 
 The twelve change operations, in the order in which ``data.categories`` names them (the label strings come
-from config, DESIGN.md §3; the operations are fixed here):
+from config; the operations are fixed here):
 
 ==============  ============================================================================================
 operation       meaning (what differs between the before and after images)
