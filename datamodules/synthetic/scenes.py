@@ -124,16 +124,6 @@ class Camera:
 
 
 CAMERA_KINDS = ("left", "right", "up", "down", "clockwise", "counterclockwise", "in", "out")
-LIGHTS = (
-    "brighter",
-    "darker",
-    "warmer",
-    "cooler",
-    "shadow_left",
-    "shadow_right",
-    "shadow_top",
-    "shadow_bottom",
-)
 
 
 # ---------------------------------------------------------------------------------------------- sampling

@@ -116,10 +116,6 @@ def set_grad_checkpointing(lm: nn.Module, enable: bool) -> None:
     set_hf_checkpointing(base, enable)
 
 
-def lm_width(lm: nn.Module) -> int:
-    return int(lm.get_input_embeddings().embedding_dim)
-
-
 def freeze(module: nn.Module) -> None:
     for p in module.parameters():
         p.requires_grad_(False)
@@ -138,8 +134,3 @@ def lm_kwargs_from_config(lm_cfg: Mapping[str, Any], tokenizer: Any, max_positio
         bos_token_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-
-
-@torch.no_grad()
-def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
