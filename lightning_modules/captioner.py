@@ -27,6 +27,7 @@ from lightning_modules.model import base_model
 from lightning_modules.model.build import build_model
 from lightning_modules.model.language_model import is_tiny_lm
 from lightning_modules.model.m3diff import heatmaps
+from lightning_modules.model.prompt import InstructionPrompts, Segments
 from lightning_modules.model.tokenizer import load_pretrained_tokenizer, tokenizer_from_json
 
 
@@ -59,6 +60,8 @@ class CaptionerModule(L.LightningModule):
         else:
             self.tokenizer = load_pretrained_tokenizer(lm_cfg["name"])
         self.model = build_model(config, self.tokenizer, backbone=backbone)
+        # A sample's own instruction (``batch["instruction"]``) is its user turn's text with a chat template.
+        self.instruction_prompts = InstructionPrompts(self.tokenizer, default=model_cfg["prompt"])
         vocab = self.model.lm.get_input_embeddings().num_embeddings
         self.train_accuracy = MulticlassAccuracy(num_classes=vocab, ignore_index=-100, average="micro")
         self.train_perplexity = Perplexity(ignore_index=-100)
@@ -100,6 +103,11 @@ class CaptionerModule(L.LightningModule):
             for pid, refs in zip(batch["pair_id"], batch["captions"])
         ]
 
+    def prompts(self, instructions: Sequence[str | None] | None) -> list[Segments] | None:
+        """Each pair's text segments from its instruction (``None`` falls back to ``model.prompt``); ``None``
+        when the model's own segments serve the whole batch (always so without a chat template)."""
+        return self.instruction_prompts.segments(instructions)
+
     def decode(self, sequences: list[list[int]]) -> list[str]:
         return [text.strip() for text in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
 
@@ -108,7 +116,8 @@ class CaptionerModule(L.LightningModule):
         self, batch: dict, captions: list[str]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ids, mask = self.tokenize(captions)
-        loss, logits = self.model(batch["before"], batch["after"], ids, mask)
+        prompts = self.prompts(batch.get("instruction"))
+        loss, logits = self.model(batch["before"], batch["after"], ids, mask, prompts=prompts)
         return loss, logits, ids.masked_fill(mask == 0, -100)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -128,7 +137,7 @@ class CaptionerModule(L.LightningModule):
         )
         keys = [f"{b}/{p}" for b, p in zip(batch["benchmark"], batch["pair_id"])]
         self.eval_loss[stage].update(keys, token_losses.sum(1), (labels != -100).sum(1))
-        predictions = self.caption(batch["before"], batch["after"])
+        predictions = self.caption(batch["before"], batch["after"], instructions=batch.get("instruction"))
         return {
             "pair_id": list(batch["pair_id"]),
             "prediction": predictions,
@@ -158,15 +167,27 @@ class CaptionerModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------------------- inference
     @torch.no_grad()
-    def caption(self, before: torch.Tensor, after: torch.Tensor, **overrides: Any) -> list[str]:
-        """Captions for a batch of pairs ``(B, 3, H, W)`` x 2, with the configured decoding."""
-        sequences, _ = self.model.generate(before, after, **{**self.config["generation"], **overrides})
+    def caption(
+        self,
+        before: torch.Tensor,
+        after: torch.Tensor,
+        *,
+        instructions: Sequence[str | None] | None = None,
+        **overrides: Any,
+    ) -> list[str]:
+        """Captions for a batch of pairs ``(B, 3, H, W)`` x 2, with the configured decoding (and each pair's
+        instruction, if given: :meth:`prompts`)."""
+        generation = {**self.config["generation"], **overrides}
+        sequences, _ = self.model.generate(before, after, prompts=self.prompts(instructions), **generation)
         return self.decode(sequences)
 
     @torch.no_grad()
     def explain(self, batch: dict) -> dict[str, Any]:
         """Captions and difference heatmaps ``(B, h, w)`` in [0, 1] for the panels callback."""
-        sequences, visual = self.model.generate(batch["before"], batch["after"], **self.config["generation"])
+        prompts = self.prompts(batch.get("instruction"))
+        sequences, visual = self.model.generate(
+            batch["before"], batch["after"], prompts=prompts, **self.config["generation"]
+        )
         return {"captions": self.decode(sequences), "heatmaps": heatmaps(visual)}
 
     # ----------------------------------------------------------------------------------------- checkpoints

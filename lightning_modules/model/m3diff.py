@@ -10,7 +10,8 @@ Two layouts of the same sequence (:mod:`.prompt` builds the text segments):
 - plain (tiny LMs, no chat template): text₀ = text₁ = ∅, text₂ = the optional prompt; each image block gets a
   learned before/after segment embedding added.
 - chat (a tokenizer with a chat template): the user turn ``<image>\n<image>\n<instruction>`` rendered by the
-  template, split at the two placeholders, the caption as the assistant turn. Started from LLaVA-OneVision
+  template, split at the two placeholders, the caption as the assistant turn. The instruction is ``model.prompt``
+  or each pair's own (``prompts``: pairs whose prompts differ in length are left-padded). Started from LLaVA-OneVision
   (``model.init_from``), each block is laid out as LLaVA-OneVision lays out the images of a multi-image input:
   the base-resolution patch tokens, then its ``image_newline`` embedding; no segment embedding.
 
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mdp
+from lightning_modules.model.prompt import Segments
 
 _ACTIVATIONS = {"gelu": nn.GELU, "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh")}
 
@@ -153,41 +155,78 @@ class M3Diff(nn.Module):
         return pooled.flatten(2).transpose(1, 2)
 
     def _prefix_with_prompt(
-        self, before: torch.Tensor, after: torch.Tensor
-    ) -> tuple[torch.Tensor, VisualPrefix]:
-        """text₀ ‖ block(before) ‖ text₁ ‖ block(after) ‖ text₂ as ``(B, S, D)`` LM input embeddings."""
+        self, before: torch.Tensor, after: torch.Tensor, prompts: Sequence[Segments] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, VisualPrefix]:
+        """text₀ ‖ block(before) ‖ text₁ ‖ block(after) ‖ text₂ as ``(B, S, D)`` LM input embeddings.
+
+        ``prompts``: each pair's own three text segments (its instruction's), or ``None`` for the model's own.
+        Pairs of different prompt lengths are left-padded to the longest, so every caption starts at the same
+        position; the ``(B, S)`` mask (1 = real) is then returned too, else ``None`` (no padding anywhere).
+        """
         visual = self.encode(before, after)
         batch, table = before.shape[0], self.lm.get_input_embeddings()
-        parts: list[torch.Tensor] = []
-        for ids, block in zip(self.text_segments, (*visual.images, None)):
-            if ids.numel():
-                parts.append(table(ids).unsqueeze(0).expand(batch, -1, -1))
-            if block is not None:
-                # In the LM's embedding dtype, as LLaVA casts image features before merging them in.
-                parts.append(block.to(table.weight.dtype))
-        return torch.cat(parts, dim=1), visual
+        if prompts is None:
+            parts: list[torch.Tensor] = []
+            for ids, block in zip(self.text_segments, (*visual.images, None)):
+                if ids.numel():
+                    parts.append(table(ids).unsqueeze(0).expand(batch, -1, -1))
+                if block is not None:
+                    # In the LM's embedding dtype, as LLaVA casts image features before merging them in.
+                    parts.append(block.to(table.weight.dtype))
+            return torch.cat(parts, dim=1), None, visual
+        if len(prompts) != batch:
+            raise ValueError(f"{len(prompts)} prompts for a batch of {batch} pairs")
+        rows = []
+        for i, segments in enumerate(prompts):
+            parts = []
+            for ids, block in zip(segments, (visual.images[0][i], visual.images[1][i], None)):
+                if len(ids):
+                    parts.append(table(torch.tensor(list(ids), dtype=torch.long, device=before.device)))
+                if block is not None:
+                    parts.append(block.to(table.weight.dtype))
+            rows.append(torch.cat(parts, dim=0))
+        width = max(row.shape[0] for row in rows)
+        embeds = torch.stack([F.pad(row, (0, 0, width - row.shape[0], 0)) for row in rows])
+        mask = torch.zeros((batch, width), dtype=torch.long, device=before.device)
+        for i, row in enumerate(rows):
+            mask[i, width - row.shape[0] :] = 1
+        return embeds, mask, visual
 
     # ------------------------------------------------------------------------------------------ training
     def forward(
-        self, before: torch.Tensor, after: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        before: torch.Tensor,
+        after: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        *,
+        prompts: Sequence[Segments] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced caption loss.
 
         Args:
             input_ids: ``(B, T)`` caption tokens ending in EOS, right-padded.
             attention_mask: ``(B, T)`` 1 for real tokens.
+            prompts: each pair's own text segments (:meth:`_prefix_with_prompt`); ``None``: the model's own.
         Returns:
             ``(loss, logits)``: mean cross-entropy over caption tokens only (prefix and prompt are not
             predicted) and the caption logits ``(B, T, V)``.
         """
-        prefix, _ = self._prefix_with_prompt(before, after)
+        prefix, prefix_mask, _ = self._prefix_with_prompt(before, after, prompts)
         text = self.lm.get_input_embeddings()(input_ids)
         embeds = torch.cat([prefix, text], dim=1)
-        mask = torch.cat([attention_mask.new_ones(prefix.shape[:2]), attention_mask], dim=1)
+        if prefix_mask is None:
+            prefix_mask = attention_mask.new_ones(prefix.shape[:2])
+            padded = {}
+        else:  # left padding: positions count real tokens only, as each pair alone would have them
+            padded = {"position_ids": positions(torch.cat([prefix_mask, attention_mask], dim=1))}
+        mask = torch.cat([prefix_mask, attention_mask], dim=1)
         steps = input_ids.shape[1]
         # Only the last T+1 positions feed the LM head: position P-1 predicts the first caption token. No KV
         # cache in training (it would only hold memory; activation checkpointing refuses one anyway).
-        out = self.lm(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=steps + 1, use_cache=False)
+        out = self.lm(
+            inputs_embeds=embeds, attention_mask=mask, logits_to_keep=steps + 1, use_cache=False, **padded
+        )
         logits = out.logits[:, :-1]
         labels = input_ids.masked_fill(attention_mask == 0, -100)
         loss = F.cross_entropy(
@@ -207,25 +246,28 @@ class M3Diff(nn.Module):
         length_penalty: float = 1.0,
         use_cache: bool = True,
         min_new_tokens: int = 0,
+        prompts: Sequence[Segments] | None = None,
     ) -> tuple[list[list[int]], VisualPrefix]:
         """Greedy (``num_beams=1``) or beam-search captions, batched, with or without the KV cache.
 
         ``min_new_tokens`` suppresses EOS until that many tokens exist (benchmarks force a length with it).
 
-        Every pair's prefix has the same length, so the batch needs no padding on the input side; the
-        attention mask is still passed so that ``generate`` handles finished sequences correctly.
+        With the model's own text segments every pair's prefix has the same length and needs no padding;
+        ``prompts`` (each pair's own, :meth:`_prefix_with_prompt`) left-pads the shorter prefixes, and the
+        attention mask tells ``generate`` (which then counts positions over real tokens only).
         ``use_cache=False`` with greedy decoding recomputes the whole sequence at every step
         (:meth:`_greedy_without_cache`): HF ``generate`` always uses its cache when it starts from
         ``inputs_embeds``, whatever ``use_cache`` says, so beam search is always cached.
         Returns the generated token ids per pair (EOS and padding stripped) and the visual prefix.
         """
-        embeds, visual = self._prefix_with_prompt(before, after)
+        embeds, prefix_mask, visual = self._prefix_with_prompt(before, after, prompts)
         if not use_cache and num_beams == 1:
             out = self._greedy_without_cache(
-                embeds, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens
+                embeds, prefix_mask, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens
             )
         else:
             mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+            mask = mask if prefix_mask is None else prefix_mask
             out = self.lm.generate(
                 inputs_embeds=embeds,
                 attention_mask=mask,
@@ -250,21 +292,31 @@ class M3Diff(nn.Module):
         return sequences, visual
 
     def _greedy_without_cache(
-        self, embeds: torch.Tensor, *, max_new_tokens: int, min_new_tokens: int
+        self,
+        embeds: torch.Tensor,
+        prefix_mask: torch.Tensor | None,
+        *,
+        max_new_tokens: int,
+        min_new_tokens: int,
     ) -> torch.Tensor:
         """Greedy decoding with no KV cache: the LM reads prefix + tokens so far at every step.
 
         Same rules as HF's greedy search: EOS is masked until ``min_new_tokens``, logits are compared in fp32,
         and a finished sequence continues with padding. Extra processors that a pretrained LM's own
         ``generation_config`` may ask for (repetition penalty, ...) are not applied here.
-        ``(B, P, D)`` -> ``(B, <= max_new_tokens)`` token ids.
+        ``(B, P, D)`` (and its ``(B, P)`` mask when left-padded) -> ``(B, <= max_new_tokens)`` token ids.
         """
         table = self.lm.get_input_embeddings()
         tokens = torch.empty((embeds.shape[0], 0), dtype=torch.long, device=embeds.device)
         done = torch.zeros(embeds.shape[0], dtype=torch.bool, device=embeds.device)
         for step in range(max_new_tokens):
             sequence = torch.cat([embeds, table(tokens)], dim=1)
-            logits = self.lm(inputs_embeds=sequence, use_cache=False, logits_to_keep=1).logits[:, -1].float()
+            padded = {}
+            if prefix_mask is not None:
+                mask = torch.cat([prefix_mask, prefix_mask.new_ones(tokens.shape)], dim=1)
+                padded = {"attention_mask": mask, "position_ids": positions(mask)}
+            out = self.lm(inputs_embeds=sequence, use_cache=False, logits_to_keep=1, **padded)
+            logits = out.logits[:, -1].float()
             if step < min_new_tokens:
                 logits[:, self.eos_token_id] = float("-inf")
             next_token = logits.argmax(dim=-1).masked_fill(done, self.pad_token_id)
@@ -273,6 +325,12 @@ class M3Diff(nn.Module):
             if bool(done.all()):
                 break
         return tokens
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """``(B, S)`` attention mask -> position ids counting real tokens only (left padding at 0), as HF's
+    ``generate`` derives them: each pair's tokens sit where they would with no padding."""
+    return (mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
 def heatmaps(visual: VisualPrefix) -> torch.Tensor | None:
