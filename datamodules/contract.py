@@ -22,8 +22,9 @@ key              type         meaning
 ``instruction``  ``str``      the pair's own prompt, from an instruction file (``DATA=llava``: the human
                               turn without its ``<image>`` placeholders). A training sample of one caption
                               carries that caption's instruction; an evaluation pair merged from several
-                              records carries the first one's. Not read by the captioner yet: with a chat
-                              template it puts ``model.prompt`` in every pair's user turn.
+                              records carries the first one's. With a chat template the captioner puts it
+                              in the pair's user turn (``model.prompt`` for a pair without one); the tiny
+                              default LMs (no chat template) do not use it.
 ``subset``       ``str``      the part of its benchmark the pair belongs to (OmniDiff: ``real`` /
                               ``render``, by ``data.subsets``), scored separately like a category.
 ===============  ===========  ==========================================================================

@@ -90,7 +90,8 @@ class ModelConfig:
     # tokens, a 1.5x faster CPU step (experiments/BENCHMARKS.md).
     token_pool: int = 2
     # The instruction: after both images (plain layout), or the user turn's text after "<image>\n<image>\n" when
-    # the tokenizer has a chat template (instruct LMs, init_from).
+    # the tokenizer has a chat template (instruct LMs, init_from), where a sample's own `instruction` (DATA=llava)
+    # replaces it.
     prompt: str = ""
     max_caption_tokens: int = 48  # captions are truncated to this many tokens in training
     freeze_lm: bool = False
