@@ -15,3 +15,17 @@ def llava_twin(tmp_path_factory):
     from llava_twin import write_llava_twin
 
     return write_llava_twin(tmp_path_factory.mktemp("llava_twin"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is as fast, and 2 shared cores oversubscribed by OpenMP are ~10x slower.
+
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

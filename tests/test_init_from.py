@@ -19,12 +19,7 @@ from mdp.hf_adapter import is_hf_checkpointing
 INSTRUCTION = "Describe the differences between the two images."
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def twin_config(folder, *overrides):

@@ -10,13 +10,7 @@ import mdp
 TINY = ["siglip-tiny", "clip-tiny", "vit-tiny"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is as fast, and 2 shared cores oversubscribed by OpenMP are ~10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

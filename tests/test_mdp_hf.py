@@ -11,13 +11,7 @@ from safetensors.torch import load_file, save_file
 import mdp
 from mdp.hf_adapter import is_hf_checkpointing
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def images(batch=2, size=32, seed=0):

@@ -11,13 +11,7 @@ from mdp import MDP, MDPConfig
 B, C = 2, 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is as fast, and 2 shared cores oversubscribed by OpenMP are ~10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def feats(num_layers, tokens, *, seed=0, batch=B, dim=C):
