@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 import mdp
 from callbacks.progress import progress_bar
 from datamodules import build_datamodule
-from datamodules.records import DataError
+from datamodules.errors import DataError
 from experiments.common import console
 from experiments.common.checkpoints import CheckpointError
 from experiments.common.config import ConfigError, load_config, save_config, to_container, trainer_kwargs
