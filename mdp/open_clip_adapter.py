@@ -37,7 +37,7 @@ class OpenClipBackbone(Backbone):
         return out["image_intermediates"]
 
 
-def _register_tiny_configs() -> None:
+def register_tiny_configs() -> None:
     """Make the tiny test models known to open_clip (and the tiny SigLIP trunk to timm), once."""
     global _registered
     if _registered:
@@ -100,7 +100,7 @@ def build_open_clip(
         prune: drop blocks after the deepest tap, the final norm and the pooling head.
     """
     open_clip = require("open_clip", backbone=name)
-    _register_tiny_configs()
+    register_tiny_configs()
     cfg = _model_config(open_clip, model_name, name=name)
     size = image_size if image_size is not None else _side(cfg["vision_cfg"].get("image_size", 224))
     tag_cfg: dict[str, Any] = {}

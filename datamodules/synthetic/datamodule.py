@@ -38,8 +38,18 @@ from datamodules.synthetic.spec import OPERATIONS, GeneratorConfig, PairSpec, pa
 SPLITS = ("train", "val", "test")
 
 
-def render_pair(spec: PairSpec, side: int, noise: float = 0.0) -> tuple[Image.Image, Image.Image]:
-    """The pair's before/after images at ``side`` pixels (RGB). No-change pairs are one rendering, twice."""
+def render_pair(
+    spec: PairSpec, side: int, noise: float = 0.0, jitter: float = 0.0
+) -> tuple[Image.Image, Image.Image]:
+    """The pair's before/after images at ``side`` pixels (RGB).
+
+    A no-change pair is one rendering, twice; what tells its two images apart is then only what tells any
+    two photographs of an unchanged scene apart: independent sensor noise (``noise``, std on the 0-255
+    scale) and a small photometric jitter (``jitter``: each image's exposure and each channel's gain drawn
+    in ``1 ± jitter``), applied to every image of every pair. So "nothing changed" has to be judged, not
+    read off pixel equality. Illumination changes are at least a 12 % gain or a colour cast of that size,
+    well outside the default jitter (4 %).
+    """
     with_margin = spec.camera is not None  # a camera move needs background beyond the frame
     bg = background_canvas(spec.before, side, with_margin)
     before = render(spec.before, side, with_margin=with_margin, background=bg)
@@ -49,14 +59,19 @@ def render_pair(spec: PairSpec, side: int, noise: float = 0.0) -> tuple[Image.Im
         )
     else:
         after = before.copy()
-    if noise > 0:  # independent sensor noise on each image, seeded by the pair
+    if noise > 0 or jitter > 0:  # independent per image, seeded by the pair (a pure function of its id)
         rng = np.random.default_rng(spec.seed)
-        before, after = (_noisy(im, rng, noise) for im in (before, after))
+        before, after = (_sensor(im, rng, noise, jitter) for im in (before, after))
     return before, after
 
 
-def _noisy(image: Image.Image, rng: np.random.Generator, std: float) -> Image.Image:
-    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0.0, std, (image.height, image.width, 3))
+def _sensor(image: Image.Image, rng: np.random.Generator, std: float, jitter: float) -> Image.Image:
+    """``image`` as one more camera would see it: exposure x channel gain, then Gaussian noise, then 8 bits."""
+    exposure = 1.0 + rng.uniform(-jitter, jitter)
+    gains = exposure * (1.0 + rng.uniform(-jitter, jitter, 3)).astype(np.float32)
+    pixels = np.asarray(image, dtype=np.float32) * gains
+    if std > 0:
+        pixels = pixels + rng.normal(0.0, std, (image.height, image.width, 3))
     return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
 
 
@@ -84,7 +99,7 @@ class SyntheticPairs(Dataset):
 
     def images(self, index: int) -> tuple[PairSpec, Image.Image, Image.Image]:
         spec = self.spec(index)
-        before, after = render_pair(spec, self.transform.size, self.generator.noise)
+        before, after = render_pair(spec, self.transform.size, self.generator.noise, self.generator.jitter)
         return spec, before, after
 
     def __getitem__(self, index: int) -> PairSample:
@@ -111,7 +126,7 @@ class SyntheticConfig(PairDataConfig):
     min_references: int = 3  # references per pair: drawn uniformly in [min, max]
     max_references: int = 5
     max_changes: int = 1  # each changed pair has 1..max_changes changes (<= 3), on different objects
-    no_change_fraction: float = 0.1  # share of pairs with no change at all (identical up to noise)
+    no_change_fraction: float = 0.1  # share of pairs with no change at all (the same scene, two exposures)
     no_change_label: str | None = "no_change"  # their category (not one of the 12); null = none
     category_weights: dict[str, float] = field(default_factory=dict)  # label -> weight (missing: 1; 0: off)
     train_size: int = 100_000  # virtual pairs (generated on the fly, never stored)
@@ -119,7 +134,8 @@ class SyntheticConfig(PairDataConfig):
     test_size: int = 1000
     min_objects: int = 3  # objects per scene (a 3x3 grid of cells, one object per cell; max 8)
     max_objects: int = 6
-    noise: float = 0.0  # std of Gaussian pixel noise (0-255) added to each image independently
+    noise: float = 3.0  # std of Gaussian pixel noise (0-255) added to each image independently; 0 = none
+    jitter: float = 0.04  # each image's exposure and channel gains drawn in 1 +- jitter; 0 = none
     data_seed: int | None = 0  # fixed, so every run sees the same pairs; null = the run's seed
 
 
@@ -138,6 +154,8 @@ class SyntheticDataModule(PairDataModule):
         train_size / val_size / test_size: virtual pairs per split.
         min_objects / max_objects: objects per scene (at most 8 of the 9 cells).
         noise: std of Gaussian pixel noise (0-255 scale) added independently to each image; 0 = none.
+        jitter: photometric jitter per image: exposure and per-channel gain in ``1 ± jitter``; 0 = none.
+            With both at 0, a no-change pair's images are pixel-identical.
         data_seed: the benchmark's seed; ``None`` follows the run's ``seed``. Fixed by default so that every
             run trains and is scored on the same pairs.
     """
@@ -160,7 +178,8 @@ class SyntheticDataModule(PairDataModule):
         test_size: int = 1000,
         min_objects: int = 3,
         max_objects: int = 6,
-        noise: float = 0.0,
+        noise: float = 3.0,
+        jitter: float = 0.04,
         data_seed: int | None = 0,
         **kwargs,
     ) -> None:
@@ -182,6 +201,7 @@ class SyntheticDataModule(PairDataModule):
             min_objects=min_objects,
             max_objects=max_objects,
             noise=float(noise),
+            jitter=float(jitter),
             data_seed=self.seed if data_seed is None else int(data_seed),
         )
         self.sizes = {"train": int(train_size), "val": int(val_size), "test": int(test_size)}

@@ -42,7 +42,8 @@ class GeneratorConfig:
     weights: tuple[float, ...] = (1.0,) * len(OPERATIONS)
     min_objects: int = 3
     max_objects: int = 6
-    noise: float = 0.0
+    noise: float = 3.0
+    jitter: float = 0.04
     data_seed: int = 0
 
     def __post_init__(self) -> None:
