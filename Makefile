@@ -32,7 +32,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup setup-dev test test-fast lint format train eval score caption export data-info synth compare tb bench gpu-check clean clean-logs
+.PHONY: help setup setup-dev test test-fast lint format train pretrain eval score caption export data-info synth compare tb bench gpu-check clean clean-logs
 
 help: ## list the commands
 	@echo "M3Diff kit — make targets (variables in CAPS):"
@@ -97,6 +97,9 @@ export: setup ## write CKPT's trained weights to OUT for use without the kit: pe
 
 data-info: setup ## inspect a dataset: DATA=<benchmark> ROOT=<dir> [SPLIT=test] [JSON=1]
 	$(PY) -m experiments.data_info --data "$$M3_DATA" --root "$$M3_ROOT" --split "$$M3_SPLIT" --json "$$M3_JSON" --args "$$M3_ARGS"
+
+pretrain: setup ## pretrain the default tiny SigLIP on the embedded scenes (SigLIP loss) [ARGS="max_steps=.. out=.."]
+	$(PY) -m experiments.pretrain --args "$$M3_ARGS"
 
 synth: setup ## export the embedded benchmark: OUT=<dir> N=<count> [SPLIT=train|val|test]
 	$(PY) -m experiments.synth --out "$$M3_OUT" --n "$$M3_N" --split "$$M3_SPLIT" --args "$$M3_ARGS"

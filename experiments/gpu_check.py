@@ -208,6 +208,7 @@ def build_parts(cfg: Any, device: str | torch.device) -> tuple[Any, Any]:
     (The DataModule is built outside: its workers must not inherit CUDA tensors.)"""
     from experiments.common import runner
     from experiments.common.config import to_container
+    from experiments.common.token_limits import resolve_token_limits
     from lightning_modules.captioner import CaptionerModule
     from lightning_modules.model.build import build_backbone
 
@@ -215,6 +216,8 @@ def build_parts(cfg: Any, device: str | torch.device) -> tuple[Any, Any]:
     with torch.device(device):
         backbone = build_backbone(config)
     datamodule = runner.make_datamodule(cfg, backbone.spec)
+    captions = runner.training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
+    config = resolve_token_limits(config, runner.caption_tokenizer(config, None), captions)
     with torch.device(device):
         module = CaptionerModule(config=config, backbone=backbone)
     return datamodule, module

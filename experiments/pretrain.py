@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
+from callbacks.progress import progress_bar
 from datamodules.images import ImageTransform
 from datamodules.synthetic.scene_text import SceneTexts
 from experiments.common.config import REPO_ROOT
@@ -44,11 +45,11 @@ class PretrainConfig:
     out: str = DEFAULT_OUT  # the weights file written (relative paths: from the repository root)
     logs_dir: str = "logs"
     seed: int = 0
-    max_steps: int = 1200
+    max_steps: int = 800
     batch_size: int = 64
     lr: float = 1.0e-3
     weight_decay: float = 0.05
-    warmup_steps: int = 100
+    warmup_steps: int = 80
     image_size: int = 128
     noise: float = 3.0  # as the pair benchmark's data.noise / data.jitter
     jitter: float = 0.04
@@ -115,7 +116,8 @@ def pretrain(cfg: PretrainConfig) -> tuple[Path, str]:
         logger=TensorBoardLogger(cfg.logs_dir, name="pretrain", default_hp_metric=False),
         enable_checkpointing=False,
         enable_model_summary=False,
-        log_every_n_steps=10,
+        log_every_n_steps=min(10, cfg.max_steps),
+        callbacks=[progress_bar(every_n_steps=50)],
     )
     trainer.fit(module, train, val)
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}

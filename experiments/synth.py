@@ -54,8 +54,9 @@ def make_datamodule(overrides: Sequence[str] = ()) -> SyntheticDataModule:
 # ---------------------------------------------------------------------------------------------- export
 def export(
     dm: SyntheticDataModule, out: str | Path, n: int, splits: Sequence[str], *, force: bool = False
-) -> list[dict]:
-    """Write ``n`` pairs of each split as PNGs + ``annotations.json`` + ``contact_sheet.png`` into ``out``."""
+) -> tuple[list[dict], int]:
+    """Write ``n`` pairs of each split as PNGs + ``annotations.json`` + ``contact_sheet.png`` into ``out``;
+    returns the records and how many pairs have pixel-identical images."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder")
@@ -71,7 +72,7 @@ def export(
                 f"N={n} is more than the {split} split's {dm.sizes[split]} pairs (data.{split}_size)"
             )
     (out / "images").mkdir(parents=True, exist_ok=True)
-    records, tiles = [], []
+    records, tiles, identical = [], [], 0
     for split in splits:
         dataset = dm.dataset(split)
         for index in range(n):
@@ -90,12 +91,13 @@ def export(
                 }
             )
             tiles.append((before, after, spec.categories, spec.captions[0]))
+            identical += before.tobytes() == after.tobytes()
     tmp = out / ".annotations.json.tmp"
     tmp.write_text(json.dumps(records, indent=1))
     os.replace(tmp, out / "annotations.json")  # never a half-written annotation file
     order = [*dm.categories, dm.generator.no_change_label or ""]
     contact_sheet(pick_one_per_category(tiles, order), out / "contact_sheet.png")
-    return records
+    return records, identical
 
 
 def pick_one_per_category(tiles: list, order: Sequence[str]) -> list:
@@ -193,13 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--out (OUT=) is required")
         n = int(ns.n) if ns.n else DEFAULT_N
         splits = [s.strip() for s in (ns.split or DEFAULT_SPLIT).split(",") if s.strip()]
-        records = export(dm, ns.out, n, splits, force=ns.force)
+        records, identical = export(dm, ns.out, n, splits, force=ns.force)
     except (ConfigError, FileExistsError, ValueError) as err:
         print(f"python -m experiments.synth: error: {err}", file=sys.stderr)
         return 2
     counts = Counter(c for r in records for c in (r["categories"] or ["(none)"]))
     print(f"wrote {len(records)} pairs to {ns.out}: annotations.json, images/, contact_sheet.png")
     print("  " + ", ".join(f"{c}: {k}" for c, k in sorted(counts.items())))
+    # With data.noise and data.jitter at 0, a no-change pair is two copies of one rendering.
+    print(f"  pixel-identical pairs (before == after): {identical} of {len(records)}")
     print(
         f'  read it back with: make data-info DATA=pairs ROOT={ns.out} ARGS="data.annotations=annotations.json"'
     )

@@ -66,6 +66,7 @@ class CaptionerModule(L.LightningModule):
         self.train_accuracy = MulticlassAccuracy(num_classes=vocab, ignore_index=-100, average="micro")
         self.train_perplexity = Perplexity(ignore_index=-100)
         self.eval_loss = torch.nn.ModuleDict({"val": PairLoss(), "test": PairLoss()})
+        # None: no cut (the runner sets both limits from the training captions; see runner.resolve_token_limits).
         self.max_caption_tokens = model_cfg["max_caption_tokens"]
         # Frozen tensors read from pretrained folders are left out of checkpoints (see on_save_checkpoint).
         self.base_sources = base_model.base_sources(config)
@@ -82,8 +83,8 @@ class CaptionerModule(L.LightningModule):
         encoded = self.tokenizer(
             [c.strip() for c in captions],
             add_special_tokens=False,
-            truncation=True,
-            max_length=self.max_caption_tokens - 1,
+            truncation=self.max_caption_tokens is not None,
+            max_length=None if self.max_caption_tokens is None else self.max_caption_tokens - 1,
         )["input_ids"]
         eos, pad = self.model.eos_token_id, self.tokenizer.pad_token_id
         rows = [ids + [eos] for ids in encoded]
@@ -137,7 +138,15 @@ class CaptionerModule(L.LightningModule):
         )
         keys = [f"{b}/{p}" for b, p in zip(batch["benchmark"], batch["pair_id"])]
         self.eval_loss[stage].update(keys, token_losses.sum(1), (labels != -100).sum(1))
-        predictions = self.caption(batch["before"], batch["after"], instructions=batch.get("instruction"))
+        generation = self.config["generation"]
+        sequences, _ = self.model.generate(
+            batch["before"], batch["after"], prompts=self.prompts(batch.get("instruction")), **generation
+        )
+        # A caption that used the whole generation budget without its end token was cut mid-way.
+        cut = sum(len(s) >= generation["max_new_tokens"] for s in sequences)
+        self.log(f"{stage}/cut_captions", float(cut), on_step=False, on_epoch=True, reduce_fx="sum",
+                 sync_dist=True, batch_size=len(sequences))  # fmt: skip
+        predictions = self.decode(sequences)
         return {
             "pair_id": list(batch["pair_id"]),
             "prediction": predictions,

@@ -136,7 +136,7 @@ def test_export_writes_pairs_annotations_and_contact_sheet(tmp_path):
 
     dm = make_dm()
     out = tmp_path / "synth"
-    records = export(dm, out, 3, ["val", "test"])
+    records, _ = export(dm, out, 3, ["val", "test"])
     data = json.loads((out / "annotations.json").read_text())
     assert data == records and len(data) == 6
     assert set(data[0]) == {"id", "before", "after", "captions", "categories", "split"}

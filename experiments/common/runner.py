@@ -28,7 +28,13 @@ from experiments.common.config import ConfigError, load_config, save_config, to_
 from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.build import build_backbone
 from lightning_modules.model.language_model import is_tiny_lm
-from lightning_modules.model.tokenizer import save_tokenizer_json, train_caption_tokenizer
+from experiments.common.token_limits import resolve_token_limits
+from lightning_modules.model.tokenizer import (
+    load_pretrained_tokenizer,
+    save_tokenizer_json,
+    tokenizer_from_json,
+    train_caption_tokenizer,
+)
 
 log = logging.getLogger("m3diff")
 
@@ -111,14 +117,17 @@ def make_parts(
     2. the DataModule, preparing images with that spec;
     3. the caption tokenizer of a tiny LM, trained on the DataModule's training captions (a resumed run passes
        its checkpoint's ``tokenizer_json`` instead: its weights were trained with those token ids);
-    4. the module around that backbone (MDP, projector, LM). It keeps only config values and the tokenizer as
+    4. the caption token limits left ``null``, from the training captions in that tokenizer's tokens;
+    5. the module around that backbone (MDP, projector, LM). It keeps only config values and the tokenizer as
        hyper-parameters, so ``load_from_checkpoint`` rebuilds all of it, the backbone included, from the file.
     """
     config = to_container(resolve_init_from(cfg))
     backbone = build_backbone(config)
     datamodule = make_datamodule(cfg, backbone.spec)
+    captions = training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
     if tokenizer_json is None:
-        tokenizer_json = make_tokenizer(cfg, datamodule)
+        tokenizer_json = make_tokenizer(cfg, datamodule, captions)
+    config = resolve_token_limits(config, caption_tokenizer(config, tokenizer_json), captions)
     module = CaptionerModule(config=config, tokenizer_json=tokenizer_json, backbone=backbone)
     return datamodule, module
 
@@ -132,12 +141,21 @@ def training_captions(datamodule: Any, limit: int) -> list[str]:
     return captions[: limit * 5]
 
 
-def make_tokenizer(cfg: DictConfig, datamodule: Any) -> str | None:
-    """A tiny LM's caption tokenizer (JSON), trained on the training captions; None for a pretrained LM."""
+def make_tokenizer(cfg: DictConfig, datamodule: Any, captions: Sequence[str] | None = None) -> str | None:
+    """A tiny LM's caption tokenizer (JSON), trained on the training captions (``captions`` when already read);
+    None for a pretrained LM."""
     if not is_tiny_lm(cfg.model.lm.name):
         return None
-    captions = training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
-    return train_caption_tokenizer(captions, vocab_size=int(cfg.model.lm.vocab_size))
+    if captions is None:
+        captions = training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
+    return train_caption_tokenizer(list(captions), vocab_size=int(cfg.model.lm.vocab_size))
+
+
+def caption_tokenizer(config: dict[str, Any], tokenizer_json: str | None) -> Any:
+    """The tokenizer the captioner will use: the tiny LM's trained one, or the pretrained LM's own."""
+    if tokenizer_json is not None:
+        return tokenizer_from_json(tokenizer_json)
+    return load_pretrained_tokenizer(config["model"].get("init_from") or config["model"]["lm"]["name"])
 
 
 def run_name(cfg: DictConfig) -> str:

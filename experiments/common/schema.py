@@ -93,7 +93,9 @@ class ModelConfig:
     # the tokenizer has a chat template (instruct LMs, init_from), where a sample's own `instruction` (DATA=llava)
     # replaces it.
     prompt: str = ""
-    max_caption_tokens: int = 48  # captions are truncated to this many tokens in training
+    # Captions longer than this many tokens (end token included) are cut in training; null = the longest training
+    # reference, measured with the run's tokenizer at start (nothing is cut; the start log says how long).
+    max_caption_tokens: int | None = None
     freeze_lm: bool = False
     lm: LMConfig = field(default_factory=LMConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
@@ -113,7 +115,9 @@ class OptimConfig:
 @dataclass
 class GenerationConfig:
     num_beams: int = 1  # 1 = greedy
-    max_new_tokens: int = 48
+    # Generation stops after this many tokens (a caption cut there is counted: val/cut_captions); null = the
+    # longest training reference's length in tokens, as model.max_caption_tokens.
+    max_new_tokens: int | None = None
     length_penalty: float = 1.0
     use_cache: bool = True
 

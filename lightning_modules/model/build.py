@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +23,8 @@ from lightning_modules.model.llava_onevision import LlavaParts, copy_projector, 
 from lightning_modules.model.m3diff import M3Diff, build_mdp
 from lightning_modules.model.prompt import PromptLayout, build_layout
 
+KIT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: lightning_modules/model/build.py -> ../..
+
 
 def build_backbone(config: dict[str, Any]) -> mdp.Backbone:
     """The ``backbone`` section -> :class:`mdp.Backbone` (pretrained weights loaded; not frozen yet).
@@ -37,9 +40,20 @@ def build_backbone(config: dict[str, Any]) -> mdp.Backbone:
     return mdp.build_backbone(
         bb_cfg["name"],
         layers=list(bb_cfg["layers"]),
-        pretrained=bb_cfg["pretrained"],
+        pretrained=checkout_path(bb_cfg["pretrained"]),
         image_size=bb_cfg["image_size"],
     )
+
+
+def checkout_path(pretrained: Any) -> Any:
+    """A relative weights path that is not there from the current folder but is in this checkout (the default
+    backbone's ``experiments/weights/...``) -> that file; anything else unchanged. So a run, ``make eval`` or
+    ``load_from_checkpoint`` started from another folder finds the weights the config names."""
+    if isinstance(pretrained, str) and pretrained and not Path(pretrained).is_absolute():
+        here, there = Path(pretrained), KIT_ROOT / pretrained
+        if not here.exists() and there.exists():
+            return str(there)
+    return pretrained
 
 
 def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbone | None = None) -> M3Diff:
@@ -118,12 +132,14 @@ def _fresh_language_model(
     # Pooling uses ceil_mode, so a 7x7 grid pooled by 2 gives 4x4 tokens, not 49 // 4.
     pool = model_cfg["token_pool"]
     grid_tokens = math.ceil(backbone.grid[0] / pool) * math.ceil(backbone.grid[1] / pool)
-    max_positions = (
-        2 * grid_tokens
-        + sum(len(s) for s in layout.segments)
-        + model_cfg["max_caption_tokens"]
-        + config["generation"]["max_new_tokens"]
-    )
+    caption_tokens, new_tokens = model_cfg["max_caption_tokens"], config["generation"]["max_new_tokens"]
+    if caption_tokens is None or new_tokens is None:
+        raise ValueError(
+            "a tiny LM's position table needs model.max_caption_tokens and generation.max_new_tokens: the "
+            "runner sets them from the training captions (runner.resolve_token_limits); set both when "
+            "building the model yourself"
+        )
+    max_positions = 2 * grid_tokens + sum(len(s) for s in layout.segments) + caption_tokens + new_tokens
     lm_dtype = torch_dtype(lm_cfg.get("dtype", "float32"))
     return build_language_model(**lm_kwargs_from_config(lm_cfg, tokenizer, max_positions), dtype=lm_dtype)
 
