@@ -79,7 +79,9 @@ def loaders(cfg: PretrainConfig) -> tuple[DataLoader, DataLoader]:
     train = SceneTexts(split="train", size=cfg.max_steps * cfg.batch_size, **common)
     val = SceneTexts(split="val", size=cfg.val_scenes, **common)
     # Scene i of the train split is step i // batch_size's: no shuffling needed, every scene is new.
-    kwargs = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
+    kwargs = dict(
+        batch_size=cfg.batch_size, num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0
+    )
     return DataLoader(train, shuffle=False, **kwargs), DataLoader(val, shuffle=False, **kwargs)
 
 
@@ -128,7 +130,9 @@ def pretrain(cfg: PretrainConfig) -> tuple[Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--args", default="", help='key=value overrides, e.g. "max_steps=200 out=/tmp/w.safetensors"')
+    parser.add_argument(
+        "--args", default="", help='key=value overrides, e.g. "max_steps=200 out=/tmp/w.safetensors"'
+    )
     args = parser.parse_args(argv)
     configure_logging()
     try:

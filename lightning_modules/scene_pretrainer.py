@@ -59,9 +59,7 @@ class ScenePretrainer(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         image_features, text_features = self(*batch)
-        loss = self.loss(
-            image_features, text_features, self.model.logit_scale.exp(), self.model.logit_bias
-        )
+        loss = self.loss(image_features, text_features, self.model.logit_scale.exp(), self.model.logit_bias)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/logit_scale", self.model.logit_scale.exp())
         return loss

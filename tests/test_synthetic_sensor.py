@@ -27,7 +27,11 @@ def test_defaults_put_noise_and_jitter_on_every_image():
 
 def test_no_pair_is_pixel_identical_and_generation_is_deterministic():
     dm = build_datamodule(
-        {**to_container(load_config().data), "val_size": 48}, image_size=SIDE, mean=(0.5,) * 3, std=(0.5,) * 3, seed=7
+        {**to_container(load_config().data), "val_size": 48},
+        image_size=SIDE,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        seed=7,
     )
     dataset = dm.dataset("val")
     no_change = 0

@@ -33,7 +33,9 @@ def test_null_limits_become_the_longest_reference_plus_its_end_token(caplog):
 
 
 def test_a_limit_the_user_sets_is_kept_and_its_cuts_counted(caplog):
-    config = to_container(load_config(overrides=["model.max_caption_tokens=4", "generation.max_new_tokens=5"]))
+    config = to_container(
+        load_config(overrides=["model.max_caption_tokens=4", "generation.max_new_tokens=5"])
+    )
     with caplog.at_level(logging.INFO, logger="m3diff"):
         resolved = resolve_token_limits(config, Words(), CAPTIONS)
     assert resolved["model"]["max_caption_tokens"] == 4 and resolved["generation"]["max_new_tokens"] == 5

@@ -25,10 +25,10 @@ from datamodules.errors import DataError
 from experiments.common import console
 from experiments.common.checkpoints import CheckpointError
 from experiments.common.config import ConfigError, load_config, save_config, to_container, trainer_kwargs
+from experiments.common.token_limits import resolve_token_limits
 from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.build import build_backbone
 from lightning_modules.model.language_model import is_tiny_lm
-from experiments.common.token_limits import resolve_token_limits
 from lightning_modules.model.tokenizer import (
     load_pretrained_tokenizer,
     save_tokenizer_json,
