@@ -294,10 +294,6 @@ class SyntheticDataModule(PairDataModule):
             "trivial": ({s.pair_id: list(s.captions) for s in specs}, {s.pair_id: trivial for s in specs}),
         }
 
-    @property
-    def operations(self) -> tuple[str, ...]:
-        return OPERATIONS
-
 
 @lru_cache(maxsize=8)
 def _specs(generator: GeneratorConfig, split: str, size: int) -> list[PairSpec]:

@@ -15,7 +15,6 @@ OPERATIONS = (
     "viewpoint", "illumination", "addition", "disappearance", "removal", "replacement",
     "size", "color", "orientation", "pose", "text", "count",
 )  # fmt: skip
-GLOBAL_OPERATIONS = ("viewpoint", "illumination")
 LIGHT_CHOICES = (
     "brighter",
     "darker",
