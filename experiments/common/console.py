@@ -20,6 +20,17 @@ class _DropAdvertisement(logging.Filter):
         return not str(record.msg).startswith("💡 Tip: For seamless cloud")
 
 
+class _DropOpenClipChatter(logging.Filter):
+    """open_clip logs through the root logger: each step of building a model (INFO, with CLIP's mean/std even
+    when the kit uses SigLIP's) and a warning that a model is randomly initialised, which is what
+    ``pretrained: null`` asked for. Its errors and other warnings still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "open_clip" not in record.pathname.replace("\\", "/"):
+            return True
+        return record.levelno > logging.INFO and not str(record.msg).startswith("No pretrained weights loaded")
+
+
 def quiet_library_noise() -> None:
     """Silence the library messages that ask nothing of the user (idempotent)."""
     # Raised inside Lightning 2.6's own pytree helper (lightning/pytorch/utilities/_pytree.py) by torch
@@ -33,6 +44,9 @@ def quiet_library_noise() -> None:
     warnings.filterwarnings(
         "ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning
     )
+    root = logging.getLogger()
+    if not any(isinstance(f, _DropOpenClipChatter) for f in root.filters):
+        root.addFilter(_DropOpenClipChatter())
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropAdvertisement) for f in rank_zero.filters):
         rank_zero.addFilter(_DropAdvertisement())
