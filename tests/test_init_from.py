@@ -30,6 +30,8 @@ def twin_config(folder, *overrides):
             "model.lora.enabled=true",
             "model.lora.r=4",
             "model.lora.alpha=8",
+            "model.max_caption_tokens=32",  # built here, not by the runner: no limits measured on data
+            "generation.max_new_tokens=12",
             *overrides,
         ]
     )

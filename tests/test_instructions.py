@@ -206,9 +206,8 @@ def test_the_tiny_default_model_ignores_instructions():
 def test_left_padding_keeps_absolute_positions(generation):
     """GPT-2's learned position embeddings see a left shift (RoPE does not): with per-pair text segments of
     different lengths, positions must count real tokens only for each pair to get its alone logits and caption."""
-    module = make_tiny_module(
-        "generation.max_new_tokens=16"
-    ).eval()  # room in the position table for the text
+    # Room in the tiny LM's position table for the text segments.
+    module = make_tiny_module("model.max_caption_tokens=48", "generation.max_new_tokens=16").eval()
     model, batch = module.model, batch_of(3)
     words = [module.tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("the red", "a blue circle")]
     prompts = [([], [], []), (words[0], [], words[1]), ([], words[1], words[0] + words[1])]

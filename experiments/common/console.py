@@ -28,7 +28,9 @@ class _DropOpenClipChatter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if "open_clip" not in record.pathname.replace("\\", "/"):
             return True
-        return record.levelno > logging.INFO and not str(record.msg).startswith("No pretrained weights loaded")
+        return record.levelno > logging.INFO and not str(record.msg).startswith(
+            "No pretrained weights loaded"
+        )
 
 
 def quiet_library_noise() -> None:
