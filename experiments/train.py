@@ -31,6 +31,7 @@ from experiments.common.checkpoints import (
     read_checkpoint,
 )
 from experiments.common.config import ConfigError, to_container
+from experiments.common.token_limits import adopt_token_limits
 
 log = logging.getLogger("m3diff.train")
 
@@ -99,12 +100,14 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
 
 
 def resume_tokenizer(cfg: DictConfig, ckpt_path: Path) -> str | None:
-    """Check that the checkpoint can be resumed under ``cfg`` (read weights-only, same model config) and
-    return its caption tokenizer: the resumed run must keep the token ids its weights were trained with."""
+    """Check that the checkpoint can be resumed under ``cfg`` (read weights-only, same model config; ``null``
+    token limits take the checkpoint's values, in ``cfg``) and return its caption tokenizer: the resumed run must keep the token ids its weights were trained with."""
     checkpoint = read_checkpoint(ckpt_path)
     check_base_model(checkpoint, path=ckpt_path)
+    saved = checkpoint_config(checkpoint, ckpt_path)
+    adopt_token_limits(cfg, saved)
     check_model_config(
-        checkpoint_config(checkpoint, ckpt_path),
+        saved,
         to_container(cfg),
         path=ckpt_path,
         current_name="this run's config",
