@@ -66,6 +66,8 @@ class CaptionerModule(L.LightningModule):
         self.train_accuracy = MulticlassAccuracy(num_classes=vocab, ignore_index=-100, average="micro")
         self.train_perplexity = Perplexity(ignore_index=-100)
         self.eval_loss = torch.nn.ModuleDict({"val": PairLoss(), "test": PairLoss()})
+        # Generated captions that ran into generation.max_new_tokens (logged as <stage>/cut_captions).
+        self.cut_captions = torch.nn.ModuleDict({"val": PairCount(), "test": PairCount()})
         # None: no cut (the runner sets both limits from the training captions; see runner.resolve_token_limits).
         self.max_caption_tokens = model_cfg["max_caption_tokens"]
         # Frozen tensors read from pretrained folders are left out of checkpoints (see on_save_checkpoint).
@@ -143,9 +145,8 @@ class CaptionerModule(L.LightningModule):
             batch["before"], batch["after"], prompts=self.prompts(batch.get("instruction")), **generation
         )
         # A caption that used the whole generation budget without its end token was cut mid-way.
-        cut = sum(len(s) >= generation["max_new_tokens"] for s in sequences)
-        self.log(f"{stage}/cut_captions", float(cut), on_step=False, on_epoch=True, reduce_fx="sum",
-                 sync_dist=True, batch_size=len(sequences))  # fmt: skip
+        cut = torch.tensor([len(s) >= generation["max_new_tokens"] for s in sequences], device=self.device)
+        self.cut_captions[stage].update(keys, cut, torch.ones_like(cut))
         predictions = self.decode(sequences)
         return {
             "pair_id": list(batch["pair_id"]),
@@ -168,11 +169,11 @@ class CaptionerModule(L.LightningModule):
         self._log_eval_loss("test")
 
     def _log_eval_loss(self, stage: str) -> None:
-        metric = self.eval_loss[stage]
-        if metric.update_count:
-            # Every rank holds the same gathered value; "max" keeps it bit-exact (a mean could round).
-            self.log(f"{stage}/loss", metric.compute(), sync_dist=True, reduce_fx="max")
-        metric.reset()
+        for name, metric in (("loss", self.eval_loss[stage]), ("cut_captions", self.cut_captions[stage])):
+            if metric.update_count:
+                # Every rank holds the same gathered value; "max" keeps it bit-exact (a mean could round).
+                self.log(f"{stage}/{name}", metric.compute(), sync_dist=True, reduce_fx="max")
+            metric.reset()
 
     # ----------------------------------------------------------------------------------------- inference
     @torch.no_grad()
@@ -309,7 +310,8 @@ class PairLoss(Metric):
         self.sums.append(sums.detach().to(torch.float64))
         self.tokens.append(tokens.detach().to(torch.float64))
 
-    def compute(self) -> torch.Tensor:
+    def unique_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of ``sums``, sum of ``tokens``) over unique pairs, in float64."""
         keys, sums, tokens = (
             dim_zero_cat(x) if isinstance(x, list) else x for x in (self.keys, self.sums, self.tokens)
         )
@@ -317,4 +319,15 @@ class PairLoss(Metric):
         keys, order = torch.sort(keys, stable=True)
         first = torch.ones_like(keys, dtype=torch.bool)
         first[1:] = keys[1:] != keys[:-1]
-        return (sums[order][first].sum() / tokens[order][first].sum().clamp_min(1)).float()
+        return sums[order][first].sum(), tokens[order][first].sum()
+
+    def compute(self) -> torch.Tensor:
+        total, tokens = self.unique_sums()
+        return (total / tokens.clamp_min(1)).float()
+
+
+class PairCount(PairLoss):
+    """How many unique pairs were flagged (``update(keys, flags, ones)``), the same on any number of processes."""
+
+    def compute(self) -> torch.Tensor:
+        return self.unique_sums()[0].float()

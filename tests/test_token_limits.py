@@ -76,9 +76,7 @@ def test_cut_generations_are_counted_in_evaluation():
     datamodule, module = long_style("generation.max_new_tokens=3")
     datamodule.setup("validate")
     batch = next(iter(datamodule.val_dataloader()))
-    logged = {}
-    module.log = lambda name, value, **kwargs: logged.update({name: (value, kwargs)})
     out = module.evaluation_step(batch, "val")
-    value, kwargs = logged["val/cut_captions"]
+    module.evaluation_step(batch, "val")  # the same pairs again (DDP padding repeats pairs): counted once
     lengths = [len(module.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in out["prediction"]]
-    assert value == sum(n >= 3 for n in lengths) and kwargs["reduce_fx"] == "sum"
+    assert module.cut_captions["val"].compute() == sum(n >= 3 for n in lengths) > 0
