@@ -15,7 +15,7 @@ from datamodules.synthetic.scenes import sample_scene
 from experiments.common.config import load_config
 from lightning_modules.scene_pretrainer import retrieval_recall
 
-TINY = "max_steps=4 batch_size=8 val_scenes=16 val_every=2 warmup_steps=1 image_size=32 num_workers=0"
+TINY = "max_steps=4 batch_size=8 val_scenes=16 val_every=2 warmup_steps=1 num_workers=0"  # at 128 px, as the kit loads it
 
 
 def test_descriptions_name_every_object_and_fit_the_context():
