@@ -51,9 +51,8 @@ def hf(llava_twin):
     return LlavaOnevisionForConditionalGeneration.from_pretrained(llava_twin).eval()
 
 
-@pytest.fixture(scope="module")
-def processed(llava_twin):
-    """Two 32 px images and the instruction through LLaVA-OneVision's processor, as HF would feed the model."""
+def hf_inputs(folder, instruction: str, seed: int) -> dict:
+    """Two random 32 px images and ``instruction`` through LLaVA-OneVision's own processor."""
     from transformers import (
         AutoImageProcessor,
         AutoTokenizer,
@@ -61,19 +60,25 @@ def processed(llava_twin):
         LlavaOnevisionVideoProcessor,
     )
 
-    tokenizer = AutoTokenizer.from_pretrained(llava_twin)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
     processor = LlavaOnevisionProcessor(
-        image_processor=AutoImageProcessor.from_pretrained(llava_twin),
+        image_processor=AutoImageProcessor.from_pretrained(folder),
         tokenizer=tokenizer,
         video_processor=LlavaOnevisionVideoProcessor(),
         num_image_tokens=16,
         vision_feature_select_strategy="full",
     )
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
-    user = {"role": "user", "content": f"<image>\n<image>\n{INSTRUCTION}"}
+    user = {"role": "user", "content": f"<image>\n<image>\n{instruction}"}
     text = tokenizer.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
     return processor(text=[text], images=[images], return_tensors="pt")
+
+
+@pytest.fixture(scope="module")
+def processed(llava_twin):
+    """Two 32 px images and the instruction through LLaVA-OneVision's processor, as HF would feed the model."""
+    return hf_inputs(llava_twin, INSTRUCTION, 0)
 
 
 def test_config_is_resolved_from_the_folder(module, llava_twin):

@@ -4,14 +4,12 @@ chat template) ignore instructions. Pairs of different prompt lengths are left-p
 logits and greedy caption are the ones it gets alone, and alone they equal transformers' LLaVA-OneVision.
 """
 
-import numpy as np
 import pytest
 import torch
 from fixtures_records import make_llava
-from PIL import Image
 from test_captioner import batch_of
 from test_captioner import make_module as make_tiny_module
-from test_init_from import INSTRUCTION, twin_config
+from test_init_from import INSTRUCTION, hf_inputs, twin_config
 
 from datamodules import build_datamodule
 from datamodules.contract import collate_pairs
@@ -43,30 +41,6 @@ def hf(llava_twin):
     from transformers import LlavaOnevisionForConditionalGeneration
 
     return LlavaOnevisionForConditionalGeneration.from_pretrained(llava_twin).eval()
-
-
-def hf_inputs(folder, instruction: str, seed: int) -> dict:
-    """Two random 32 px images and ``instruction`` through LLaVA-OneVision's own processor."""
-    from transformers import (
-        AutoImageProcessor,
-        AutoTokenizer,
-        LlavaOnevisionProcessor,
-        LlavaOnevisionVideoProcessor,
-    )
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    processor = LlavaOnevisionProcessor(
-        image_processor=AutoImageProcessor.from_pretrained(folder),
-        tokenizer=tokenizer,
-        video_processor=LlavaOnevisionVideoProcessor(),
-        num_image_tokens=16,
-        vision_feature_select_strategy="full",
-    )
-    rng = np.random.default_rng(seed)
-    images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
-    user = {"role": "user", "content": f"<image>\n<image>\n{instruction}"}
-    text = tokenizer.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
-    return processor(text=[text], images=[images], return_tensors="pt")
 
 
 def pairs(n: int) -> tuple[torch.Tensor, torch.Tensor]:
