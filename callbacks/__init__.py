@@ -2,7 +2,6 @@
 
 - :mod:`callbacks.caption_metrics`: ``CaptionMetricsCallback`` (per-category metrics with
   :mod:`evaluation`, COCO files) and ``monitor_key``.
-- :mod:`callbacks.caption_records`: ``CaptionRecords``, the evaluation records gathered from every rank.
 - :mod:`callbacks.panels`: ``PanelsCallback`` (image + caption + heatmap panels).
 - :mod:`callbacks.tensorboard`: ``ScalarLayout`` (the CUSTOM SCALARS charts), ``log_bar_charts`` (metrics by
   category as figures) and ``HparamsCallback`` (HPARAMS).

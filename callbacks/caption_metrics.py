@@ -8,7 +8,7 @@ The contract with the LightningModule: ``validation_step`` / ``test_step`` retur
 (``references`` / ``categories`` / ``benchmark`` / ``subset`` default to the batch's ``captions`` /
 ``categories`` / ``benchmark`` / ``subset`` when left out; ``subset`` is optional, see
 :mod:`datamodules.contract`). :class:`CaptionMetricsCallback` collects these records in a
-:class:`~callbacks.caption_records.CaptionRecords` metric, which torchmetrics gathers from every rank; each pair
+:class:`~lightning_modules.pair_metrics.CaptionRecords` metric, which torchmetrics gathers from every rank; each pair
 is then kept exactly once, rank 0 scores them (:mod:`evaluation`: overall and per subset) and writes the files,
 the scores are broadcast and every rank logs them (ModelCheckpoint may run on any rank).
 
@@ -27,10 +27,10 @@ from typing import Any
 
 import lightning as L
 
-from callbacks.caption_records import CaptionRecords, unique_pairs
 from callbacks.tensorboard import log_bar_charts
 from evaluation import (
     METRICS,
+    REFERENCE_METRICS,
     CaptionScorer,
     ScoreReport,
     atomic_write_text,
@@ -38,6 +38,7 @@ from evaluation import (
     coco_ground_truth,
     coco_predictions,
 )
+from lightning_modules.pair_metrics import CaptionRecords, unique_pairs
 
 log = logging.getLogger("m3diff.metrics")
 
@@ -207,7 +208,7 @@ class CaptionMetricsCallback(L.Callback):
         split = "val" if stage == "val" else "test"
         baselines = self._baselines(dm, split) if self.baselines else {}
         for name, scores in baselines.items():
-            for m in ("CIDEr", "Bleu_4"):
+            for m in REFERENCE_METRICS:
                 if m in scores:
                     scalars[f"{stage}/{name}/{m}"] = scores[m]
         change_id: dict[str, float] = {}

@@ -20,13 +20,10 @@ from typing import Any
 
 import lightning as L
 
-from evaluation import ScoreReport
+from evaluation import HEADLINE_METRICS, REFERENCE_METRICS, ScoreReport
 
-#: The overall metrics charted (pycocoevalcap's names); SPICE is added when it is computed.
-OVERALL = ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L")
-#: The reference points DataModules score with ``baseline_predictions`` (their CIDEr and Bleu_4 are logged).
+#: The reference points DataModules score with ``baseline_predictions`` (their REFERENCE_METRICS are logged).
 REFERENCE_POINTS = ("ceiling", "trivial")
-REFERENCE_METRICS = ("CIDEr", "Bleu_4")
 
 
 def tensorboard_writers(trainer: L.Trainer) -> list[Any]:
@@ -96,7 +93,7 @@ def scalar_layout(
         training: chart the captioner's training scalars (loss, token accuracy, perplexity, learning rate).
     """
     s = stage
-    metrics = [*OVERALL, *(["SPICE"] if spice else [])]
+    metrics = [m for m in HEADLINE_METRICS if m != "SPICE" or spice]
     layout = {f"{s}: overall": _overall_charts(s, metrics, reference_points=reference_points)}
     by_category = _category_charts(s, {"category": categories, "group": groups, "subset": subsets})
     if by_category:
@@ -237,7 +234,7 @@ class HparamsCallback(L.Callback):
     def __init__(
         self,
         hparams: Mapping[str, Any] | None = None,
-        metrics: Sequence[str] = ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L"),
+        metrics: Sequence[str] = HEADLINE_METRICS,
     ) -> None:
         self.hparams = hparams
         self.metrics = list(metrics)

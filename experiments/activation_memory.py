@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from mdp.zoo import _LLAVA_OV_TOWER
+from experiments.common import cli
+from mdp import LLAVA_OV_TOWER
 
 QWEN2_7B_LAYER = dict(
     hidden_size=3584, intermediate_size=18944, num_attention_heads=28, num_key_value_heads=4
@@ -99,7 +100,7 @@ def mdp_and_projector_bytes_per_pair(width: int, lm_width: int, n: int, heads: i
 
 def estimate(*, tokens: int, layer_tokens: int, toy: bool = False) -> dict[str, Any]:
     """Per-pair activation bytes (GiB) of the paper-scale model, with and without activation checkpointing."""
-    lm_sizes, tower_sizes = (TOY_LAYER, TOY_TOWER) if toy else (QWEN2_7B_LAYER, _LLAVA_OV_TOWER)
+    lm_sizes, tower_sizes = (TOY_LAYER, TOY_TOWER) if toy else (QWEN2_7B_LAYER, LLAVA_OV_TOWER)
     lm_layers, tower_layers = (2, 6) if toy else (28, 26)
     width, lm_width, vocab = tower_sizes["hidden_size"], lm_sizes["hidden_size"], 1024 if toy else 152064
     per_token = lm_layer_bytes_per_token(lm_sizes, layer_tokens, 8 if toy else 128)
@@ -145,9 +146,7 @@ def estimate(*, tokens: int, layer_tokens: int, toy: bool = False) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--tokens", type=int, default=1625, help="LM tokens per pair (2 x 730 image + prompt + caption)"
     )
@@ -155,10 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         "--layer-tokens", type=int, default=256, help="tokens the LM layer is run with (cost)"
     )
     parser.add_argument("--toy", action="store_true", help="toy widths (tests)")
-    args = parser.parse_args(argv)
+    return cli.run(parser, command, argv, logging=False)
+
+
+def command(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     print(json.dumps(estimate(tokens=args.tokens, layer_tokens=args.layer_tokens, toy=args.toy), indent=2))
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -21,10 +20,10 @@ from omegaconf import OmegaConf
 from PIL import Image, ImageDraw, ImageFont
 
 from callbacks.panels import GAP, compose_panel
-from datamodules.images import ImageLoadError, ImageTransform, load_image
-from experiments.common.checkpoints import CheckpointError, check_overrides
+from datamodules.images import ImageTransform, load_image
+from experiments.common import cli
+from experiments.common.checkpoints import check_overrides, load_module
 from experiments.common.config import apply_overrides
-from experiments.evaluate import load_module
 from lightning_modules.model.m3diff import heatmaps
 
 PANEL_SIDE = 256  # at least this many pixels per panel in heatmap.png
@@ -101,23 +100,18 @@ def wrap_text(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, wid
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument("--ckpt", default="", help="checkpoint (CKPT=)")
     parser.add_argument("--before", default="", help="the 'before' image (BEFORE=)")
     parser.add_argument("--after", default="", help="the 'after' image (AFTER=)")
     parser.add_argument("--out", default="", help="output folder (OUT=; default: current folder)")
     parser.add_argument("--args", default="", help="key=value overrides, e.g. generation.num_beams=3 (ARGS=)")
-    args = parser.parse_args(argv)
-    missing = [name.upper() for name in ("ckpt", "before", "after") if not getattr(args, name)]
-    if missing:
-        parser.error(f"{', '.join(missing)} required: make caption CKPT=<ckpt> BEFORE=<png> AFTER=<png>")
-    try:
-        result = caption_pair(args.ckpt, args.before, args.after, overrides=shlex.split(args.args))
-    except (FileNotFoundError, ImageLoadError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return cli.run(parser, command, argv, logging=False)
+
+
+def command(args: argparse.Namespace) -> None:
+    cli.require(args, ("ckpt", "before", "after"), "make caption CKPT=<ckpt> BEFORE=<png> AFTER=<png>")
+    result = caption_pair(args.ckpt, args.before, args.after, overrides=cli.overrides(args))
     out = Path(args.out or ".")
     out.mkdir(parents=True, exist_ok=True)
     result["figure"].save(out / "heatmap.png")
@@ -125,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     (out / "caption.json").write_text(json.dumps(record, indent=2) + "\n")
     print(result["caption"])
     print(f"wrote {out / 'caption.json'} and {out / 'heatmap.png'}")
-    return 0
 
 
 if __name__ == "__main__":

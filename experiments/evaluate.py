@@ -10,42 +10,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.common import runner
-from experiments.common.checkpoints import (
-    CheckpointError,
-    CheckpointNotFoundError,
-    check_base_model,
-    check_overrides,
-    checkpoint_config,
-    read_checkpoint,
-)
-from experiments.common.config import apply_overrides, load_config
+from experiments.common import assembly, cli
+from experiments.common.checkpoints import check_overrides, load_module
+from experiments.common.config import apply_overrides, load_config, to_container
+from experiments.common.trainer import make_eval_callbacks, make_trainer
 from lightning_modules.captioner import CaptionerModule
-from lightning_modules.model.llava_onevision import InitFromError
 
 log = logging.getLogger("m3diff.eval")
-
-
-def load_module(ckpt: str | Path) -> CaptionerModule:
-    """Rebuild the captioner from the checkpoint alone (weights-only loading: no pickled code runs)."""
-    path = Path(ckpt)
-    if not path.is_file():
-        raise CheckpointNotFoundError(f"CKPT={ckpt}: no such checkpoint file")
-    # Read (memory-mapped) first for clear errors: refused pickled code, a damaged file, not a captioner, a base
-    # model folder missing or other than the one an adapter-only checkpoint was trained on.
-    checkpoint = read_checkpoint(path)
-    checkpoint_config(checkpoint, path)
-    check_base_model(checkpoint, path=path)
-    try:
-        return CaptionerModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except InitFromError as err:  # trained from a LLaVA-OneVision folder that is not there any more
-        raise CheckpointError(f"{path}: cannot rebuild its model: {err}") from None
 
 
 def eval_config(module: CaptionerModule, *, data: str, overrides: list[str]) -> DictConfig:
@@ -56,20 +32,22 @@ def eval_config(module: CaptionerModule, *, data: str, overrides: list[str]) -> 
     return apply_overrides(cfg, overrides)
 
 
+SPLITS = ("val", "test")
+
+
 def evaluate(
     ckpt: str | Path, *, data: str = "", split: str = "test", out: str = "", overrides: list[str] = ()
 ):
+    if split not in SPLITS:
+        raise cli.UsageError(f"SPLIT must be one of {list(SPLITS)}, got {split!r}")
     module = load_module(ckpt)
     cfg = eval_config(module, data=data, overrides=list(overrides))
-    check_overrides(module.config, runner.to_container(cfg), path=ckpt)
-    runner.apply_num_threads(cfg)
-    if split not in ("val", "test"):
-        raise ValueError(f"SPLIT must be 'val' or 'test', got {split!r}")
-    module.config["generation"] = runner.to_container(cfg.generation)
+    check_overrides(module.config, to_container(cfg), path=ckpt)
+    assembly.apply_num_threads(cfg)
+    module.config["generation"] = to_container(cfg.generation)
     out_dir = Path(out) if out else Path(ckpt).resolve().parent.parent / "eval" / f"{cfg.data.name}-{split}"
-    datamodule = runner.make_datamodule(cfg, module.image_spec)
-    callbacks = runner.make_eval_callbacks(cfg, out_dir)
-    trainer = runner.make_trainer(cfg, logger=False, callbacks=callbacks)
+    datamodule = assembly.make_datamodule(cfg, module.image_spec)
+    trainer = make_trainer(cfg, logger=False, callbacks=make_eval_callbacks(cfg, out_dir))
     run = trainer.test if split == "test" else trainer.validate
     results = run(module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{split}/")}
@@ -80,32 +58,20 @@ def evaluate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--ckpt", required=True, help="checkpoint file (CKPT=)")
+    parser = cli.parser(__doc__)
+    parser.add_argument("--ckpt", default="", help="checkpoint file (CKPT=)")
     parser.add_argument("--data", default="", help="benchmark (DATA=); default: the one it was trained on")
-    parser.add_argument("--root", default="", help="dataset folder, sets data.root (ROOT=)")
     parser.add_argument("--split", default="", help="val or test (SPLIT=; default test)")
     parser.add_argument("--out", default="", help="output folder (OUT=)")
-    parser.add_argument("--args", default="", help="key=value overrides (ARGS=)")
-    args = parser.parse_args(argv)
-    if not args.ckpt:
-        parser.error("CKPT=<checkpoint> is required")
-    runner.configure_logging()
-    root = [f"data.root={args.root}"] if args.root else []
-    try:
-        evaluate(
-            args.ckpt,
-            data=args.data,
-            split=args.split or "test",
-            out=args.out,
-            overrides=root + shlex.split(args.args),
-        )
-    except runner.USER_ERRORS as err:
-        print(runner.error_line(err), file=sys.stderr)
-        return 2
-    return 0
+    cli.add_config_arguments(parser, groups=False)
+    return cli.run(parser, command, argv)
+
+
+def command(args: argparse.Namespace) -> None:
+    cli.require(args, ("ckpt",), "make eval CKPT=<checkpoint> [DATA=..] [SPLIT=test]")
+    evaluate(
+        args.ckpt, data=args.data, split=args.split or "test", out=args.out, overrides=cli.overrides(args)
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from experiments.common.checkpoints import CheckpointError
-from experiments.evaluate import load_module
+from experiments.common import cli
+from experiments.common.checkpoints import load_module
 from lightning_modules.model.language_model import is_tiny_lm
 
 _LORA_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -161,21 +161,16 @@ spec, prompt layout).
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument("--ckpt", default="", help="checkpoint (CKPT=)")
     parser.add_argument("--out", default="", help="output folder (OUT=)")
-    args = parser.parse_args(argv)
-    if not args.ckpt or not args.out:
-        parser.error("CKPT and OUT are required: make export CKPT=<ckpt> OUT=<dir>")
-    try:
-        out = export(args.ckpt, args.out)
-    except (FileNotFoundError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return cli.run(parser, command, argv, logging=False)
+
+
+def command(args: argparse.Namespace) -> None:
+    cli.require(args, ("ckpt", "out"), "make export CKPT=<ckpt> OUT=<dir>")
+    out = export(args.ckpt, args.out)
     print(f"exported to {out} (see {out / 'README.md'})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from .backbone import Backbone, BackboneWeightsError, ImageSpec
 from .config import MDPConfig
 from .module import MDP, MDPOutput
 from .registry import build_backbone, list_backbones, register_backbone
+from .zoo import LLAVA_OV_TAPS, LLAVA_OV_TOWER
 
 __all__ = [
     "MDP",
@@ -31,4 +32,6 @@ __all__ = [
     "register_backbone",
     "list_backbones",
     "BackboneWeightsError",
+    "LLAVA_OV_TAPS",
+    "LLAVA_OV_TOWER",
 ]

@@ -36,7 +36,7 @@ from .backbone import (
     resolve_layers,
 )
 from .timm_adapter import default_layers
-from .weights import is_default_request, wants_weights, weights_error
+from .weights import first_file, is_default_request, wants_weights, weights_error
 
 # Where a vision tower's tensors sit inside a checkpoint, most specific first.
 _TOWER_PREFIXES = ("model.vision_tower.", "vision_tower.", "")
@@ -269,16 +269,12 @@ def resolve_folder(source: str, *, backbone: str, cache_dir: str | None = None) 
 def weight_files(folder: Path) -> dict[str, Path]:
     """Every tensor name in the folder's checkpoint -> the file that holds it (sharded or not)."""
     folder = Path(folder)
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = folder / index_name
-        if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            return {key: folder / file for key, file in weight_map.items()}
-    for file_name in ("model.safetensors", "pytorch_model.bin"):
-        path = folder / file_name
-        if path.is_file():
-            return {key: path for key in _keys(path)}
-    return {}
+    index = first_file(folder, ("model.safetensors.index.json", "pytorch_model.bin.index.json"))
+    if index is not None:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        return {key: folder / file for key, file in weight_map.items()}
+    path = first_file(folder, ("model.safetensors", "pytorch_model.bin"))
+    return {} if path is None else {key: path for key in _keys(path)}
 
 
 def _keys(path: Path) -> Iterable[str]:

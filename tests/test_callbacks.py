@@ -21,12 +21,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import Dataset
 
 from callbacks.caption_metrics import CaptionMetricsCallback, monitor_key
-from callbacks.caption_records import CaptionRecords, unique_pairs
 from callbacks.panels import PanelsCallback, compose_panel
 from callbacks.tensorboard import HparamsCallback, ScalarLayout, flatten_hparams, scalar_layout
 from datamodules.base import PairDataModule
 from evaluation import CaptionScorer, build_subsets
 from experiments.score import score_files
+from lightning_modules.pair_metrics import CaptionRecords, unique_pairs
 
 CATEGORIES = ["color", "move", "distractor"]
 GROUPS = {"semantic": ["color", "move"]}

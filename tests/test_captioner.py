@@ -15,7 +15,7 @@ from lightning_modules.model.tokenizer import train_caption_tokenizer
 
 TINY = [
     *TINY_MODEL,
-    "model.max_caption_tokens=16",  # modules built here, not by the runner: no limits measured on data
+    "model.max_caption_tokens=16",  # modules built here, not by the run assembly: no limits measured on data
     "generation.max_new_tokens=8",
 ]
 CAPTIONS = [

@@ -209,7 +209,7 @@ PAPER = ("omnidiff", "spot_the_diff", "iedit", "birds_to_words", "clevr_change",
 
 def test_paper_mixture_counts_every_caption_and_prints_the_epoch(tmp_path):
     from experiments.common.config import load_config
-    from experiments.common.runner import epoch_summary
+    from experiments.common.trainer import epoch_summary
 
     cfg = load_config(groups={"data": "mixture_paper"})
     assert [m["name"] for m in cfg.data.members] == list(PAPER)

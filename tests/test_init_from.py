@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from experiments.common.assembly import resolve_static
 from experiments.common.config import ConfigError, load_config, to_container
-from experiments.common.runner import resolve_init_from
 from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.llava_onevision import InitFromError
 from mdp.hf_adapter import is_hf_checkpointing
@@ -30,12 +30,12 @@ def twin_config(folder, *overrides):
             "model.lora.enabled=true",
             "model.lora.r=4",
             "model.lora.alpha=8",
-            "model.max_caption_tokens=32",  # built here, not by the runner: no limits measured on data
+            "model.max_caption_tokens=32",  # built here, not by the run assembly: no limits measured on data
             "generation.max_new_tokens=12",
             *overrides,
         ]
     )
-    return resolve_init_from(cfg)
+    return resolve_static(cfg)
 
 
 @pytest.fixture(scope="module")

@@ -141,9 +141,9 @@ def test_paper_tower_entry_pins_the_taps_and_sizes():
     17/20/23/26 counted from 1); 25 is the last layer, the one LLaVA-OneVision's projector reads."""
     from transformers import SiglipVisionConfig
 
-    from mdp.zoo import _LLAVA_OV_TOWER, LLAVA_OV_TAPS
+    from mdp import LLAVA_OV_TAPS, LLAVA_OV_TOWER
 
-    config = SiglipVisionConfig(**_LLAVA_OV_TOWER)
+    config = SiglipVisionConfig(**LLAVA_OV_TOWER)
     assert (config.num_hidden_layers, config.hidden_size, config.image_size, config.patch_size) == (
         26,
         1152,

@@ -22,7 +22,7 @@ from helpers import TINY_MODEL
 
 from callbacks.safety import NonFiniteError, NonFiniteGuard
 from experiments import caption, evaluate, train
-from experiments.common import runner
+from experiments.common import assembly
 from experiments.common.checkpoints import CheckpointError, read_checkpoint
 from experiments.common.config import ConfigError, load_config
 from lightning_modules.captioner import CaptionerModule
@@ -57,7 +57,7 @@ def save_module(module: CaptionerModule, path: Path) -> Path:
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory) -> Path:
     cfg = load_config(overrides=TINY)
-    _, module = runner.make_parts(cfg)
+    module = assembly.assemble(cfg).module
     return save_module(module, tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
 
 

@@ -170,7 +170,7 @@ def test_exported_pairs_read_back_with_the_pairs_datamodule(tmp_path):
 
 
 def test_benchmark_reports_rates():
-    from experiments.synth import benchmark
+    from datamodules.synthetic.throughput import generator_throughput
 
-    rates = benchmark(make_dm(), seconds=0.4)
+    rates = generator_throughput(make_dm(), seconds=0.4)
     assert rates["pairs_per_s"] > 0 and rates["captions_only_pairs_per_s"] > rates["pairs_per_s"]

@@ -28,6 +28,7 @@ from experiments.bench.rig import Rig, build_rig, caption_tokenizer
 from experiments.bench.score import section_score
 from experiments.bench.threads import section_threads
 from experiments.bench.train import section_train
+from experiments.common import cli
 
 DEFAULT_OUT = Path("bench_results") / "bench.json"
 SECTIONS = ("peak", "train", "threads", "mdp_base", "generate", "score", "data")
@@ -131,9 +132,7 @@ def run(*, user: Sequence[str], sections: Sequence[str], quick: bool, out_path: 
 def _parser() -> argparse.ArgumentParser:
     from experiments import bench
 
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.bench", description=bench.__doc__.split("\n\n")[0]
-    )
+    parser = cli.parser(bench.__doc__.split("\n\n")[0], prog="python -m experiments.bench")
     parser.add_argument("--out", default="", help=f"JSON file to write (OUT=, default {DEFAULT_OUT})")
     parser.add_argument(
         "--args", default="", help='config overrides of the model benchmarked, "key=value ..." (ARGS=)'
@@ -153,12 +152,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    ns = parser.parse_args(argv)
+    return cli.run(_parser(), command, argv, logging=False)
+
+
+def command(ns: argparse.Namespace) -> None:
     sections = [s.strip() for s in ns.sections.split(",") if s.strip()] or list(SECTIONS)
     unknown = sorted(set(sections) - set(SECTIONS) - set(EXTRA_SECTIONS))
     if unknown:
-        parser.error(f"unknown sections {unknown}; choose from {list(SECTIONS + EXTRA_SECTIONS)}")
+        raise cli.UsageError(f"unknown sections {unknown}; choose from {list(SECTIONS + EXTRA_SECTIONS)}")
+    user = cli.split_args(ns.args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("lightning", "lightning.pytorch", "transformers", "m3diff.scoring"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -169,14 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             # training_step's self.log() is off in the rig's barebones Trainer and warns once per call site.
             warnings.filterwarnings("ignore", message=".*self.log.*")
-            results = run(
-                user=shlex.split(ns.args or ""),
-                sections=sections,
-                quick=ns.quick,
-                out_path=Path(ns.out or DEFAULT_OUT),
-            )
+            results = run(user=user, sections=sections, quick=ns.quick, out_path=Path(ns.out or DEFAULT_OUT))
     finally:
         torch.set_num_threads(threads)
     print(results["table"])
     print(f"\nwrote {ns.out or DEFAULT_OUT}")
-    return 0

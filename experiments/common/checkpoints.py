@@ -1,4 +1,4 @@
-"""Reading checkpoints safely: weights-only unpickling, clear errors, config compatibility.
+"""Reading checkpoints safely (weights-only unpickling, clear errors, config compatibility) and writing them whole.
 
 Every checkpoint the kit opens (``make train RESUME=``, ``make eval``, ``make caption``) goes through
 :func:`read_checkpoint`: ``torch.load(weights_only=True)`` only rebuilds tensors and plain containers, so a file
@@ -10,6 +10,7 @@ producing a wall of ``size mismatch for ...`` lines.
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 # The config sections that decide the model's architecture (and so the state_dict's keys and shapes).
 MODEL_SECTIONS = ("backbone", "mdp", "model")
@@ -56,6 +58,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return checkpoint
+
+
+def load_module(ckpt: str | Path) -> Any:
+    """The captioner of a checkpoint, rebuilt from the checkpoint alone (its saved, resolved config; weights-only
+    loading: no pickled code runs). Read first for clear errors: refused pickled code, a damaged file, not a
+    captioner, a base model folder missing or other than the one an adapter-only checkpoint was trained on."""
+    from lightning_modules.captioner import CaptionerModule
+    from lightning_modules.model.llava_onevision import InitFromError
+
+    path = Path(ckpt)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"CKPT={ckpt}: no such checkpoint file")
+    checkpoint = read_checkpoint(path)
+    checkpoint_config(checkpoint, path)
+    check_base_model(checkpoint, path=path)
+    try:
+        return CaptionerModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except InitFromError as err:  # trained from a LLaVA-OneVision folder that is not there any more
+        raise CheckpointError(f"{path}: cannot rebuild its model: {err}") from None
 
 
 def checkpoint_config(checkpoint: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
@@ -125,3 +146,53 @@ def check_overrides(saved: Mapping[str, Any], current: Mapping[str, Any], *, pat
         current_name="ARGS",
         hint="The model is rebuilt from the checkpoint's own config; drop these keys from ARGS.",
     )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints to a temporary file and rename: a kill during a save never leaves a corrupt file.
+
+    The temporary file is flushed to disk before the rename (and the folder after it), so that a power cut
+    cannot leave a renamed but empty ``last.ckpt`` either. Temporary files of killed saves are removed.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            _fsync(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """``.<name>.tmp-<pid>`` files whose writer is gone (a save killed mid-write)."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import experiments.compare as package
+from experiments.common import cli
 from experiments.common.config import ConfigError
 from experiments.compare.report import fmt, write_report
 from experiments.compare.runs import (
@@ -44,13 +45,10 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line; ``args.args`` holds ``--args`` and the trailing overrides together."""
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.compare",
-        description=package.__doc__,  # the user's guide to make compare
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _parser() -> argparse.ArgumentParser:
+    parser = cli.parser(
+        package.__doc__, prog="python -m experiments.compare"
+    )  # the user's guide to make compare
     parser.add_argument("--backbones", default="", help='space-separated backbones (BACKBONES="siglip clip")')
     parser.add_argument(
         "--exp", default="", help='space-separated experiments or folders (EXP="default ablations")'
@@ -65,25 +63,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--print-config", action="store_true", help="print every run's resolved config and exit"
     )
     parser.add_argument("overrides", nargs="*", help="more key=value overrides for every run")
-    args = parser.parse_args(argv)
-    args.args = " ".join([args.args, shlex.join(args.overrides)]).strip()
-    return args
+    return parser
 
 
-def check_budgets(planned: Sequence[tuple[Run, DictConfig]]) -> bool:
-    """``False`` (after saying why) when a run has no training budget; a warning when the budgets differ."""
+def check_budgets(planned: Sequence[tuple[Run, DictConfig]]) -> None:
+    """A config error when a run has no training budget; a warning when the budgets differ."""
     if not all(has_budget(cfg) for _, cfg in planned):
-        print(
-            "config error: no training budget (trainer.max_steps, max_epochs and max_time are unset): "
-            'give one for every run, e.g. ARGS="trainer.max_steps=2000"',
-            file=sys.stderr,
+        raise ConfigError(
+            "no training budget (trainer.max_steps, max_epochs and max_time are unset): "
+            'give one for every run, e.g. ARGS="trainer.max_steps=2000"'
         )
-        return False
     if len({json.dumps(budget(cfg), sort_keys=True) for _, cfg in planned}) > 1:
         print("WARNING: the runs differ in data, seed or budget (an experiment sets them):", file=sys.stderr)
         for run, cfg in planned:
             print(f"  {run.experiment} / {run.backbone}: {budget(cfg)}", file=sys.stderr)
-    return True
 
 
 def run_all(
@@ -131,25 +124,21 @@ def run_all(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        planned = plan_runs(
-            backbones=args.backbones,
-            experiments=args.exp,
-            data=args.data,
-            root=args.root,
-            overrides=shlex.split(args.args),
-        )
-    except (ConfigError, ValueError) as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
+    return cli.run(_parser(), command, argv, logging=False)
+
+
+def command(args: argparse.Namespace) -> int:
+    # ARGS and trailing overrides as one string: what each run's `make train` gets, and the reproducing line.
+    args.args, args.overrides = " ".join([args.args, shlex.join(args.overrides)]).strip(), []
+    planned = plan_runs(
+        backbones=args.backbones, experiments=args.exp, data=args.data, overrides=cli.overrides(args)
+    )
     if args.print_config:
         for run, cfg in planned:
             print(f"# ===== {run.experiment} / {run.backbone} =====")
             print(OmegaConf.to_yaml(cfg), end="")
         return 0
-    if not check_budgets(planned):
-        return 2
+    check_budgets(planned)
     exps = {run.experiment for run, _ in planned}
     name = args.name or (exps.pop() if len(exps) == 1 else "compare")
     return run_all(planned, args, Path(str(planned[0][1].logs_dir)) / name, name)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from evaluation import HEADLINE_METRICS
 from experiments.compare.runs import Run, budget
 
-OVERALL = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 BASELINES = {"ceiling": "one reference vs the others", "trivial": "most common training caption"}
 
 
@@ -90,7 +90,7 @@ def render_markdown(name: str, runs: Sequence[Run], cfg: DictConfig, command: st
 def overall_table(runs: Sequence[Run]) -> list[str]:
     """A row per run: status, steps, minutes, the overall scores (and change identification when logged),
     then the reference baselines' rows from the first run that scored them."""
-    overall = [m for m in OVERALL if any(f"val/{m}" in r.metrics for r in runs)] or ["CIDEr"]
+    overall = [m for m in HEADLINE_METRICS if any(f"val/{m}" in r.metrics for r in runs)] or ["CIDEr"]
     change_id = any("val/change_id/exact" in r.metrics for r in runs)
     head = [
         "experiment",

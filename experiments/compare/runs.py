@@ -16,8 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from experiments.common.assembly import resolve_static, run_name
 from experiments.common.config import EXPERIMENTS_DIR, REPO_ROOT, ConfigError, load_config
-from experiments.common.runner import run_name
 
 DEFAULT_BACKBONES = ("siglip", "clip")
 
@@ -58,18 +58,19 @@ def expand_experiments(spec: str) -> list[str]:
 
 
 def plan_runs(
-    *, backbones: str, experiments: str, data: str = "", root: str = "", overrides: Sequence[str] = ()
+    *, backbones: str, experiments: str, data: str = "", overrides: Sequence[str] = ()
 ) -> list[tuple[Run, DictConfig]]:
-    """Compose every run's config up front, so a typo fails before hours of training."""
+    """Compose every run's config up front, so a typo fails before hours of training. ``overrides``: the
+    command line's (``data.root`` from ROOT= included), the same for every run."""
     exps = expand_experiments(experiments) or [""]
     bbs = backbones.split() or (list(DEFAULT_BACKBONES) if not experiments.split() else [""])
-    extra = [f"data.root={root}"] if root else []
     runs = []
     for exp in exps:
         for bb in bbs:
             cfg = load_config(
-                experiment=exp or None, groups={"backbone": bb, "data": data}, overrides=[*extra, *overrides]
+                experiment=exp or None, groups={"backbone": bb, "data": data}, overrides=overrides
             )
+            cfg = resolve_static(cfg)  # the backbone's name as the run will have it (model.init_from)
             run = Run(exp, bb, str(cfg.experiment), str(cfg.backbone.name), run_name(cfg))
             runs.append((run, cfg))
     names = [r.run_name for r, _ in runs]

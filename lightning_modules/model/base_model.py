@@ -70,20 +70,21 @@ def _hash_weights(path: Path, size: int, digest: Any) -> None:
 
 
 def base_sources(config: dict) -> dict[str, str]:
-    """Module prefix -> base folder, for the parts of the captioner built from pretrained files.
-
-    ``model.init_from``: the tower and the LM come from that folder; a pretrained ``model.lm.name`` (a folder,
-    or a hub id resolved in the HF cache): the LM. Backbones loaded from open_clip / timm tags are not covered:
-    if frozen, their tensors stay in the checkpoint.
+    """Module prefix -> base folder, for the parts of the captioner built from pretrained folders, read from a
+    resolved config: a pretrained ``model.lm.name`` (a folder, or a hub id resolved in the HF cache) for the LM;
+    a transformers tower ``backbone.name: hf:<folder>`` with that folder's own weights (``backbone.pretrained:
+    <folder>``; ``model.init_from`` resolves to both) for the backbone. Backbones loaded from open_clip / timm tags are not covered: if frozen, their
+    tensors stay in the checkpoint.
     """
     from lightning_modules.model.language_model import is_tiny_lm
 
-    model_cfg = config["model"]
-    if model_cfg.get("init_from"):
-        folder = str(model_cfg["init_from"])
-        return {"model.backbone.": folder, "model.lm.": folder}
-    name = model_cfg["lm"]["name"]
-    return {} if is_tiny_lm(name) else {"model.lm.": str(name)}
+    sources = {}
+    backbone, lm_name = config["backbone"], config["model"]["lm"]["name"]
+    if backbone.get("pretrained") and backbone["name"] == f"hf:{backbone['pretrained']}":
+        sources["model.backbone."] = str(backbone["pretrained"])
+    if not is_tiny_lm(lm_name):
+        sources["model.lm."] = str(lm_name)
+    return sources
 
 
 def resolve_source(source: str) -> Path | None:
