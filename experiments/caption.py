@@ -39,7 +39,7 @@ def caption_pair(
     check_overrides(module.config, OmegaConf.to_container(cfg), path=ckpt)
     generation = OmegaConf.to_container(cfg.generation)
     spec = module.image_spec
-    transform = ImageTransform(size=spec.size, mean=spec.mean, std=spec.std)
+    transform = ImageTransform(size=spec.size, mean=spec.mean, std=spec.std, pipeline=spec.pipeline)
     images = [transform(load_image(path)) for path in (before, after)]
     with torch.no_grad():
         sequences, visual = module.model.generate(images[0][None], images[1][None], **generation)

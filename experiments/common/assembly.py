@@ -126,7 +126,12 @@ def make_datamodule(cfg: DictConfig, spec: mdp.ImageSpec | None = None) -> L.Lig
     pixels, mean/std 0.5."""
     spec = spec or mdp.ImageSpec(size=int(cfg.backbone.image_size), mean=(0.5,) * 3, std=(0.5,) * 3)
     return build_datamodule(
-        to_container(cfg.data), image_size=spec.size, mean=spec.mean, std=spec.std, seed=int(cfg.seed)
+        to_container(cfg.data),
+        image_size=spec.size,
+        mean=spec.mean,
+        std=spec.std,
+        pipeline=spec.pipeline,
+        seed=int(cfg.seed),
     )
 
 

@@ -44,6 +44,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     CheckpointError,
     mdp.BackboneWeightsError,
+    mdp.ImageProcessorError,  # a folder's image processor settings the kit does not reproduce
     DataError,
     ImageLoadError,
     ScoreInputError,
