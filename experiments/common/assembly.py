@@ -29,6 +29,7 @@ from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.build import build_backbone
 from lightning_modules.model.language_model import is_tiny_lm
 from lightning_modules.model.llava_onevision import InitFromError, read_config
+from lightning_modules.model.prompt import ChatTemplateError, resolve_template_choice
 from lightning_modules.model.tokenizer import (
     load_pretrained_tokenizer,
     tokenizer_from_json,
@@ -91,7 +92,9 @@ def resolve_static(cfg: DictConfig) -> DictConfig:
     - ``model.init_from``: the backbone and LM are the folder's, so the config says so (run folder name, saved
       config, TensorBoard hparams): ``backbone.name=hf:<folder>``, its weights (``model.init_weights``) and
       image size, ``model.lm.name=<folder>``; LLaVA-OneVision's multi-image layout feeds every patch token
-      (``model.token_pool=1``).
+      (``model.token_pool=1``); ``model.chat_template`` says which of the folder's chat templates renders the prompt
+      (null: the processor's, else the tokenizer's; lightning_modules/model/prompt.py), and a folder with none is an
+      error.
     - ``mdp.identity_init: null`` -> on with ``model.init_from`` (the pretrained projector first sees the
       features it was trained on), off otherwise.
     """
@@ -101,7 +104,8 @@ def resolve_static(cfg: DictConfig) -> DictConfig:
     if folder:
         try:
             tower = read_config(folder).vision_config
-        except InitFromError as err:
+            template = resolve_template_choice(folder, cfg.model.get("chat_template"))
+        except (InitFromError, ChatTemplateError) as err:
             raise ConfigError(str(err)) from None
         resolved = {
             "backbone.name": f"hf:{folder}",
@@ -109,6 +113,7 @@ def resolve_static(cfg: DictConfig) -> DictConfig:
             "backbone.image_size": int(tower.image_size),
             "model.lm.name": str(folder),
             "model.token_pool": 1,
+            "model.chat_template": template,
         }
     if cfg.mdp.identity_init is None:
         resolved["mdp.identity_init"] = bool(folder)
