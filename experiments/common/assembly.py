@@ -54,6 +54,7 @@ def assemble(
     tokenizer_json: str | None = None,
     device: torch.device | str | None = None,
     check: Any = None,
+    read_references: bool = True,
 ) -> Parts:
     """Build the run's parts from ``cfg``, each from what the one before it produced:
 
@@ -68,22 +69,32 @@ def assemble(
     7. the captioner around that backbone (MDP, projector, LM), from the resolved config's values alone.
 
     ``device``: where parameters are created (random init of billions of weights straight on the GPU).
+    ``read_references=False``: steps 4-5 read the training references only if something needs them (a tiny LM's
+    tokenizer, a ``null`` limit), not to report what set limits cut (zero-shot evaluation and captioning).
     """
     cfg = resolve_static(cfg)
     config = to_container(cfg)
     with torch.device(device) if device is not None else _no_device():
         backbone = build_backbone(config)
     datamodule = make_datamodule(cfg, backbone.spec)
-    captions = training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
-    if tokenizer_json is None:
-        tokenizer_json = make_tokenizer(cfg, datamodule, captions)
-    config = resolve_token_limits(config, caption_tokenizer(config, tokenizer_json), captions)
+    if read_references or _needs_references(cfg, tokenizer_json):
+        captions = training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
+        if tokenizer_json is None:
+            tokenizer_json = make_tokenizer(cfg, datamodule, captions)
+        config = resolve_token_limits(config, caption_tokenizer(config, tokenizer_json), captions)
     cfg = _as_config(cfg, config)
     if check is not None:
         check(cfg)
     with torch.device(device) if device is not None else _no_device():
         module = CaptionerModule(config=to_container(cfg), tokenizer_json=tokenizer_json, backbone=backbone)
     return Parts(cfg=cfg, datamodule=datamodule, module=module)
+
+
+def _needs_references(cfg: DictConfig, tokenizer_json: str | None) -> bool:
+    """Whether the run cannot be built without its training references: a tiny LM's tokenizer to train, or a
+    ``null`` token limit to measure."""
+    limits = (cfg.model.max_caption_tokens, cfg.generation.max_new_tokens)
+    return (tokenizer_json is None and is_tiny_lm(cfg.model.lm.name)) or any(v is None for v in limits)
 
 
 def resolve_static(cfg: DictConfig) -> DictConfig:
