@@ -108,8 +108,9 @@ def build_hf(
             else a local folder or a hub id (in the HF cache when offline) whose checkpoint holds the tower.
         image_size: square input side; None = the tower's own (position embeddings are interpolated at
             other sizes, with transformers' ``interpolate_pos_encoding``).
-        source: a folder or hub id with ``config.json`` (SigLIP, CLIP, or a LLaVA-style model); its
-            ``preprocessor_config.json``, when present, gives the mean / std.
+        source: a folder or hub id with ``config.json`` (SigLIP, CLIP, or a LLaVA-style model); its image
+            processor's settings (:func:`image_processor_config`), when present, give the mean / std and, for
+            LLaVA-OneVision's, the ``llava_onevision`` pipeline (pad to a square before resizing).
         config: a transformers vision config to build from instead of ``source`` (random-init sizes).
         prune: drop layers after the deepest tap, the final norm and the pooling head (unused; DDP dislikes
             unused parameters).
