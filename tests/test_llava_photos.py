@@ -160,3 +160,17 @@ def test_prompt_and_greedy_caption_equal_transformers_generate(run, folder, phot
             batch["before"][i : i + 1], batch["after"][i : i + 1], max_new_tokens=12
         )
         assert mine == [theirs] and len(theirs) > 3, pair_id
+
+
+def test_an_image_processor_the_kit_does_not_reproduce_is_one_line(llava_twin, tmp_path, capsys):
+    """A LLaVA-OneVision image processor set to another resample filter than the released bicubic: refused by name,
+    not silently prepared otherwise."""
+    from experiments import train
+
+    folder = tmp_path / "bilinear"
+    shutil.copytree(llava_twin, folder)
+    settings = json.loads((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").write_text(json.dumps({**settings, "resample": 2}))
+    assert train.main(["--args", f"model.init_from={folder}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {folder}/preprocessor_config.json: resample=2;")
