@@ -25,6 +25,7 @@ from dataclasses import asdict
 from typing import Any
 
 from datamodules.errors import DataError, MissingFile
+from datamodules.mixture import MixtureDataModule
 from datamodules.records import RecordDataModule, SplitReport
 
 MAX_LISTED = 1000  # problems listed in the JSON (all are counted); the text output shows the first 20
@@ -63,8 +64,9 @@ def generic_report(module: Any, split: str) -> SplitReport:
     report = SplitReport(missing_images=0)  # generated or loaded: no image file is missing
     counts: Counter[str] = Counter()
     ids: set[str] = set()
-    if callable(getattr(module, "specs", None)):
-        items = ((i, s.pair_id, s.captions, s.categories) for i, s in enumerate(module.specs(split)))
+    specs = module.specs(split)
+    if specs is not None:
+        items = ((i, s.pair_id, s.captions, s.categories) for i, s in enumerate(specs))
     else:
         items = _samples(module, split, report)
     for _, pair_id, captions, categories in items:
@@ -91,10 +93,7 @@ def _samples(module: Any, split: str, report: SplitReport) -> Any:
 
 def inspect_module(module: Any, split: str, check_images: str) -> dict[str, Any]:
     """``{"benchmark", "root", "splits": {split: report}}`` plus totals, for one (non-mixture) DataModule."""
-    if split:
-        splits = [split]
-    else:
-        splits = list(getattr(module, "splits", ("train", "val", "test")))
+    splits = [split] if split else list(module.splits)
     reports, absent = {}, {}
     for name in splits:
         if isinstance(module, RecordDataModule):
@@ -108,7 +107,7 @@ def inspect_module(module: Any, split: str, check_images: str) -> dict[str, Any]
             reports[name] = generic_report(module, name)
     if absent and not reports:
         raise MissingFile(next(iter(absent.values())))
-    info = summarize({"benchmark": module.benchmark, "root": str(module.root)}, reports)
+    info = summarize({"benchmark": module.benchmark, "root": str(module.config.root)}, reports)
     return {**info, "absent_splits": absent} if absent else info
 
 
@@ -204,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNREADABLE
     try:
         module = build(args.data, args.root, overrides)
-        if hasattr(module, "members"):  # a mixture: one report per member
+        if isinstance(module, MixtureDataModule):  # one report per member
             members = {
                 name: inspect_module(m, args.split, check_images) for name, m in module.members.items()
             }
