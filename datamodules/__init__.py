@@ -2,9 +2,9 @@
 
 Every DataModule yields the sample contract of :mod:`datamodules.contract` and answers the optional hooks
 listed there. Each is registered under its ``data.name`` (``@register_datamodule("clevr_change")`` on the
-class, :mod:`.registry`) and declares its ``data`` keys once, as the config dataclass its constructor takes;
-:func:`build_datamodule` builds one from a ``data`` section. Importing this package imports (and so
-registers) every benchmark module below.
+class, :mod:`.registry`, which imports the benchmark modules below at the first lookup) and declares its ``data``
+keys once, as the config dataclass its constructor takes; :func:`build_datamodule` builds one from a ``data``
+section.
 
 - One file per benchmark: ``clevr_change``, ``clevr_dc``, ``spot_the_diff``, ``iedit``, ``omnidiff``,
   ``birds_to_words``, ``llava``, ``pairs`` (bring your own pairs), ``mixture`` (several at once), and
@@ -21,24 +21,12 @@ registers) every benchmark module below.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# Each benchmark module registers its DataModule on import.
-from datamodules import (  # noqa: F401
-    birds_to_words,
-    clevr_change,
-    clevr_dc,
-    iedit,
-    llava,
-    mixture,
-    omnidiff,
-    pairs,
-    spot_the_diff,
-)
-from datamodules.base import PairDataModule
-from datamodules.config import data_object
 from datamodules.registry import datamodule_class, list_datamodules, register_datamodule
-from datamodules.synthetic import datamodule as _synthetic  # noqa: F401
+
+if TYPE_CHECKING:
+    from datamodules.base import PairDataModule
 
 __all__ = ["build_datamodule", "datamodule_class", "list_datamodules", "register_datamodule"]
 
@@ -54,5 +42,7 @@ def build_datamodule(
     """Build the DataModule named by ``data_cfg["name"]`` from the ``data`` section: keys it does not set take
     the defaults of that DataModule's config class; unknown keys, wrong types and bad values are
     :class:`~datamodules.errors.ConfigError` s naming the key."""
+    from datamodules.config import data_object  # imports Lightning: only when a DataModule is built
+
     config = data_object(data_cfg, source="data")
     return datamodule_class(config.name)(config, image_size=image_size, mean=mean, std=std, seed=seed)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,6 +130,23 @@ def test_callers_call_the_hooks_plainly():
 def test_every_data_group_names_a_registered_datamodule():
     names = {load_config(groups={"data": p.stem}).data.name for p in (CONF_DIR / "data").glob("*.yaml")}
     assert names == set(list_datamodules())
+
+
+def test_every_benchmark_module_is_imported_by_the_registry():
+    from datamodules.registry import KIT_MODULES
+
+    decorated = re.compile(r"^@register_datamodule\(", flags=re.MULTILINE)
+    files = {p for p in (REPO_ROOT / "datamodules").rglob("*.py") if decorated.search(p.read_text())}
+    listed = {REPO_ROOT / (m.replace(".", "/") + ".py") for m in KIT_MODULES}
+    assert files == listed
+
+
+def test_importing_the_package_or_the_generator_needs_no_lightning():
+    code = "import sys, datamodules, datamodules.synthetic.changes; print('lightning' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == "False", out.stderr
 
 
 def test_an_unknown_datamodule_name_suggests_the_nearest():
