@@ -28,6 +28,7 @@ from typing import Any
 import lightning as L
 
 from callbacks.tensorboard import log_bar_charts
+from datamodules.base import PairDataModule
 from evaluation import (
     METRICS,
     REFERENCE_METRICS,
@@ -190,11 +191,9 @@ class CaptionMetricsCallback(L.Callback):
         if not pairs:
             log.warning("%s: no predictions collected, nothing to score", stage)
             return {}
-        dm = getattr(trainer, "datamodule", None)
-        categories = (
-            self.categories if self.categories is not None else list(getattr(dm, "categories", []) or [])
-        )
-        groups = self.groups if self.groups is not None else dict(getattr(dm, "groups", {}) or {})
+        dm: PairDataModule = trainer.datamodule
+        categories = self.categories if self.categories is not None else list(dm.categories)
+        groups = self.groups if self.groups is not None else dict(dm.groups)
         subsets = build_subsets(pairs, categories, groups)
         references = {pid: rec["references"] for pid, rec in pairs.items()}
         predictions = {pid: rec["prediction"] for pid, rec in pairs.items()}
@@ -212,7 +211,7 @@ class CaptionMetricsCallback(L.Callback):
                 if m in scores:
                     scalars[f"{stage}/{name}/{m}"] = scores[m]
         change_id: dict[str, float] = {}
-        if self.change_id and callable(getattr(dm, "change_identification", None)):
+        if self.change_id:
             # The DataModule knows its pairs by their own ids (not the benchmark-prefixed keys of a mixture).
             own_ids = {rec["pair_id"]: rec["prediction"] for rec in pairs.values()}
             change_id = {str(k): float(v) for k, v in dm.change_identification(split, own_ids).items()}
@@ -228,15 +227,13 @@ class CaptionMetricsCallback(L.Callback):
         self.last_dir = folder
         return {k: v for k, v in scalars.items() if math.isfinite(v)}
 
-    def _baselines(self, dm: Any, split: str) -> dict[str, dict[str, float]]:
+    def _baselines(self, dm: PairDataModule, split: str) -> dict[str, dict[str, float]]:
         """The DataModule's reference baselines (``ceiling``, ``trivial``), scored once per split."""
         if split not in self._baseline_scores:
             scores: dict[str, dict[str, float]] = {}
-            make = getattr(dm, "baseline_predictions", None)
-            if callable(make):
-                for name, (refs, preds) in make(split).items():
-                    log.info("scoring the %r baseline (%d pairs, once)", name, len(preds))
-                    scores[name] = self.scorer.score(refs, preds).overall
+            for name, (refs, preds) in dm.baseline_predictions(split).items():
+                log.info("scoring the %r baseline (%d pairs, once)", name, len(preds))
+                scores[name] = self.scorer.score(refs, preds).overall
             self._baseline_scores[split] = scores
         return self._baseline_scores[split]
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import lightning as L
 
+from datamodules.base import PairDataModule
 from evaluation import HEADLINE_METRICS, REFERENCE_METRICS, ScoreReport
 
 #: The reference points DataModules score with ``baseline_predictions`` (their REFERENCE_METRICS are logged).
@@ -119,9 +120,9 @@ def scalar_layout(
 
 
 class ScalarLayout(L.Callback):
-    """Writes :func:`scalar_layout` once per run (rank 0), from what ``trainer.datamodule`` declares:
-    ``categories``, ``groups``, ``subsets``, ``benchmarks`` (a mixture), ``baseline_predictions`` (reference points) and
-    ``change_identification``.
+    """Writes :func:`scalar_layout` once per run (rank 0), from what ``trainer.datamodule`` declares (its hooks,
+    :mod:`datamodules.contract`): ``categories``, ``groups``, ``subsets``, ``benchmarks`` (a mixture),
+    ``baseline_names`` (reference points) and ``identifies_changes``.
 
     Args:
         change_id / spice: the metrics callback's switches (``metrics.change_id`` / ``metrics.spice``).
@@ -134,16 +135,15 @@ class ScalarLayout(L.Callback):
         self.training = training
         self._written = False
 
-    def layout(self, datamodule: Any) -> dict[str, dict[str, list[Any]]]:
+    def layout(self, datamodule: PairDataModule) -> dict[str, dict[str, list[Any]]]:
         """The layout for this DataModule."""
-        benchmarks = list(getattr(datamodule, "benchmarks", None) or [])
         return scalar_layout(
-            categories=list(getattr(datamodule, "categories", None) or []),
-            groups=list((getattr(datamodule, "groups", None) or {}).keys()),
-            subsets=list((getattr(datamodule, "subsets", None) or {}).keys()),
-            benchmarks=benchmarks,
-            reference_points=callable(getattr(datamodule, "baseline_predictions", None)),
-            change_id=self.change_id and callable(getattr(datamodule, "change_identification", None)),
+            categories=list(datamodule.categories),
+            groups=list(datamodule.groups),
+            subsets=list(datamodule.subsets),
+            benchmarks=list(datamodule.benchmarks),
+            reference_points=bool(datamodule.baseline_names),
+            change_id=self.change_id and datamodule.identifies_changes,
             spice=self.spice,
             training=self.training,
         )
@@ -152,7 +152,7 @@ class ScalarLayout(L.Callback):
         if self._written or not trainer.is_global_zero:
             return
         self._written = True
-        layout = self.layout(getattr(trainer, "datamodule", None))
+        layout = self.layout(trainer.datamodule)
         for writer in tensorboard_writers(trainer):
             writer.add_custom_scalars(layout)
 

@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from datamodules.annotations import PairRecord, PathGuard, decode_utf8, read_bytes
+from datamodules.base import SPLITS
 from datamodules.errors import DataError, Problems
-from datamodules.records import SPLITS, RecordDataConfig, RecordDataModule
+from datamodules.records import RecordDataConfig, RecordDataModule
+from datamodules.registry import register_datamodule
 
 COLUMNS = (
     "img1ObservationURL",
@@ -112,24 +114,21 @@ class BirdsToWordsConfig(RecordDataConfig):
     image_dir: str = "images"
 
 
+@register_datamodule("birds_to_words")
 class BirdsToWordsDataModule(RecordDataModule):
-    """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/birds_to_words.yaml``):
-    annotations: the tsv, relative to the root.
-    image_dir: the folder of the downloaded photos (``<photo id>.jpg``), relative to the root.
-    """
+    """Birds-to-Words; ``config``: a :class:`BirdsToWordsConfig` (``conf/data/birds_to_words.yaml``)."""
 
     benchmark = "birds_to_words"
     config_class = BirdsToWordsConfig
+    config: BirdsToWordsConfig
 
-    def __init__(self, *, annotations: str = TSV_NAME, image_dir: str = "images", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.annotations = annotations
-        self.image_dir = image_dir
+    def __init__(self, config: BirdsToWordsConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         self._rows: list[tuple[int, dict[str, str] | str]] | None = None
 
     @property
     def tsv(self) -> Path:
-        return self.root_path / self.annotations
+        return self.root_path / self.config.annotations
 
     def rows(self) -> list[tuple[int, dict[str, str] | str]]:
         """The parsed tsv (read once for all splits)."""
@@ -139,7 +138,7 @@ class BirdsToWordsDataModule(RecordDataModule):
 
     def image_names(self) -> dict[str, str]:
         """photo id -> the file name found for it in the image folder (one directory listing, no image opened)."""
-        folder = self.root_path / self.image_dir
+        folder = self.root_path / self.config.image_dir
         found: dict[str, str] = {}
         try:
             entries = sorted(os.listdir(folder))
@@ -188,7 +187,9 @@ class BirdsToWordsDataModule(RecordDataModule):
             pair_id = f"{ids[0]}_{ids[1]}"
             if pair_id not in pairs:
                 try:
-                    files = [guard(os.path.join(self.image_dir, names.get(i, f"{i}.jpg"))) for i in ids]
+                    files = [
+                        guard(os.path.join(self.config.image_dir, names.get(i, f"{i}.jpg"))) for i in ids
+                    ]
                 except ValueError as err:
                     problems.add(f"data.image_dir: {err}", file=path, record=where)
                     continue

@@ -1,4 +1,4 @@
-"""The sample contract every DataModule yields — written down once, here.
+"""The sample contract every DataModule yields, and the optional hooks it answers — written down once, here.
 
 One **sample** (what ``Dataset.__getitem__`` returns) is a ``dict`` with:
 
@@ -35,11 +35,56 @@ its samples has it, with ``None`` for the others (a mixture batch mixes benchmar
 
 Training picks one reference per pair per step (the LightningModule does it, seeded by the step, so a
 resumed run picks the same ones); evaluation scores against all references.
+
+**Optional hooks.** What callbacks, the runner and ``make data-info`` ask a DataModule beyond its loaders. Each
+is an attribute or method of :class:`~datamodules.base.PairDataModule` with a neutral default, so callers call
+it plainly (no ``getattr`` / ``hasattr``); a DataModule overrides the ones it has:
+
+=============================  ==================================  ======================  ==================
+hook                           returns                             neutral default         who calls it
+=============================  ==================================  ======================  ==================
+``categories``                 ``list[str]``: change categories    ``data.categories`` (a  caption metrics,
+                               scored separately                   mixture: its members'   TensorBoard layout,
+                                                                   union)                  ``make data-info``
+``groups``                     ``dict[str, list[str]]``: extra     ``data.groups``         caption metrics,
+                               scored groups                                               TensorBoard layout
+``subsets``                    ``Mapping[str, str]``: parts        ``{}`` (``pairs``,      TensorBoard layout
+                               scored separately -> their rule     ``omnidiff``: theirs)
+``benchmarks``                 ``list[str]``: the benchmarks       ``[benchmark]`` (a      TensorBoard layout
+                               evaluation is grouped by            mixture: its members)
+``splits``                     ``tuple[str, ...]``                 train, val, test        ``make data-info``
+``transform``                  the backbone's ``ImageTransform``   always set              image panels
+                               (``denormalize``)
+``dataset(split)``             the split's ``Dataset``             ``build_dataset``,      image panels,
+                                                                   cached                  data-info, mixture
+``missing_split(split)``       why it has no pairs, or ``None``    ``None``                mixture (leaves a
+                                                                                           member out of eval)
+``reference_captions(split)``  pair id -> every reference          read from the samples   mixture, the
+                                                                   (loads images)          default below
+``training_captions(limit)``   ``list[str]``: references for a     every training          runner (tokenizer,
+                               tiny LM's caption tokenizer         reference, <= limit*5   token limits)
+``specs(split)``               every pair (``pair_id``,            ``None`` (cannot        ``make data-info``
+                               ``captions``, ``categories``)       without loading)
+                               without images (:class:`PairInfo`)
+``sample_per``                 ``"pair"`` / ``"caption"``          ``None`` (not stated)   epoch summary line
+``epoch_parts()``              part -> training samples, when an   ``{}``                  epoch summary line
+                               epoch is a plain concatenation
+``baseline_names``             the reference points' names         ``()``                  TensorBoard layout
+``baseline_predictions``       ``(split)`` -> name -> (references  ``{}``                  caption metrics
+                               by pair id, prediction by pair id)
+``identifies_changes``         whether the next one scores         ``False``               TensorBoard layout
+``change_identification``      ``(split, pair id -> caption)`` ->  ``{}``                  caption metrics
+                               name -> score in [0, 1] against
+                               each pair's true change
+=============================  ==================================  ======================  ==================
+
+A new hook goes in this table and on the base class, with its neutral default, in the same change.
 """
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from collections.abc import Sequence
+from typing import NotRequired, Protocol, TypedDict
 
 import torch
 
@@ -67,6 +112,14 @@ class PairBatch(TypedDict):
     benchmark: list[str]
     instruction: NotRequired[list[str | None]]
     subset: NotRequired[list[str | None]]
+
+
+class PairInfo(Protocol):
+    """One pair as the ``specs`` hook describes it, without images (the embedded benchmark's ``PairSpec``)."""
+
+    pair_id: str
+    captions: Sequence[str]
+    categories: Sequence[str]
 
 
 def collate_pairs(samples: list[PairSample]) -> PairBatch:

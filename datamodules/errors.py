@@ -1,6 +1,9 @@
-"""Errors of the annotation-file DataModules, and the ``data.on_error`` policy for bad records.
+"""The DataModules' errors, and the ``data.on_error`` policy for bad records of annotation files.
 
-Every error names where it happened: :class:`DataError`'s message is ``"<file>: <record>: <reason>"``.
+Two kinds of user error, each a one-line message the entry points print without a traceback:
+:class:`ConfigError` (a config value cannot be used: unknown key, wrong type, out of range; raised when the
+config is composed, before anything is built) and :class:`DataError` (data cannot be read). Every
+:class:`DataError` names where it happened: its message is ``"<file>: <record>: <reason>"``.
 
 Policy (``data.on_error``):
 
@@ -21,6 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("m3diff.data")
+
+
+class ConfigError(ValueError):
+    """A config cannot be composed: unknown key, wrong type, value out of range, missing file. The message names
+    the key (and the source: file, command line)."""
 
 
 class DataError(ValueError):

@@ -24,6 +24,7 @@ from dataclasses import asdict
 from typing import Any
 
 from datamodules.errors import DataError, MissingFile
+from datamodules.mixture import MixtureDataModule
 from datamodules.records import RecordDataModule, SplitReport
 from experiments.common import cli
 
@@ -59,8 +60,9 @@ def generic_report(module: Any, split: str) -> SplitReport:
     report = SplitReport(missing_images=0)  # generated or loaded: no image file is missing
     counts: Counter[str] = Counter()
     ids: set[str] = set()
-    if callable(getattr(module, "specs", None)):
-        items = ((i, s.pair_id, s.captions, s.categories) for i, s in enumerate(module.specs(split)))
+    specs = module.specs(split)
+    if specs is not None:
+        items = ((i, s.pair_id, s.captions, s.categories) for i, s in enumerate(specs))
     else:
         items = _samples(module, split, report)
     for _, pair_id, captions, categories in items:
@@ -87,10 +89,7 @@ def _samples(module: Any, split: str, report: SplitReport) -> Any:
 
 def inspect_module(module: Any, split: str, check_images: str) -> dict[str, Any]:
     """``{"benchmark", "root", "splits": {split: report}}`` plus totals, for one (non-mixture) DataModule."""
-    if split:
-        splits = [split]
-    else:
-        splits = list(getattr(module, "splits", ("train", "val", "test")))
+    splits = [split] if split else list(module.splits)
     reports, absent = {}, {}
     for name in splits:
         if isinstance(module, RecordDataModule):
@@ -104,7 +103,7 @@ def inspect_module(module: Any, split: str, check_images: str) -> dict[str, Any]
             reports[name] = generic_report(module, name)
     if absent and not reports:
         raise MissingFile(next(iter(absent.values())))
-    info = summarize({"benchmark": module.benchmark, "root": str(module.root)}, reports)
+    info = summarize({"benchmark": module.benchmark, "root": str(module.config.root)}, reports)
     return {**info, "absent_splits": absent} if absent else info
 
 
@@ -216,7 +215,7 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def inspect(data: str, root: str, overrides: list[str], split: str, check_images: str) -> dict[str, Any]:
     """The report of ``make data-info``: one per member for a mixture."""
     module = build(data, root, overrides)
-    if not hasattr(module, "members"):
+    if not isinstance(module, MixtureDataModule):
         return inspect_module(module, split, check_images)
     members = {name: inspect_module(m, split, check_images) for name, m in module.members.items()}
     reports = {

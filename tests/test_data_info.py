@@ -13,7 +13,7 @@ from fixtures_clevr import make_clevr_dc
 from fixtures_data import build_mini
 from fixtures_records import make_spot
 
-from datamodules.base import PairDataModule
+from datamodules.base import PairDataConfig, PairDataModule
 from experiments import data_info
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,7 +169,9 @@ class Generated(PairDataModule):
 
 
 def test_generated_benchmarks_are_counted_by_iterating():
-    info = data_info.inspect_module(Generated(categories=["color", "size"]), "test", "decode")
+    config = PairDataConfig(categories=["color", "size"])
+    generated = Generated(config, image_size=4, mean=(0.5,) * 3, std=(0.5,) * 3, seed=0)
+    info = data_info.inspect_module(generated, "test", "decode")
     assert (info["pairs"], info["references"], info["categories"]) == (3, 6, {"color": 3, "size": 0})
 
 

@@ -34,7 +34,7 @@ def test_mixture_members_take_their_config_defaults(tmp_path):
     assert dm.members["clevr_change"].train_swap_prob == 0.5
     assert dm.categories == ["color", "texture", "add", "drop", "move", "distractor"]
     assert dm.groups == {"semantic": ["color", "texture", "add", "drop", "move"]}
-    assert dm.members["iedit"].num_workers == 0  # inherited from the mixture
+    assert dm.members["iedit"].config.num_workers == 0  # inherited from the mixture
 
 
 def test_mixture_weights_set_the_sampling_proportions(tmp_path):

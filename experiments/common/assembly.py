@@ -153,10 +153,7 @@ def make_datamodule(cfg: DictConfig, spec: mdp.ImageSpec | None = None) -> L.Lig
 
 def training_captions(datamodule: Any, limit: int) -> list[str]:
     """References of the training split (the tiny LM's tokenizer and the token limits are measured on them)."""
-    if hasattr(datamodule, "training_captions"):
-        return list(datamodule.training_captions(limit))
-    refs = datamodule.reference_captions("train")
-    return [c for caps in refs.values() for c in caps][: limit * 5]
+    return list(datamodule.training_captions(limit))
 
 
 def make_tokenizer(cfg: DictConfig, datamodule: Any, captions: Sequence[str] | None = None) -> str | None:

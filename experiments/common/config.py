@@ -25,8 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import mdp
-from datamodules.config import ConfigError, data_config, merge_checked
-from datamodules.mixture import member_config
+from datamodules.config import ConfigError, data_config, data_object, merge_checked
 from experiments.common.schema import MDP_DERIVED, MDP_KIT_DEFAULTS, RunConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -93,10 +92,7 @@ def compose(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> DictConfig:
     except OmegaConfBaseException as err:
         raise ConfigError(f"cannot resolve an interpolation: {str(err).splitlines()[0]}") from None
     _check_mdp(cfg)
-    for i, member in enumerate(
-        cfg.data.get("members") or ()
-    ):  # a mixture's members: checked now, not at build
-        member_config(to_container(member), i, to_container(cfg.data))
+    data_object(cfg.data)  # the data keys' value checks (a mixture's members too): now, not at build
     return cfg
 
 

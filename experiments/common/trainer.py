@@ -162,15 +162,10 @@ def epoch_summary(cfg: DictConfig, datamodule: Any, *, world_size: int) -> str:
     per_rank = -(-samples // world_size)
     batches = per_rank // batch if loader.drop_last else -(-per_rank // batch)
     steps = -(-batches // accumulate)
-    what = {"caption": "one per reference caption", "pair": "one per pair"}.get(
-        getattr(datamodule, "sample_per", "")
-    )
+    what = {"caption": "one per reference caption", "pair": "one per pair"}.get(datamodule.sample_per)
     detail = [what] if what else []
-    concatenation = (
-        getattr(datamodule, "weights", {}) is None and getattr(datamodule, "epoch_size", 0) is None
-    )
-    if concatenation and callable(getattr(datamodule, "epoch_parts", None)):
-        detail.append(" + ".join(f"{name} {n:,}" for name, n in datamodule.epoch_parts().items()))
+    if parts := datamodule.epoch_parts():  # a plain concatenation (a mixture with weights: null)
+        detail.append(" + ".join(f"{name} {n:,}" for name, n in parts.items()))
     detail_text = f" ({'; '.join(detail)})" if detail else ""
     line = (
         f"one epoch = {samples:,} training samples{detail_text} = {steps:,} "
