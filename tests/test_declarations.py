@@ -22,7 +22,16 @@ from experiments.common.config import CONF_DIR, REPO_ROOT, load_config
 from lightning_modules.model import language_model
 
 IMAGE = {"image_size": 8, "mean": (0.5,) * 3, "std": (0.5,) * 3, "seed": 0}
-NOT_KEYS = {"self", "config", "image_size", "mean", "std", "seed", "kwargs"}  # what a constructor may take
+NOT_KEYS = {
+    "self",
+    "config",
+    "image_size",
+    "mean",
+    "std",
+    "pipeline",
+    "seed",
+    "kwargs",
+}  # what a constructor may take
 
 
 def config_keys(cls: type) -> set[str]:
