@@ -42,10 +42,6 @@ class TransformersCaptionerModule(L.LightningModule):
         )
         self.cut_captions = torch.nn.ModuleDict({"val": PairCount(), "test": PairCount()})
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """The raw images stay where they are: the processor reads them on the CPU (its tensors go to the device)."""
-        return batch
-
     def instructions(self, batch_instructions: Sequence[str | None] | None, size: int) -> list[str]:
         """Each pair's own instruction, else ``model.prompt``."""
         default = self.config["model"]["prompt"]

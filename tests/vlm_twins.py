@@ -216,3 +216,40 @@ def write_idefics3_twin(folder: Path, *, seed: int = 0) -> Path:
     return _save(
         Path(folder), model, processor, eos_id=ids["<end_of_utterance>"], pad_id=ids["<|end_of_text|>"]
     )
+
+
+def write_one_image_processor(folder: Path) -> Path:
+    """A folder whose processor takes one image per prompt (ShieldGemma 2's: an image-text-to-text model_type
+    whose processor rejects a second image): ``config.json`` and the processor, no weights (it is refused first)."""
+    import json
+
+    import transformers as tf
+
+    specials = ["<pad>", "<eos>", "<bos>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+    base = make_tokenizer(specials, eos="<eos>", pad="<pad>", bos="<bos>")
+    tokenizer = tf.PreTrainedTokenizerFast(
+        tokenizer_object=base.backend_tokenizer,
+        eos_token="<eos>",
+        pad_token="<pad>",
+        bos_token="<bos>",
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
+    )
+    template = (
+        "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {% for c in m['content'] %}"
+        "{% if c['type'] == 'image' %}<start_of_image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n"
+        "{% endfor %}{% if add_generation_prompt %}model: {% endif %}"
+    )
+    processor = tf.ShieldGemma2Processor(
+        image_processor=tf.Gemma3ImageProcessor(size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+        chat_template=template,
+        image_seq_length=4,
+    )
+    folder = Path(folder)
+    processor.save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "shieldgemma2"}))
+    return folder
