@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,6 +24,7 @@ import mdp
 from datamodules.contract import check_sample, collate_pairs
 from datamodules.images import PIPELINES, ImageTransform
 from experiments import caption, evaluate
+from experiments.common.config import REPO_ROOT
 from experiments.common.zero_shot import check_model, zero_shot_parts
 from lightning_modules.model.transformers_vlm import to_pil
 from lightning_modules.transformers_captioner import TransformersCaptionerModule
@@ -227,3 +231,41 @@ def test_the_processor_pipeline_keeps_images_as_loaded():
     assert isinstance(mixed["before"], list) and [t.shape[1] for t in mixed["before"]] == [20, 25]
     with pytest.raises(ValueError, match="pipeline 'processor'"):
         to_pil(torch.zeros(3, 8, 8))
+
+
+@pytest.mark.slow
+def test_two_processes_score_every_pair_once_with_the_single_process_files(vlm_twins, tmp_path):
+    """``ARGS="trainer.devices=2 trainer.strategy=ddp"`` (gloo on CPU): 5 pairs of the embedded benchmark dealt to
+    2 processes (DistributedSampler repeats one); the same predictions and metrics files as one process."""
+    from helpers import free_port
+
+    folder = vlm_twins("qwen2_vl")
+    args = "model.lm.dtype=float32 generation.max_new_tokens=8 data.test_size=5 data.eval_batch_size=2 "
+    args += "data.num_workers=0 trainer.enable_progress_bar=false"
+    logs = {}
+    for name, extra in (("one", ""), ("two", " trainer.devices=2 trainer.strategy=ddp")):
+        cmd = [
+            sys.executable,
+            "-m",
+            "experiments.evaluate",
+            "--model",
+            str(folder),
+            "--out",
+            str(tmp_path / name),
+        ]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
+        result = subprocess.run(
+            [*cmd, "--args", args + extra],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=500,
+        )
+        logs[name] = result.stdout + result.stderr
+        assert result.returncode == 0, logs[name][-4000:]
+    assert "MEMBER: 2/2" in logs["two"]  # two processes really ran
+    for file in ("pred.json", "gt.json", "metrics.json", "subsets.json"):
+        assert (tmp_path / "one" / file).read_text() == (tmp_path / "two" / file).read_text(), file
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["num_pairs"] == 5 and "exact" in metrics["change_id"]
