@@ -168,7 +168,8 @@ class TransformersCaptioner(nn.Module):
         use_cache: bool = True,
     ) -> tuple[list[list[int]], list[bool]]:
         """Caption token ids per pair (cut before the first end token) and whether each ran out of
-        ``max_new_tokens`` without one. Greedy (``num_beams=1``) or beam search; never sampled."""
+        ``max_new_tokens`` without one. Greedy (``num_beams=1``) or beam search; never sampled; the folder's
+        ``generation_config.json`` decides everything else (a repetition penalty, ...), as for ``model.generate``."""
         inputs = self.inputs(pairs, instructions)
         dtype = next(self.model.parameters()).dtype
         inputs = {
