@@ -140,6 +140,10 @@ class TransformersCaptioner(nn.Module):
         self.end_ids: list[int] = [int(i) for i in (ends if isinstance(ends, (list, tuple)) else [ends])]
         pad = generation.pad_token_id if generation.pad_token_id is not None else tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.end_ids[0])
+        if (
+            tokenizer.pad_token_id is None
+        ):  # a batch of prompts needs one; generate never reads it (attention mask)
+            tokenizer.pad_token_id = self.pad_id
 
     def prompt(self, instruction: str) -> str:
         """The prompt text of one pair, rendered by the processor's chat template (generation prompt included)."""
