@@ -269,3 +269,19 @@ def test_two_processes_score_every_pair_once_with_the_single_process_files(vlm_t
         assert (tmp_path / "one" / file).read_text() == (tmp_path / "two" / file).read_text(), file
     metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert metrics["num_pairs"] == 5 and "exact" in metrics["change_id"]
+
+
+def test_null_caption_limits_are_measured_in_the_model_s_own_tokens(vlm_twins):
+    """``generation.max_new_tokens=null``: the longest training reference in the model's tokenizer's tokens (end
+    token included), as for a trained run, in the config the module decodes with."""
+    from experiments.common.assembly import training_captions
+    from experiments.common.token_limits import caption_lengths
+
+    nulls = ["model.lm.dtype=float32", "generation.max_new_tokens=null", "model.max_caption_tokens=null"]
+    parts = zero_shot_parts(vlm_twins("idefics3"), overrides=[*nulls, "model.lm.tokenizer_captions=30"])
+    tokenizer = parts.module.captioner.processor.tokenizer
+    longest = max(caption_lengths(tokenizer, training_captions(parts.datamodule, 30)))
+    assert (
+        parts.cfg.generation.max_new_tokens == longest == parts.module.config["generation"]["max_new_tokens"]
+    )
+    assert parts.cfg.model.max_caption_tokens == longest > 5
