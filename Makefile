@@ -22,7 +22,7 @@ PIP_INSTALL := $(PY) -m pip install -qq --disable-pip-version-check
 
 # User-facing variables, copied verbatim (no expansion) into M3_* and exported; the originals
 # are unexported so make never expands them on the way into a recipe's environment.
-USER_VARS := BACKBONE BACKBONES DATA EXP CKPT MODEL ARGS OUT N SPLIT GT PRED CATEGORIES ROOT JSON RESUME BEFORE AFTER PORT
+USER_VARS := BACKBONE BACKBONES DATA EXP CKPT MODEL MODELS PREDS ARGS OUT N SPLIT GT PRED CATEGORIES ROOT JSON RESUME BEFORE AFTER PORT
 $(foreach v,$(USER_VARS),$(eval export M3_$(v) := $$(value $(v))))
 unexport $(USER_VARS)
 
@@ -83,13 +83,13 @@ format: setup-dev ## apply ruff fixes and formatting
 train: setup ## train (BACKBONE=siglip|clip|<timm name>, DATA=synthetic|..., ROOT=<data dir>, EXP=, RESUME=last, ARGS="k=v ...")
 	$(PY) -m experiments.train --backbone "$$M3_BACKBONE" --data "$$M3_DATA" --root "$$M3_ROOT" --exp "$$M3_EXP" --resume "$$M3_RESUME" --args "$$M3_ARGS"
 
-eval: setup ## evaluate CKPT (or MODEL=<HF LLaVA-OneVision folder>, zero-shot) on DATA's SPLIT (default test) [ROOT=<data dir>], writing COCO files and metrics
+eval: setup ## evaluate CKPT (or MODEL=<HF model folder or cached hub id>, zero-shot) on DATA's SPLIT (default test) [ROOT=<data dir>], writing COCO files and metrics
 	$(PY) -m experiments.evaluate --ckpt "$$M3_CKPT" --model "$$M3_MODEL" --data "$$M3_DATA" --root "$$M3_ROOT" --split "$$M3_SPLIT" --out "$$M3_OUT" --args "$$M3_ARGS"
 
 score: setup ## score GT=<coco gt.json> PRED=<pred.json> [OUT=metrics.json] [CATEGORIES=map.json]
 	$(PY) -m experiments.score --gt "$$M3_GT" --pred "$$M3_PRED" --out "$$M3_OUT" --categories "$$M3_CATEGORIES"
 
-caption: setup ## caption one pair: CKPT=<ckpt> (or MODEL=<HF LLaVA-OneVision folder>) BEFORE=<png> AFTER=<png> [OUT=<dir>]
+caption: setup ## caption one pair: CKPT=<ckpt> (or MODEL=<HF model folder or cached hub id>) BEFORE=<png> AFTER=<png> [OUT=<dir>]
 	$(PY) -m experiments.caption --ckpt "$$M3_CKPT" --model "$$M3_MODEL" --before "$$M3_BEFORE" --after "$$M3_AFTER" --out "$$M3_OUT" --args "$$M3_ARGS"
 
 export: setup ## write CKPT's trained weights to OUT for use without the kit: peft LoRA adapters, tower / MDP / projector safetensors, README
@@ -104,8 +104,8 @@ pretrain: setup ## pretrain the default tiny SigLIP on the embedded scenes (SigL
 synth: setup ## export the embedded benchmark: OUT=<dir> N=<count> [SPLIT=train|val|test]
 	$(PY) -m experiments.synth --out "$$M3_OUT" --n "$$M3_N" --split "$$M3_SPLIT" --args "$$M3_ARGS"
 
-compare: setup ## train BACKBONES="siglip clip ..." x EXP="a b" on one budget; table in logs/<exp>/compare.md
-	$(PY) -m experiments.compare --backbones "$$M3_BACKBONES" --exp "$$M3_EXP" --data "$$M3_DATA" --root "$$M3_ROOT" --args "$$M3_ARGS"
+compare: setup ## train BACKBONES="siglip clip ..." x EXP="a b" on one budget, + zero-shot MODELS="<folder> ..." + PREDS="name=<pred.json> ..." [SPLIT=val|test]; one table in logs/<exp>/compare.md
+	$(PY) -m experiments.compare --backbones "$$M3_BACKBONES" --exp "$$M3_EXP" --models "$$M3_MODELS" --preds "$$M3_PREDS" --split "$$M3_SPLIT" --data "$$M3_DATA" --root "$$M3_ROOT" --args "$$M3_ARGS"
 
 tb: setup ## TensorBoard on 127.0.0.1 over logs/ [PORT=6006]
 	$(VENV)/bin/tensorboard --logdir logs --host 127.0.0.1 --port "$${M3_PORT:-6006}"

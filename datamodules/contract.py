@@ -7,7 +7,8 @@ key             type                        meaning
 ==============  ==========================  ==================================================
 ``pair_id``     ``str``                     the benchmark's own evaluation id (e.g. ``"000123.png"``,
                                             ``"000123.png_n"``, ``"256.png"``, ``"Reddit_1052"``)
-``before``      ``Tensor (3, H, W)`` fp32   the "before" image after the backbone's preprocessing
+``before``      ``Tensor (3, H, W)`` fp32   the "before" image after the backbone's preprocessing (``uint8`` as
+                                            loaded under the ``processor`` pipeline: a model's own processor)
 ``after``       ``Tensor (3, H, W)`` fp32   the "after" image, same preprocessing
 ``captions``    ``list[str]``               every reference caption of the pair (>= 1)
 ``categories``  ``list[str]``               the pair's change categories (may be empty)
@@ -30,7 +31,8 @@ key              type         meaning
 ===============  ===========  ==========================================================================
 
 A **batch** (what :func:`collate_pairs` makes of a list of samples) holds ``before``/``after`` as
-``(B, 3, H, W)`` tensors and the other keys as lists of length ``B``. An optional key is in the batch when any of
+``(B, 3, H, W)`` tensors (under the ``processor`` pipeline, images of different sizes: a list of ``B`` tensors)
+and the other keys as lists of length ``B``. An optional key is in the batch when any of
 its samples has it, with ``None`` for the others (a mixture batch mixes benchmarks with and without it).
 
 Training picks one reference per pair per step (the LightningModule does it, seeded by the step, so a
@@ -105,8 +107,8 @@ class PairSample(TypedDict):
 
 class PairBatch(TypedDict):
     pair_id: list[str]
-    before: torch.Tensor
-    after: torch.Tensor
+    before: torch.Tensor | list[torch.Tensor]
+    after: torch.Tensor | list[torch.Tensor]
     captions: list[list[str]]
     categories: list[list[str]]
     benchmark: list[str]
@@ -127,8 +129,8 @@ def collate_pairs(samples: list[PairSample]) -> PairBatch:
     key, when any sample has it, with ``None`` for those without)."""
     batch: PairBatch = {
         "pair_id": [s["pair_id"] for s in samples],
-        "before": torch.stack([s["before"] for s in samples]),
-        "after": torch.stack([s["after"] for s in samples]),
+        "before": _stack([s["before"] for s in samples]),
+        "after": _stack([s["after"] for s in samples]),
         "captions": [list(s["captions"]) for s in samples],
         "categories": [list(s["categories"]) for s in samples],
         "benchmark": [s["benchmark"] for s in samples],
@@ -137,6 +139,13 @@ def collate_pairs(samples: list[PairSample]) -> PairBatch:
         if any(key in s for s in samples):
             batch[key] = [s.get(key) for s in samples]
     return batch
+
+
+def _stack(images: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    """``(B, 3, H, W)``; raw images at their own sizes (the ``processor`` pipeline) cannot stack: kept as a list."""
+    if images[0].dtype == torch.uint8 and any(im.shape != images[0].shape for im in images):
+        return images
+    return torch.stack(images)
 
 
 def check_sample(sample: dict, *, where: str = "sample") -> None:
@@ -150,7 +159,8 @@ def check_sample(sample: dict, *, where: str = "sample") -> None:
         t = sample[key]
         if not (isinstance(t, torch.Tensor) and t.ndim == 3 and t.shape[0] == 3):
             raise ValueError(f"{where}: {key} must be a (3, H, W) tensor, got {getattr(t, 'shape', type(t))}")
-    if sample["before"].shape != sample["after"].shape:
+    raw = sample["before"].dtype == torch.uint8  # the processor pipeline: each image at its own size
+    if sample["before"].shape != sample["after"].shape and not raw:
         raise ValueError(
             f"{where}: before {tuple(sample['before'].shape)} != after {tuple(sample['after'].shape)}"
         )

@@ -5,7 +5,8 @@
   (grayscale, RGBA, palette, GIF, CMYK, 16-bit, float) comes back as 8-bit RGB.
 * :class:`ImageTransform` turns an RGB image into the backbone's normalised ``(3, H, W)`` tensor, by the kit's own
   pipeline (stretch to the square) or, for a LLaVA-OneVision folder's tower, by its image processor's (pad to a
-  square in the mean colour, then resize), as ``mdp.ImageSpec.pipeline`` says.
+  square in the mean colour, then resize), as ``mdp.ImageSpec.pipeline`` says; or, for a transformers model whose own
+  processor prepares images (zero-shot ``make eval MODEL=``), leaves it as loaded: an 8-bit ``(3, H, W)`` tensor.
 """
 
 from __future__ import annotations
@@ -111,8 +112,12 @@ class ImageTransform:
       [0, 1], normalise with ``mean``/``std``.
     * ``llava_onevision``: what LLaVA-OneVision's image processor does to each image of a several-image prompt
       (:func:`llava_onevision_pixels`), so that the kit started from such a folder sees what it was trained on.
+    * ``processor``: nothing: the image as loaded, 8-bit ``(3, H, W)`` (``uint8``) at its own size, for a model
+      whose own processor prepares it (:mod:`lightning_modules.transformers_captioner`). Generated data (the
+      embedded benchmark) is rendered at ``size``.
 
-    Before and after images of different sizes each become the same square, so a pair always stacks.
+    With ``kit`` and ``llava_onevision``, before and after images of different sizes each become the same square,
+    so a pair always stacks.
     """
 
     size: int
@@ -121,9 +126,9 @@ class ImageTransform:
     pipeline: str = "kit"  # mdp.ImageSpec.pipeline
 
     def __post_init__(self) -> None:
-        if self.pipeline not in ("kit", "llava_onevision"):
+        if self.pipeline not in PIPELINES:
             raise ValueError(
-                f"ImageTransform.pipeline must be 'kit' or 'llava_onevision', got {self.pipeline!r}"
+                f"ImageTransform.pipeline must be one of {list(PIPELINES)}, got {self.pipeline!r}"
             )
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
@@ -131,6 +136,8 @@ class ImageTransform:
             image = to_rgb(image)
         if self.pipeline == "llava_onevision":
             return llava_onevision_pixels(image, size=self.size, mean=self.mean, std=self.std)
+        if self.pipeline == "processor":
+            return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
         if image.size != (self.size, self.size):
             image = image.resize((self.size, self.size), Image.Resampling.BICUBIC)
         array = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
@@ -140,7 +147,9 @@ class ImageTransform:
         return ((tensor - mean) / std).contiguous()
 
     def denormalize(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Inverse of the normalisation: ``(..., 3, H, W)`` -> values in [0, 1]."""
+        """Inverse of the normalisation: ``(..., 3, H, W)`` -> values in [0, 1] (``processor``: 8 bits / 255)."""
+        if self.pipeline == "processor":
+            return tensor.float() / 255.0
         mean = torch.tensor(self.mean, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
         std = torch.tensor(self.std, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
         return (tensor * std + mean).clamp(0, 1)
@@ -173,4 +182,6 @@ def llava_onevision_pixels(
     return tvF.normalize(pixels.float(), torch.tensor(mean) * scale, torch.tensor(std) * scale)
 
 
+# mdp.ImageSpec.pipeline's values (mdp.backbone.PIPELINES; the data side does not import the model library).
+PIPELINES = ("kit", "llava_onevision", "processor")
 RESCALE_FACTOR = 1 / 255  # LLaVA-OneVision's rescale_factor (checked when its folder is read: mdp.hf_adapter)

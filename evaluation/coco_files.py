@@ -147,6 +147,9 @@ def _name_to_ids(path: str | Path, data: Mapping[str, Any], known_ids: set[str])
                 f"{path}: entry {key!r}: expected a string or a list of strings, got {value!r:.100}"
             )
     values = [str(v) for value in data.values() for v in (value if isinstance(value, list) else [value])]
+    # Every entry an empty list (a kit subsets.json group that no pair of a small split has): nothing to orient by.
+    if not values:
+        return {str(name): [] for name in data}
     keys_hit = sum(str(k) in known_ids for k in data) / len(data)
     values_hit = sum(v in known_ids for v in values) / max(1, len(values))
     if keys_hit == 0 and values_hit == 0:

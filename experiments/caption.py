@@ -1,11 +1,12 @@
 """Caption one pair of images with a trained checkpoint, or with a released model as it is (zero-shot):
 
     make caption CKPT=<ckpt> BEFORE=<before.png> AFTER=<after.png> [OUT=<dir>] [ARGS="generation.num_beams=3"]
-    make caption MODEL=<HF LLaVA-OneVision folder> BEFORE=<before.png> AFTER=<after.png> [OUT=<dir>] [ARGS=..]
+    make caption MODEL=<model folder or cached hub id> BEFORE=<before.png> AFTER=<after.png> [OUT=<dir>] [ARGS=..]
 
 Prints the caption and writes ``caption.json`` and ``heatmap.png`` to OUT (default: the current folder):
 before | after | after with the MDP difference heatmap overlaid, each panel upscaled to at least 256 px so a
-64-px model input stays readable, titled, with the generated caption underneath.
+64-px model input stays readable, titled, with the generated caption underneath. A transformers model without MDP
+(MODEL= other than LLaVA-OneVision: its own processor reads the files) has no heatmap: before | after.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
@@ -26,7 +28,9 @@ from experiments.common import cli
 from experiments.common.checkpoints import check_overrides, load_module
 from experiments.common.config import apply_overrides
 from experiments.common.zero_shot import checkpoint_or_model, zero_shot_parts
+from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.m3diff import heatmaps
+from lightning_modules.transformers_captioner import TransformersCaptionerModule
 
 PANEL_SIDE = 256  # at least this many pixels per panel in heatmap.png
 TITLES = ("before", "after", "after + MDP difference")
@@ -44,6 +48,7 @@ def caption_pair(
     """Load the checkpoint (or build ``model``'s captioner, zero-shot: ``experiments/common/zero_shot.py``),
     caption ``before`` -> ``after``; return caption, heatmap and the figure."""
     checkpoint_or_model(str(ckpt), str(model), USAGE)
+    raw = [load_image(path) for path in (before, after)]  # a wrong path fails before a model is read
     if ckpt:
         module = load_module(ckpt).eval()
         cfg = apply_overrides(OmegaConf.create(module.config), list(overrides))
@@ -51,10 +56,12 @@ def caption_pair(
     else:
         parts = zero_shot_parts(model, overrides=list(overrides))
         module, cfg = parts.module, parts.cfg
+        if not isinstance(module, CaptionerModule):
+            return transformers_caption(module, *raw)
     generation = OmegaConf.to_container(cfg.generation)
     spec = module.image_spec
     transform = ImageTransform(size=spec.size, mean=spec.mean, std=spec.std, pipeline=spec.pipeline)
-    images = [transform(load_image(path)) for path in (before, after)]
+    images = [transform(image) for image in raw]
     with torch.no_grad():
         sequences, visual = module.model.generate(images[0][None], images[1][None], **generation)
     heat = heatmaps(visual)
@@ -62,6 +69,17 @@ def caption_pair(
     caption = module.decode(sequences)[0]
     figure = caption_figure(transform.denormalize(images[0]), transform.denormalize(images[1]), heat, caption)
     return {"caption": caption, "heatmap": heat, "figure": figure}
+
+
+def transformers_caption(
+    module: TransformersCaptionerModule, before: Image.Image, after: Image.Image
+) -> dict:
+    """A transformers model's caption of two images as loaded (its processor prepares them) and the
+    before | after figure (the before image shown at the after image's size)."""
+    (caption,), _ = module.caption([before], [after])
+    shown = [before.resize(after.size, Image.Resampling.BICUBIC), after]
+    tensors = [torch.from_numpy(np.array(im, dtype=np.float32) / 255.0).permute(2, 0, 1) for im in shown]
+    return {"caption": caption, "heatmap": None, "figure": caption_figure(*tensors, None, caption)}
 
 
 def caption_figure(
@@ -116,7 +134,9 @@ def wrap_text(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, wid
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__doc__)
     parser.add_argument("--ckpt", default="", help="checkpoint (CKPT=)")
-    parser.add_argument("--model", default="", help="a released model folder, run zero-shot (MODEL=)")
+    parser.add_argument(
+        "--model", default="", help="a released model folder or cached hub id, run zero-shot (MODEL=)"
+    )
     parser.add_argument("--before", default="", help="the 'before' image (BEFORE=)")
     parser.add_argument("--after", default="", help="the 'after' image (AFTER=)")
     parser.add_argument("--out", default="", help="output folder (OUT=; default: current folder)")

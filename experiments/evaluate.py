@@ -1,12 +1,14 @@
 """Evaluate a checkpoint, or a released model as it is (zero-shot), on a benchmark split:
 
     make eval CKPT=<ckpt> [DATA=..] [SPLIT=test] [OUT=<dir>] [ARGS=..]
-    make eval MODEL=<HF LLaVA-OneVision folder> [DATA=..] [SPLIT=test] [OUT=<dir>] [ARGS=..]
+    make eval MODEL=<model folder or cached hub id> [DATA=..] [SPLIT=test] [OUT=<dir>] [ARGS=..]
 
 Writes the COCO-format ground truth and predictions (the benchmark's own ids), ``metrics.json`` and
 ``metrics.md`` to OUT (default: ``<run folder>/eval/<data>-<split>``; for MODEL=, the run folder is
 ``logs/zero_shot/<backbone>``). MODEL= builds the captioner from the folder as a fine-tune would start
-(``experiments/common/zero_shot.py``: MDP at the identity, no adapters) and scores it the same way. With
+(``experiments/common/zero_shot.py``: MDP at the identity, no adapters) for LLaVA-OneVision, and through
+transformers' own processor, chat template and ``generate`` for any other image-text-to-text model whose processor
+takes two images in one prompt (Qwen2-VL, Qwen2.5-VL, Idefics3 / SmolVLM, ...), and scores it the same way. With
 ``ARGS="trainer.devices=2 trainer.strategy=ddp"`` it runs on several processes; every pair is scored exactly once.
 """
 
@@ -86,7 +88,9 @@ def _from_checkpoint(ckpt: str | Path, *, data: str, overrides: list[str]):
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__doc__)
     parser.add_argument("--ckpt", default="", help="checkpoint file (CKPT=)")
-    parser.add_argument("--model", default="", help="a released model folder, evaluated zero-shot (MODEL=)")
+    parser.add_argument(
+        "--model", default="", help="a released model folder or cached hub id, evaluated zero-shot (MODEL=)"
+    )
     parser.add_argument(
         "--data", default="", help="benchmark (DATA=); default: the one it was trained on (MODEL=: synthetic)"
     )

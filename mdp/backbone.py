@@ -28,6 +28,7 @@ class ImageProcessorError(ValueError):
 PIPELINES = (
     "kit",  # the kit's own: stretch to the square (Pillow bicubic), scale to [0, 1], normalise
     "llava_onevision",  # LLaVA-OneVision's image processor for several images per prompt: pad to a square first
+    "processor",  # none: the 8-bit image as loaded, for a transformers model whose own processor prepares it
 )
 
 

@@ -26,6 +26,31 @@ def llava_twin_processor(tmp_path_factory):
     return save_processor(write_llava_twin(tmp_path_factory.mktemp("llava_twin_processor")))
 
 
+# Tiny random twins of the transformers families zero-shot evaluation reads through Auto classes
+# (tests/vlm_twins.py): config.json, safetensors, generation_config.json and the processor, written once per session.
+VLM_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "idefics3")
+
+
+@pytest.fixture(scope="session")
+def vlm_twins(tmp_path_factory):
+    """family -> a function that writes that family's twin on first use and returns its folder."""
+    from vlm_twins import write_idefics3_twin, write_qwen2_vl_twin
+
+    writers = {
+        "qwen2_vl": lambda folder: write_qwen2_vl_twin(folder, family="qwen2_vl"),
+        "qwen2_5_vl": lambda folder: write_qwen2_vl_twin(folder, family="qwen2_5_vl"),
+        "idefics3": write_idefics3_twin,
+    }
+    folders = {}
+
+    def twin(family: str):
+        if family not in folders:
+            folders[family] = writers[family](tmp_path_factory.mktemp(f"{family}_twin"))
+        return folders[family]
+
+    return twin
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one thread is as fast, and 2 shared cores oversubscribed by OpenMP are ~10x slower.

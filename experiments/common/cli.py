@@ -32,6 +32,7 @@ from experiments.common import console
 from experiments.common.checkpoints import CheckpointError
 from experiments.common.config import load_config
 from lightning_modules.model.prompt import ChatTemplateError
+from lightning_modules.model.transformers_vlm import UnsupportedModelError
 
 
 class UsageError(ValueError):
@@ -50,6 +51,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ImageLoadError,
     ScoreInputError,
     ChatTemplateError,  # model.chat_template / model.prompt the kit cannot lay two images out with
+    UnsupportedModelError,  # MODEL= whose processor cannot take a pair's two images in one prompt
     FileNotFoundError,  # a path given on the command line (BEFORE=, a base model folder) that is not there
 )
 _PREFIXES = {ConfigError: "config error", CheckpointError: "checkpoint error", DataError: "data error"}
