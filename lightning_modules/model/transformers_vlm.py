@@ -8,7 +8,7 @@ batches padded on the left, greedy decoding unless told otherwise, and each capt
 
 :func:`check_two_images` refuses, in one line, a model whose processor cannot take two images in one prompt, before
 its weights are read. Tested on Qwen2-VL, Qwen2.5-VL and Idefics3 twins (tests/test_transformers_vlm.py); SmolVLM
-is Idefics3's architecture with its own processor, which needs the ``num2words`` package.
+is Idefics3's architecture with its own processor, which needs the ``num2words`` package (in requirements.txt).
 """
 
 from __future__ import annotations
