@@ -134,13 +134,12 @@ class SplitTruth:
         self.split = split
         self.pairs = split_pairs(self.datamodule, split)
         dm = self.datamodule
-        self.subsets = build_subsets(self.pairs, list(dm.categories), dict(getattr(dm, "groups", {}) or {}))
+        self.subsets = build_subsets(self.pairs, list(dm.categories), dict(dm.groups))
         self._baselines: dict[str, dict[str, float]] | None = None
 
     def baselines(self, scorer: CaptionScorer) -> dict[str, dict[str, float]]:
         if self._baselines is None:
-            make = getattr(self.datamodule, "baseline_predictions", None)
-            pairs = make(self.split).items() if callable(make) else ()
+            pairs = self.datamodule.baseline_predictions(self.split).items()
             self._baselines = {name: scorer.score(refs, preds).overall for name, (refs, preds) in pairs}
         return self._baselines
 
@@ -197,10 +196,12 @@ def score_imported(row: Run, truth: SplitTruth, out_dir: Path, *, spice: bool = 
     )
     with CaptionScorer(spice=False, progress=False) as scorer:
         baselines = truth.baselines(scorer)
-    change = getattr(truth.datamodule, "change_identification", None)
     own_ids = {truth.pairs[key]["pair_id"]: caption for key, caption in matched.items()}
+    dm = truth.datamodule
     change_id = (
-        {str(k): float(v) for k, v in change(truth.split, own_ids).items()} if callable(change) else {}
+        {str(k): float(v) for k, v in dm.change_identification(truth.split, own_ids).items()}
+        if dm.identifies_changes
+        else {}
     )
     metrics = {**report.to_json(), "stage": truth.split, "baselines": baselines, "change_id": change_id}
     atomic_write_text(folder / "metrics.json", dump({**metrics, "source": row.source}))
