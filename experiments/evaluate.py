@@ -12,21 +12,22 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.common import assembly, cli
-from experiments.common.checkpoints import check_overrides, load_module
+from experiments.common.checkpoints import check_overrides, checkpoint_config, load_module, read_checkpoint
 from experiments.common.config import apply_overrides, load_config, to_container
+from experiments.common.outputs import check_writable_folder
 from experiments.common.trainer import make_eval_callbacks, make_trainer
-from lightning_modules.captioner import CaptionerModule
 
 log = logging.getLogger("m3diff.eval")
 
 
-def eval_config(module: CaptionerModule, *, data: str, overrides: list[str]) -> DictConfig:
+def eval_config(saved: dict[str, Any], *, data: str, overrides: list[str]) -> DictConfig:
     """The checkpoint's config, with the data section replaced when DATA= is given, then ARGS applied."""
-    cfg = OmegaConf.create(module.config)
+    cfg = OmegaConf.create(saved)
     if data:
         cfg.data = load_config(groups={"data": data}).data
     return apply_overrides(cfg, overrides)
@@ -38,14 +39,18 @@ SPLITS = ("val", "test")
 def evaluate(
     ckpt: str | Path, *, data: str = "", split: str = "test", out: str = "", overrides: list[str] = ()
 ):
+    """Everything a user can get wrong is checked before the model is built: SPLIT, the checkpoint file,
+    DATA / ARGS (applied to its saved config) and OUT (a folder that can be written)."""
     if split not in SPLITS:
         raise cli.UsageError(f"SPLIT must be one of {list(SPLITS)}, got {split!r}")
+    saved = checkpoint_config(read_checkpoint(ckpt), ckpt)
+    cfg = eval_config(saved, data=data, overrides=list(overrides))
+    check_overrides(saved, to_container(cfg), path=ckpt)
+    out_dir = Path(out) if out else Path(ckpt).resolve().parent.parent / "eval" / f"{cfg.data.name}-{split}"
+    check_writable_folder(out_dir)
     module = load_module(ckpt)
-    cfg = eval_config(module, data=data, overrides=list(overrides))
-    check_overrides(module.config, to_container(cfg), path=ckpt)
     assembly.apply_num_threads(cfg)
     module.config["generation"] = to_container(cfg.generation)
-    out_dir = Path(out) if out else Path(ckpt).resolve().parent.parent / "eval" / f"{cfg.data.name}-{split}"
     datamodule = assembly.make_datamodule(cfg, module.image_spec)
     trainer = make_trainer(cfg, logger=False, callbacks=make_eval_callbacks(cfg, out_dir))
     run = trainer.test if split == "test" else trainer.validate

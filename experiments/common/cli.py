@@ -31,6 +31,7 @@ from evaluation.coco_files import ScoreInputError
 from experiments.common import console
 from experiments.common.checkpoints import CheckpointError
 from experiments.common.config import load_config
+from experiments.common.outputs import OutputError
 
 
 class UsageError(ValueError):
@@ -47,6 +48,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     DataError,
     ImageLoadError,
     ScoreInputError,
+    OutputError,
     FileNotFoundError,  # a path given on the command line (BEFORE=, a base model folder) that is not there
 )
 _PREFIXES = {ConfigError: "config error", CheckpointError: "checkpoint error", DataError: "data error"}
@@ -70,6 +72,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, groups: bool = True
     parser.add_argument("--root", default="", help="dataset folder, sets data.root (ROOT=)")
     parser.add_argument("--args", default="", help='space-separated key=value overrides (ARGS="a.b=1 c=2")')
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
+
+
+def add_force_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--force`` (``FORCE=1``): replace {what}; ``--force ""`` (FORCE unset in make) is off."""
+    parser.add_argument(
+        "--force",
+        nargs="?",
+        const="1",
+        default="",
+        help=f"FORCE=1: replace {what} (it is deleted; any other non-empty OUT is refused)",
+    )
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
