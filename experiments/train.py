@@ -2,6 +2,8 @@
 
 Logs go to ``logs/<experiment>/<backbone>/version_N`` (TensorBoard), with the resolved config, the caption
 tokenizer and the checkpoints (``checkpoints/best-*.ckpt`` by validation CIDEr, ``checkpoints/last.ckpt``).
+``RESUME=last`` continues the newest run of this experiment, backbone and data in its own folder; a checkpoint
+of another run is refused (:mod:`experiments.common.runs`).
 """
 
 from __future__ import annotations
