@@ -113,6 +113,12 @@ def test_caption_args_are_checked_before_the_model(tmp_path, tiny_ckpt, no_model
     )
     assert caption.main([*argv, "--args", "generation.num_beams='3"]) == 2
     assert "No closing quotation" in one_line(capsys)
+    # More new tokens than the tiny LM's position table holds: an IndexError deep in GPT-2 before.
+    assert caption.main([*argv, "--args", "generation.max_new_tokens=500"]) == 2
+    line = one_line(capsys)
+    assert "generation.max_new_tokens=500 is more than this checkpoint's tiny LM has positions for" in line
+    assert evaluate.main(["--ckpt", str(tiny_ckpt), "--args", "generation.max_new_tokens=500"]) == 2
+    assert "ask for at most" in one_line(capsys)
     assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.*"))
 
 

@@ -158,6 +158,25 @@ def check_overrides(saved: Mapping[str, Any], current: Mapping[str, Any], *, pat
         current_name="ARGS",
         hint="The model is rebuilt from the checkpoint's own config; drop these keys from ARGS.",
     )
+    check_generation_room(saved, current, path=path)
+
+
+def check_generation_room(saved: Mapping[str, Any], current: Mapping[str, Any], *, path: str | Path) -> None:
+    """A tiny LM's position table was sized at training for ``model.max_caption_tokens`` +
+    ``generation.max_new_tokens`` positions after the prompt: ``generation.max_new_tokens`` in ARGS may not ask
+    for more (it would fail deep in the LM with an index error)."""
+    from lightning_modules.model.language_model import is_tiny_lm
+
+    model, asked = saved.get("model") or {}, (current.get("generation") or {}).get("max_new_tokens")
+    trained = (saved.get("generation") or {}).get("max_new_tokens")
+    if not is_tiny_lm(str((model.get("lm") or {}).get("name"))) or None in (asked, trained):
+        return
+    room = int(model.get("max_caption_tokens") or 0) + int(trained)
+    if int(asked) > room:
+        raise CheckpointError(
+            f"{path}: generation.max_new_tokens={asked} is more than this checkpoint's tiny LM has positions for "
+            f"({room}: model.max_caption_tokens + generation.max_new_tokens as trained); ask for at most {room}"
+        )
 
 
 class CheckpointWriteError(CheckpointError):
