@@ -127,7 +127,9 @@ def test_a_damaged_file_is_called_damaged(tmp_path):
     noise.write_bytes(bytes(range(256)) * 20 + os.urandom(4000))
     text = tmp_path / "text.ckpt"
     text.write_text("not a checkpoint\n")
-    for path in (noise, text):
+    opcode = tmp_path / "opcode.ckpt"  # starts with pickle's GLOBAL opcode ("c"), then noise
+    opcode.write_bytes(b"c" + os.urandom(3000))
+    for path in (noise, text, opcode):
         with pytest.raises(CheckpointError) as err:
             read_checkpoint(path)
         message = str(err.value)

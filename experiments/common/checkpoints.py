@@ -13,6 +13,8 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import pickletools
+import re
 import shutil
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -46,10 +48,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
-        # "Unsupported global: GLOBAL os.system": the file names a Python object to build (pickled code). Anything
-        # else the weights-only unpickler stops at ("Unsupported operand 164", bad load keys) is bytes that are no
-        # pickle at all: a damaged file, not a refused one.
-        detail = next((ln.strip() for ln in str(err).splitlines() if "Unsupported global" in ln), "")
+        # A file that names a Python object to build (pickled code: "unsupported GLOBAL posix.system") is refused;
+        # bytes that are no pickle stream at all (random data: "Unsupported operand 164") are a damaged file.
+        detail = next((ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln), "") or _pickled_global(
+            path
+        )
         if not detail:
             raise CheckpointError(_damaged(path, err)) from None
         raise CheckpointError(
@@ -62,6 +65,31 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return checkpoint
+
+
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+def _pickled_global(path: Path) -> str:
+    """``GLOBAL posix.system`` when the file's first pickle stream names a Python object to build (read with
+    pickletools, which only lists opcodes: nothing runs); ``""`` when it names none or is no pickle stream."""
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as file:
+            for opcode, arg, _ in pickletools.genops(file):
+                if opcode.name in ("GLOBAL", "INST"):
+                    name = str(arg).replace(" ", ".")
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    name = f"{strings[-2]}.{strings[-1]}"
+                else:
+                    name = ""
+                if name:  # a dotted Python name, not bytes that happen to parse (random data)
+                    return f"GLOBAL {name}" if _DOTTED.fullmatch(name) else ""
+                if isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # not a pickle stream (random bytes, text): damaged, not refused
+        return ""
+    return ""
 
 
 def _damaged(path: Path, err: BaseException) -> str:
