@@ -46,8 +46,10 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     """Fit (and validate) one run; return the final validation metrics."""
     seed_everything(int(cfg.seed), workers=True, verbose=False)
     assembly.apply_num_threads(cfg)
-    name = runs.run_base(cfg).relative_to(Path(str(cfg.logs_dir)).expanduser()).as_posix()
-    found = runs.find_resume(cfg, resume) if resume else None
+    # The run folder is named by the resolved backbone (model.init_from: hf:<folder>), as the run saves it.
+    static = assembly.resolve_static(cfg)
+    name = runs.run_base(static).relative_to(Path(str(cfg.logs_dir)).expanduser()).as_posix()
+    found = runs.find_resume(static, resume) if resume else None
     checkpoint = read_resumable(found.path) if found else None
     parts = assembly.assemble(
         cfg,
