@@ -207,3 +207,25 @@ def test_make_passes_force(tmp_path):
         assert argv[argv.index("--force") + 1] == "1" and argv[argv.index("--out") + 1] == "o"
     argv = run_make(tmp_path, "export", {"OUT": "o"}, via_env=False)
     assert argv[argv.index("--force") + 1] == ""
+
+
+def test_an_out_that_cannot_be_renamed_is_one_error_and_left_as_it_was(tmp_path):
+    """OUT a mount point (renaming it fails with EBUSY): an OutputError, OUT and its files as they were."""
+    out = tmp_path / "mounted"
+    out.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(out)]).returncode
+    ):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        (out / "m3diff.json").write_text("{}")
+        with (
+            pytest.raises(OutputError, match="cannot replace it"),
+            OutputFolder(out, force=True, marker="m3diff.json") as f,
+        ):
+            (f.path / "m3diff.json").write_text('{"new": 1}')
+        assert (out / "m3diff.json").read_text() == "{}"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["mounted"]
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=False)

@@ -114,7 +114,13 @@ class OutputFolder:
         if kind is not None:
             shutil.rmtree(self.path, ignore_errors=True)
             return
-        self.commit()
+        try:
+            self.commit()
+        except OSError as error:  # e.g. OUT is a mount point (cannot be renamed): OUT is left as it was
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise OutputError(
+                f"{self.what}={self.out}: cannot replace it ({error.strerror or error}); nothing was changed"
+            ) from None
 
     def commit(self) -> Path:
         """The staged folder becomes OUT; an earlier OUT (empty, or replaced with FORCE) is moved aside first
