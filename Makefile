@@ -22,7 +22,7 @@ PIP_INSTALL := $(PY) -m pip install -qq --disable-pip-version-check
 
 # User-facing variables, copied verbatim (no expansion) into M3_* and exported; the originals
 # are unexported so make never expands them on the way into a recipe's environment.
-USER_VARS := BACKBONE BACKBONES DATA EXP CKPT MODEL MODELS PREDS ARGS OUT N SPLIT GT PRED CATEGORIES ROOT JSON RESUME BEFORE AFTER PORT
+USER_VARS := BACKBONE BACKBONES DATA EXP CKPT MODEL MODELS PREDS ARGS OUT N SPLIT GT PRED CATEGORIES ROOT JSON RESUME BEFORE AFTER PORT FORCE
 $(foreach v,$(USER_VARS),$(eval export M3_$(v) := $$(value $(v))))
 unexport $(USER_VARS)
 
@@ -89,20 +89,22 @@ eval: setup ## evaluate CKPT (or MODEL=<HF model folder or cached hub id>, zero-
 score: setup ## score GT=<coco gt.json> PRED=<pred.json> [OUT=metrics.json] [CATEGORIES=map.json]
 	$(PY) -m experiments.score --gt "$$M3_GT" --pred "$$M3_PRED" --out "$$M3_OUT" --categories "$$M3_CATEGORIES"
 
-caption: setup ## caption one pair: CKPT=<ckpt> (or MODEL=<HF model folder or cached hub id>) BEFORE=<png> AFTER=<png> [OUT=<dir>]
-	$(PY) -m experiments.caption --ckpt "$$M3_CKPT" --model "$$M3_MODEL" --before "$$M3_BEFORE" --after "$$M3_AFTER" --out "$$M3_OUT" --args "$$M3_ARGS"
+caption: setup ## caption one pair: CKPT=<ckpt> (or MODEL=<HF model folder or cached hub id>) BEFORE=<png> AFTER=<png> [OUT=<new dir>] [FORCE=1: replace an earlier caption OUT]
+	$(PY) -m experiments.caption --ckpt "$$M3_CKPT" --model "$$M3_MODEL" --before "$$M3_BEFORE" --after "$$M3_AFTER" --out "$$M3_OUT" --force "$$M3_FORCE" --args "$$M3_ARGS"
 
-export: setup ## write CKPT's trained weights to OUT for use without the kit: peft LoRA adapters, tower / MDP / projector safetensors, README
-	$(PY) -m experiments.export --ckpt "$$M3_CKPT" --out "$$M3_OUT"
+export: setup ## write CKPT's trained weights to a new OUT for use without the kit (FORCE=1: replace an earlier export there)
+	$(PY) -m experiments.export --ckpt "$$M3_CKPT" --out "$$M3_OUT" --force "$$M3_FORCE"
 
-data-info: setup ## inspect a dataset: DATA=<benchmark> ROOT=<dir> [SPLIT=test] [JSON=1]
+# make exits 2 whenever a recipe fails, so data-info's own status (1 = problems listed, 2 = unreadable) is the
+# "Error 1" / "Error 2" of make's last line; `.venv/bin/python -m experiments.data_info ...` returns it as is.
+data-info: setup ## inspect a dataset: DATA=<benchmark> ROOT=<dir> [SPLIT=test] [JSON=1] (status: make's last line)
 	$(PY) -m experiments.data_info --data "$$M3_DATA" --root "$$M3_ROOT" --split "$$M3_SPLIT" --json "$$M3_JSON" --args "$$M3_ARGS"
 
 pretrain: setup ## pretrain the default tiny SigLIP on the embedded scenes (SigLIP loss) [ARGS="max_steps=.. out=.."]
 	$(PY) -m experiments.pretrain --args "$$M3_ARGS"
 
-synth: setup ## export the embedded benchmark: OUT=<dir> N=<count> [SPLIT=train|val|test]
-	$(PY) -m experiments.synth --out "$$M3_OUT" --n "$$M3_N" --split "$$M3_SPLIT" --args "$$M3_ARGS"
+synth: setup ## export the embedded benchmark: OUT=<new dir> N=<count> [SPLIT=train|val|test] [FORCE=1: replace an earlier export]
+	$(PY) -m experiments.synth --out "$$M3_OUT" --n "$$M3_N" --split "$$M3_SPLIT" --force "$$M3_FORCE" --args "$$M3_ARGS"
 
 compare: setup ## train BACKBONES="siglip clip ..." x EXP="a b" on one budget, + zero-shot MODELS="<folder> ..." + PREDS="name=<pred.json> ..." [SPLIT=val|test]; one table in logs/<exp>/compare.md
 	$(PY) -m experiments.compare --backbones "$$M3_BACKBONES" --exp "$$M3_EXP" --models "$$M3_MODELS" --preds "$$M3_PREDS" --split "$$M3_SPLIT" --data "$$M3_DATA" --root "$$M3_ROOT" --args "$$M3_ARGS"

@@ -22,6 +22,8 @@ The naming rule is the iNaturalist *photo id*, the number after ``/photos/`` in 
 **Evaluation id**: ``"<photo id 1>_<photo id 2>"``, from the URLs, so it does not depend on row order or on
 which rows a copy of the file keeps.
 
+**Duplicates**: a row repeated verbatim (all eleven columns) is read once; ``make data-info`` lists it.
+
 **Parsing**: one row per line, columns split at tabs (descriptions hold no tabs or line breaks); a field written
 CSV-style in double quotes (``"..."`` with ``""`` inside, as spreadsheet exports write it) is unquoted.
 """
@@ -155,10 +157,16 @@ class BirdsToWordsDataModule(RecordDataModule):
         guard = PathGuard(self.root_path)
         names = self.image_names()
         pairs: dict[str, dict[str, Any]] = {}
+        seen: dict[tuple[str, ...], int] = {}  # row -> its first line
         for number, row in self.rows():
             where = f"line {number}"
             if isinstance(row, str):
                 problems.add(row, file=path, record=where)
+                continue
+            first = seen.setdefault(tuple(row.values()), number)
+            if first != number:  # the same description twice would be two references of the pair
+                if row["split"] == split:
+                    problems.note(f"repeats line {first} verbatim; read once", file=path, record=where)
                 continue
             if row["split"] not in SPLITS:
                 problems.add(

@@ -65,12 +65,19 @@ class Problems:
             raise ValueError(f"on_error must be raise, skip or collect, got {on_error!r}")
         self.on_error = on_error
         self.items: list[Problem] = []
+        self.notes: list[Problem] = []  # see note()
 
     def add(self, reason: str, *, file: str | Path, record: str | None = None) -> None:
         """Report a bad record: raises under ``raise``; the caller drops the record otherwise."""
         if self.on_error == "raise":
             raise DataError(reason, file=file, record=record)
         self.items.append(Problem(str(file), record, reason))
+
+    def note(self, reason: str, *, file: str | Path, record: str | None = None) -> None:
+        """A record the loader reads in a corrected form, never stopping a run (a row repeated verbatim, read
+        once): listed by ``data-info`` (``collect``); otherwise kept in :attr:`notes`."""
+        problem = Problem(str(file), record, reason)
+        (self.items if self.on_error == "collect" else self.notes).append(problem)
 
     def missing_file(self, reason: str, *, file: str | Path) -> None:
         """A file every record needs is absent: fatal, except when only inspecting (counts still matter)."""

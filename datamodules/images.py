@@ -2,7 +2,8 @@
 
 * :func:`load_image` opens one file safely: a missing, empty, truncated or corrupt file, or one larger than the
   decompression-bomb limit, raises :class:`ImageLoadError` naming the file; every mode Pillow can open
-  (grayscale, RGBA, palette, GIF, CMYK, 16-bit, float) comes back as 8-bit RGB.
+  (grayscale, RGBA, palette, GIF, CMYK, 16-bit, float) comes back as 8-bit RGB, turned upright as its EXIF
+  orientation says. Every reader of images goes through it: the datasets, ``make caption``, ``make data-info``.
 * :class:`ImageTransform` turns an RGB image into the backbone's normalised ``(3, H, W)`` tensor, by the kit's own
   pipeline (stretch to the square) or, for a LLaVA-OneVision folder's tower, by its image processor's (pad to a
   square in the mean colour, then resize), as ``mdp.ImageSpec.pipeline`` says; or, for a transformers model whose own
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # 8192 x 8192. The real benchmarks top out at a few megapixels; anything far above this is a mistake or a
 # decompression bomb (a small file that inflates to gigabytes), so it is refused before it is decoded.
@@ -60,6 +61,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def upright_copy(image: Image.Image) -> Image.Image:
+    """A copy of ``image`` turned as its EXIF ``Orientation`` tag says (phone and camera JPEGs store the pixels as
+    the sensor read them and the rotation in the tag; every viewer applies it, so the model must see it too).
+    A damaged EXIF block is ignored: the pixels are used as stored."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # Pillow raises various errors for malformed EXIF data
+        return image.copy()
+
+
 def load_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
     """Open ``path`` fully (so truncation is caught here, not later) and return it as 8-bit RGB.
 
@@ -90,8 +101,9 @@ def load_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_P
                     )
                 image.seek(0)  # animated GIF/PNG: the first frame
                 image.load()
-                # copy()/convert() detach the pixels from the file handle the with-block closes
-                return image.copy() if image.mode == "RGB" else to_rgb(image)
+                # A new image, detached from the file handle the with-block closes.
+                upright = upright_copy(image)
+                return upright if upright.mode == "RGB" else to_rgb(upright)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as err:

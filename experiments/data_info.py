@@ -30,6 +30,7 @@ from experiments.common import cli
 
 MAX_LISTED = 1000  # problems listed in the JSON (all are counted); the text output shows the first 20
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNREADABLE = 0, 1, 2
+EMPTY = "make train / make eval stop with this message"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,6 +104,11 @@ def inspect_module(module: Any, split: str, check_images: str) -> dict[str, Any]
             reports[name] = generic_report(module, name)
     if absent and not reports:
         raise MissingFile(next(iter(absent.values())))
+    for name, report in reports.items():
+        if not report.pairs:  # what make train / make eval would stop at (RecordDataModule.build_dataset)
+            report.problems.append(
+                f"{module.config.root or module.benchmark}: no usable pairs in split '{name}' ({EMPTY})"
+            )
     info = summarize({"benchmark": module.benchmark, "root": str(module.config.root)}, reports)
     return {**info, "absent_splits": absent} if absent else info
 

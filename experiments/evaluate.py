@@ -19,22 +19,23 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.common import assembly, cli
-from experiments.common.checkpoints import check_overrides, load_module
+from experiments.common.checkpoints import check_overrides, checkpoint_config, load_module, read_checkpoint
 from experiments.common.config import apply_overrides, load_config, to_container
+from experiments.common.outputs import check_writable_folder
 from experiments.common.trainer import make_eval_callbacks, make_trainer
 from experiments.common.zero_shot import checkpoint_or_model, zero_shot_parts
-from lightning_modules.captioner import CaptionerModule
 
 log = logging.getLogger("m3diff.eval")
 
 
-def eval_config(module: CaptionerModule, *, data: str, overrides: list[str]) -> DictConfig:
+def eval_config(saved: dict[str, Any], *, data: str, overrides: list[str]) -> DictConfig:
     """The checkpoint's config, with the data section replaced when DATA= is given, then ARGS applied."""
-    cfg = OmegaConf.create(module.config)
+    cfg = OmegaConf.create(saved)
     if data:
         cfg.data = load_config(groups={"data": data}).data
     return apply_overrides(cfg, overrides)
@@ -53,13 +54,23 @@ def evaluate(
     out: str = "",
     overrides: list[str] = (),
 ):
-    """Score ``ckpt`` (a trained checkpoint) or ``model`` (a released model folder, zero-shot) on DATA's split."""
+    """Score ``ckpt`` (a trained checkpoint) or ``model`` (a released model folder, zero-shot) on DATA's split.
+
+    Everything a user can get wrong is checked before a model is built: SPLIT, the checkpoint file, DATA / ARGS
+    (applied to its saved config) and OUT (a folder that can be written)."""
     checkpoint_or_model(str(ckpt), str(model), USAGE)
     if split not in SPLITS:
         raise cli.UsageError(f"SPLIT must be one of {list(SPLITS)}, got {split!r}")
+    if out:
+        check_writable_folder(Path(out))
     if ckpt:
-        module, cfg, datamodule = _from_checkpoint(ckpt, data=data, overrides=list(overrides))
+        saved = checkpoint_config(read_checkpoint(ckpt), ckpt)
+        cfg = eval_config(saved, data=data, overrides=list(overrides))
+        check_overrides(saved, to_container(cfg), path=ckpt)
         run_dir = Path(ckpt).resolve().parent.parent
+        if not out:
+            check_writable_folder(run_dir / "eval" / f"{cfg.data.name}-{split}")
+        module, datamodule = _from_checkpoint(ckpt, cfg)
     else:
         parts = zero_shot_parts(model, data=data, overrides=list(overrides))
         module, cfg, datamodule = parts.module, parts.cfg, parts.datamodule
@@ -75,14 +86,13 @@ def evaluate(
     return metrics, results
 
 
-def _from_checkpoint(ckpt: str | Path, *, data: str, overrides: list[str]):
-    """The checkpoint's captioner, its config with DATA= / ARGS= applied (no model-defining key), its DataModule."""
+def _from_checkpoint(ckpt: str | Path, cfg: DictConfig):
+    """The checkpoint's captioner, generating as ``cfg`` (its config with DATA= / ARGS= applied) says, and the
+    DataModule of ``cfg``."""
     module = load_module(ckpt)
-    cfg = eval_config(module, data=data, overrides=overrides)
-    check_overrides(module.config, to_container(cfg), path=ckpt)
     assembly.apply_num_threads(cfg)
     module.config["generation"] = to_container(cfg.generation)
-    return module, cfg, assembly.make_datamodule(cfg, module.image_spec)
+    return module, assembly.make_datamodule(cfg, module.image_spec)
 
 
 def main(argv: list[str] | None = None) -> int:

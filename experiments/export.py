@@ -1,6 +1,7 @@
 """Export a trained checkpoint for use without the kit: ``make export CKPT=<ckpt> OUT=<dir>``.
 
-Writes to OUT:
+OUT must be new or empty (``FORCE=1`` / ``--force`` replaces an earlier export there); the files are written
+into a temporary folder beside it that is renamed to OUT at the end, so OUT never mixes two exports. Writes:
 
 - ``lm_adapter/``: the LoRA adapters as a peft folder (``save_pretrained``; ``PeftModel.from_pretrained`` loads it).
   Trained from ``model.init_from``, its tensor names and target modules address the language model inside
@@ -27,16 +28,24 @@ from safetensors.torch import load_file, save_file
 
 from experiments.common import cli
 from experiments.common.checkpoints import load_module
+from experiments.common.outputs import OutputFolder, truthy
 from lightning_modules.model.language_model import is_tiny_lm
 
+MARKER = "m3diff.json"  # what makes a folder an export of this command (FORCE=1 replaces only such a folder)
 _LORA_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def export(ckpt: str | Path, out: str | Path) -> Path:
-    module = load_module(ckpt).eval()
+def export(ckpt: str | Path, out: str | Path, *, force: bool = False) -> Path:
+    """Write the export of ``ckpt`` to ``out`` whole (:class:`~experiments.common.outputs.OutputFolder`: a
+    non-empty OUT is refused unless ``force`` and it holds an earlier export, which is then replaced)."""
+    with OutputFolder(out, force=force, marker=MARKER) as folder:  # checked before the model is loaded
+        write_export(load_module(ckpt).eval(), folder.path)
+    return folder.out
+
+
+def write_export(module: Any, out: Path) -> None:
+    """The files of the export of a loaded captioner into the (empty) folder ``out``."""
     model, config = module.model, module.config
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     init_from = config["model"].get("init_from")
     lm_dir = _export_lm(
         model.lm, out, init_from=init_from, random_base=is_tiny_lm(config["model"]["lm"]["name"])
@@ -67,9 +76,8 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
         "token_pool": model.token_pool,
         "lm": lm_dir,
     }
-    (out / "m3diff.json").write_text(json.dumps(meta, indent=2) + "\n")
     (out / "README.md").write_text(_readme(meta))
-    return out
+    (out / MARKER).write_text(json.dumps(meta, indent=2) + "\n")  # last: a folder with it is a whole export
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -163,13 +171,14 @@ spec, prompt layout).
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__doc__)
     parser.add_argument("--ckpt", default="", help="checkpoint (CKPT=)")
-    parser.add_argument("--out", default="", help="output folder (OUT=)")
+    parser.add_argument("--out", default="", help="output folder (OUT=); must be new or empty, see --force")
+    cli.add_force_argument(parser, "an earlier export in OUT")
     return cli.run(parser, command, argv, logging=False)
 
 
 def command(args: argparse.Namespace) -> None:
-    cli.require(args, ("ckpt", "out"), "make export CKPT=<ckpt> OUT=<dir>")
-    out = export(args.ckpt, args.out)
+    cli.require(args, ("ckpt", "out"), "make export CKPT=<ckpt> OUT=<dir> [FORCE=1]")
+    out = export(args.ckpt, args.out, force=truthy(args.force))
     print(f"exported to {out} (see {out / 'README.md'})")
 
 

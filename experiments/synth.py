@@ -1,21 +1,20 @@
 """Export the embedded benchmark to disk, draw a contact sheet, or measure the generator's speed.
 
-    make synth OUT=<dir> N=<count> [SPLIT=val] [ARGS="data.caption_style=long ..."]
+    make synth OUT=<dir> N=<count> [SPLIT=val] [FORCE=1] [ARGS="data.caption_style=long ..."]
     python -m experiments.synth --out <dir> --n <count> [--split train,val] [--force]
     python -m experiments.synth --bench [--seconds 5]
 
 The export writes ``<OUT>/images/<split>_<index>_{before,after}.png``, ``<OUT>/annotations.json`` in the kit's
 "bring your own pairs" format (a JSON list of ``{"id", "before", "after", "captions", "categories", "split"}``,
 paths relative to OUT; ``DATA=pairs ROOT=<OUT>`` reads it back) and ``<OUT>/contact_sheet.png`` (one pair per
-category with its label and first reference). It refuses a non-empty OUT unless ``--force`` (which overwrites
-the files it writes and leaves every other file alone).
+category with its label and first reference). OUT must be new or empty; ``FORCE=1`` (``--force``) replaces an
+earlier export there. The files are written into a temporary folder beside OUT, renamed to OUT at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import textwrap
 from collections import Counter
@@ -28,7 +27,11 @@ from datamodules.synthetic.datamodule import SyntheticDataModule
 from datamodules.synthetic.throughput import generator_throughput
 from experiments.common import assembly, cli
 from experiments.common.config import ConfigError, load_config
+from experiments.common.outputs import OutputFolder, truthy
 
+MARKER = (
+    "annotations.json"  # what makes a folder an export of this command (FORCE=1 replaces only such a folder)
+)
 DEFAULT_N = 100
 DEFAULT_SPLIT = "val"
 
@@ -48,21 +51,22 @@ def export(
     dm: SyntheticDataModule, out: str | Path, n: int, splits: Sequence[str], *, force: bool = False
 ) -> tuple[list[dict], int]:
     """Write ``n`` pairs of each split as PNGs + ``annotations.json`` + ``contact_sheet.png`` into ``out``;
-    returns the records and how many pairs have pixel-identical images."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise FileExistsError(
-            f"{out} exists and is not empty; choose another OUT or pass --force to overwrite"
-        )
+    returns the records and how many pairs have pixel-identical images. ``out`` must be new or empty, or with
+    ``force`` an earlier export (replaced); it is written whole (:class:`~experiments.common.outputs.OutputFolder`)."""
     for split in splits:
         if split not in dm.sizes:
-            raise ValueError(f"unknown split {split!r}; choose from {list(dm.sizes)}")
+            raise cli.UsageError(f"unknown split {split!r}; choose from {list(dm.sizes)}")
         if n > dm.sizes[split]:
-            raise ValueError(
+            raise cli.UsageError(
                 f"N={n} is more than the {split} split's {dm.sizes[split]} pairs (data.{split}_size)"
             )
+    with OutputFolder(out, force=force, marker=MARKER) as folder:
+        records, identical = write_pairs(dm, folder.path, n, splits)
+    return records, identical
+
+
+def write_pairs(dm: SyntheticDataModule, out: Path, n: int, splits: Sequence[str]) -> tuple[list[dict], int]:
+    """The files of :func:`export`, into the empty folder ``out``."""
     (out / "images").mkdir(parents=True, exist_ok=True)
     records, tiles, identical = [], [], 0
     for split in splits:
@@ -84,11 +88,9 @@ def export(
             )
             tiles.append((before, after, spec.categories, spec.captions[0]))
             identical += before.tobytes() == after.tobytes()
-    tmp = out / ".annotations.json.tmp"
-    tmp.write_text(json.dumps(records, indent=1))
-    os.replace(tmp, out / "annotations.json")  # never a half-written annotation file
     order = [*dm.categories, dm.generator.no_change_label or ""]
     contact_sheet(pick_one_per_category(tiles, order), out / "contact_sheet.png")
+    (out / MARKER).write_text(json.dumps(records, indent=1))
     return records, identical
 
 
@@ -133,9 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--split", default="", help=f"split(s), comma-separated (SPLIT=, default {DEFAULT_SPLIT})"
     )
     parser.add_argument("--args", default="", help='config overrides "key=value ..." (ARGS=)')
-    parser.add_argument(
-        "--force", action="store_true", help="write into a non-empty OUT (overwrites its own files)"
-    )
+    cli.add_force_argument(parser, "an earlier export in OUT")
     parser.add_argument(
         "--bench", action="store_true", help="measure the generator's pairs/s instead of exporting"
     )
@@ -148,13 +148,15 @@ def command(ns: argparse.Namespace) -> None:
     if ns.bench:
         print_rates(dm, generator_throughput(dm, ns.seconds))
         return
-    cli.require(ns, ("out",), "make synth OUT=<dir> [N=100] [SPLIT=val]")
+    cli.require(ns, ("out",), "make synth OUT=<dir> [N=100] [SPLIT=val] [FORCE=1]")
     try:
         n = int(ns.n) if ns.n else DEFAULT_N
-        splits = [s.strip() for s in (ns.split or DEFAULT_SPLIT).split(",") if s.strip()]
-        records, identical = export(dm, ns.out, n, splits, force=ns.force)
-    except (FileExistsError, ValueError) as err:
-        raise cli.UsageError(str(err)) from None
+    except ValueError:
+        raise cli.UsageError(f"N must be a whole number, got {ns.n!r}") from None
+    if n < 1:
+        raise cli.UsageError(f"N must be at least 1, got {n}")
+    splits = [s.strip() for s in (ns.split or DEFAULT_SPLIT).split(",") if s.strip()]
+    records, identical = export(dm, ns.out, n, splits, force=truthy(ns.force))
     counts = Counter(c for r in records for c in (r["categories"] or ["(none)"]))
     print(f"wrote {len(records)} pairs to {ns.out}: annotations.json, images/, contact_sheet.png")
     print("  " + ", ".join(f"{c}: {k}" for c, k in sorted(counts.items())))

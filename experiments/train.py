@@ -2,6 +2,8 @@
 
 Logs go to ``logs/<experiment>/<backbone>/version_N`` (TensorBoard), with the resolved config, the caption
 tokenizer and the checkpoints (``checkpoints/best-*.ckpt`` by validation CIDEr, ``checkpoints/last.ckpt``).
+``RESUME=last`` continues the newest run of this experiment, backbone and data in its own folder; a checkpoint
+of another run is refused (:mod:`experiments.common.runs`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import warnings
 from functools import partial
@@ -24,14 +27,13 @@ from omegaconf import DictConfig, OmegaConf
 from callbacks.safety import NonFiniteError, TrainingStopped
 from datamodules.base import PairDataModule
 from evaluation import HEADLINE_METRICS
-from experiments.common import assembly, cli
+from experiments.common import assembly, cli, runs
 from experiments.common.checkpoints import (
     CheckpointError,
-    CheckpointNotFoundError,
     check_base_model,
-    check_model_config,
     checkpoint_config,
     read_checkpoint,
+    remove_partial_saves,
 )
 from experiments.common.config import save_config, to_container
 from experiments.common.trainer import epoch_summary, make_callbacks, make_trainer
@@ -40,49 +42,56 @@ from lightning_modules.model.tokenizer import save_tokenizer_json
 log = logging.getLogger("m3diff.train")
 
 
-def find_resume_checkpoint(cfg: DictConfig, resume: str) -> tuple[Path, int | None]:
-    """``last`` -> the newest ``last.ckpt`` of this experiment/backbone (and its version); else a path."""
-    if resume != "last":
-        path = Path(resume)
-        if not path.is_file():
-            raise CheckpointNotFoundError(f"RESUME={resume}: no such checkpoint file")
-        return path, None
-    base = Path(cfg.logs_dir) / assembly.run_name(cfg)
-    candidates = sorted(base.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise CheckpointNotFoundError(
-            f"RESUME=last: no {base}/version_*/checkpoints/last.ckpt to resume from"
-        )
-    path = candidates[-1]
-    return path, int(path.parent.parent.name.removeprefix("version_"))
-
-
 def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     """Fit (and validate) one run; return the final validation metrics."""
     seed_everything(int(cfg.seed), workers=True, verbose=False)
     assembly.apply_num_threads(cfg)
-    cfg = assembly.resolve_static(cfg)  # the run's name is the resolved backbone's (model.init_from)
-    ckpt_path, version = find_resume_checkpoint(cfg, resume) if resume else (None, None)
-    checkpoint = read_resumable(ckpt_path) if ckpt_path else None
+    # The run folder is named by the resolved backbone (model.init_from: hf:<folder>), as the run saves it.
+    static = assembly.resolve_static(cfg)
+    name = runs.run_base(static).relative_to(Path(str(cfg.logs_dir)).expanduser()).as_posix()
+    found = runs.find_resume(static, resume) if resume else None
+    checkpoint = read_resumable(found.path) if found else None
     parts = assembly.assemble(
         cfg,
         tokenizer_json=checkpoint["hyper_parameters"].get("tokenizer_json") if checkpoint else None,
-        check=partial(check_resumable, checkpoint, path=ckpt_path) if checkpoint else None,
+        check=partial(check_resumable, checkpoint, found=found) if checkpoint else None,
     )
     cfg, datamodule, module = parts.cfg, parts.datamodule, parts.module
     logger = TensorBoardLogger(
-        save_dir=cfg.logs_dir, name=assembly.run_name(cfg), version=version, default_hp_metric=False
+        save_dir=cfg.logs_dir, name=name, version=found.version if found else None, default_hp_metric=False
     )
     run_dir = Path(logger.log_dir)
+    last_val = _LastValidation()
+    # Built before anything is written: a Trainer argument it refuses leaves no run folder behind.
+    trainer = make_trainer(cfg, logger=logger, callbacks=[*make_callbacks(cfg, run_dir), last_val])
     # Under DDP every rank runs this; only global rank 0 writes (another rank would pick the next
     # version_N and leave a stray run folder). The checkpoint folder is broadcast from rank 0 by Lightning.
     leader = _launch_rank_is_zero()
+    new_folder = not run_dir.exists()
+    if leader and not new_folder:
+        for partial_file in remove_partial_saves(run_dir / "checkpoints"):
+            log.info("removed %s: the partial file of a checkpoint save that was killed", partial_file)
+    try:
+        if leader:
+            save_run_files(cfg, run_dir, module.hparams.get("tokenizer_json"))
+        metrics = _fit(
+            cfg, trainer, module, datamodule, ckpt_path=found.path if found else None, run_dir=run_dir
+        )
+    except BaseException:
+        if leader and new_folder and trainer.global_step == 0:
+            _remove_unstarted(run_dir)
+        raise
     if leader:
-        save_run_files(cfg, run_dir, module.hparams.get("tokenizer_json"))
-    last_val = _LastValidation()
-    trainer = make_trainer(cfg, logger=logger, callbacks=[*make_callbacks(cfg, run_dir), last_val])
+        (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return metrics
+
+
+def _fit(
+    cfg: DictConfig, trainer: Any, module: Any, datamodule: Any, *, ckpt_path: Path | None, run_dir: Path
+) -> dict[str, float]:
+    """``trainer.fit`` (resuming ``ckpt_path``), then a last validation if the budget stopped mid-epoch."""
     log.info("run folder: %s%s", run_dir, f" (resuming {ckpt_path})" if ckpt_path else "")
-    if leader:
+    if _launch_rank_is_zero():
         log.info("%s", epoch_summary(cfg, datamodule, world_size=trainer.world_size))
     if isinstance(datamodule, PairDataModule):
         # Its checkpointed state holds the training order's position (datamodules/samplers.py); Lightning only
@@ -93,6 +102,7 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     if ckpt_path:
         # Resuming continues the run in its own folder: ModelCheckpoint finding its files there is the point.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    last_val = next(c for c in trainer.callbacks if isinstance(c, _LastValidation))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except NonFiniteError as err:
@@ -101,10 +111,14 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     if last_val.step != trainer.global_step and not trainer.interrupted and trainer.limit_val_batches != 0:
         # A step or time budget stops mid-epoch, before the epoch's validation: score the final weights.
         trainer.validate(module, datamodule=datamodule, verbose=False)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    if leader:
-        (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    return metrics
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+
+
+def _remove_unstarted(run_dir: Path) -> None:
+    """A new run folder of a run that failed before its first optimizer step (a data or config error found by
+    Lightning's setup): removed, so a refused run leaves nothing behind. Never one that holds a checkpoint."""
+    if run_dir.is_dir() and not any(run_dir.glob("checkpoints/*.ckpt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def save_run_files(cfg: DictConfig, run_dir: Path, tokenizer_json: str | None) -> None:
@@ -122,17 +136,12 @@ def read_resumable(ckpt_path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def check_resumable(checkpoint: dict[str, Any], resolved: DictConfig, *, path: Path) -> None:
-    """This run's resolved config builds the checkpoint's model: its values decided at start (token limits,
-    ``init_from``) are resolved again, from the same data and the checkpoint's tokenizer, and must agree."""
-    check_model_config(
-        checkpoint_config(checkpoint, path),
-        to_container(resolved),
-        path=path,
-        current_name="this run's config",
-        hint="Resume with the settings the run was started with (its config.yaml is in the run folder), "
-        "or start a new run without RESUME.",
-    )
+def check_resumable(checkpoint: dict[str, Any], resolved: DictConfig, *, found: runs.Resume) -> None:
+    """This run's resolved config is the checkpoint's run: the same experiment, backbone, data and model (its
+    values decided at start, token limits and ``init_from``, are resolved again from the same data and the
+    checkpoint's tokenizer and must agree), and the run folder it continues in is that run's
+    (:func:`~experiments.common.runs.check_same_run`)."""
+    runs.check_same_run(checkpoint, to_container(resolved), path=found.path, run_dir=found.run_dir)
 
 
 class _LastValidation(Callback):

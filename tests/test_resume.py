@@ -269,11 +269,11 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     io = AtomicCheckpointIO()
     io.save_checkpoint({"i": 1, "w": torch.full((3_000_000,), 1.0)}, path)
 
-    def crash(self, checkpoint, target, storage_options=None):
-        Path(target).write_bytes(b"PK\x03\x04 half a checkpoint")
+    def crash(checkpoint, file):
+        file.write(b"PK\x03\x04 half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr("lightning.fabric.plugins.io.torch_io.TorchCheckpointIO.save_checkpoint", crash)
+    monkeypatch.setattr("experiments.common.checkpoints.torch.save", crash)
     with pytest.raises(OSError, match="disk full"):
         io.save_checkpoint({"i": 2, "w": torch.full((3_000_000,), 2.0)}, path)
     assert check_intact(path) == 1

@@ -10,8 +10,8 @@ rebuild exactly the model that was trained, reading it back with no further reso
 
 from __future__ import annotations
 
+import difflib
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 import mdp
 from datamodules import build_datamodule
 from datamodules.config import ConfigError
-from experiments.common.config import to_container
+from datamodules.errors import DataError
+from experiments.common.config import CONF_DIR, to_container
 from experiments.common.token_limits import resolve_token_limits
 from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.build import build_backbone
@@ -75,10 +76,12 @@ def assemble(
     cfg = resolve_static(cfg)
     config = to_container(cfg)
     with torch.device(device) if device is not None else _no_device():
-        backbone = build_backbone(config)
+        backbone = _backbone(config)
     datamodule = make_datamodule(cfg, backbone.spec)
     if read_references or _needs_references(cfg, tokenizer_json):
         captions = training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
+        if not captions:  # what the training DataLoader would stop at, said before the model is built
+            raise DataError("no usable pairs in split 'train'", file=datamodule.config.root)
         if tokenizer_json is None:
             tokenizer_json = make_tokenizer(cfg, datamodule, captions)
         config = resolve_token_limits(config, caption_tokenizer(config, tokenizer_json), captions)
@@ -173,16 +176,29 @@ def caption_tokenizer(config: dict[str, Any], tokenizer_json: str | None) -> Any
     return load_pretrained_tokenizer(config["model"]["lm"]["name"])
 
 
-def run_name(cfg: DictConfig) -> str:
-    """``<experiment>/<backbone>`` with characters that are awkward in paths replaced."""
-    backbone = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(cfg.backbone.name))
-    return f"{cfg.experiment}/{backbone}"
-
-
 def apply_num_threads(cfg: DictConfig) -> None:
     """``num_threads``: on a machine shared with other jobs one thread beats two (OpenMP barriers stall)."""
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
+
+
+def _backbone(config: dict[str, Any]) -> mdp.Backbone:
+    """The backbone, a name or setting it refuses (``ValueError`` from mdp / timm / open_clip) a ConfigError
+    that also lists the kit's own names: conf/backbone files (BACKBONE=) and mdp's registry (backbone.name)."""
+    try:
+        return build_backbone(config)
+    except ValueError as err:
+        name = config["backbone"]["name"]
+        message = f"backbone.name={name!r}: {err}"
+        if name not in mdp.list_backbones():
+            groups = sorted(p.stem for p in (CONF_DIR / "backbone").glob("*.yaml") if p.stem != "timm")
+            typed = name.split(":", 1)[-1]
+            close = difflib.get_close_matches(typed, [*groups, *mdp.list_backbones()], n=3, cutoff=0.5)
+            message += (
+                f". The kit's own: BACKBONE= {groups} (conf/backbone/), backbone.name= {mdp.list_backbones()}"
+                + (f"; did you mean {close}?" if close else "")
+            )
+        raise ConfigError(message) from None
 
 
 def _as_config(cfg: DictConfig, config: dict[str, Any]) -> DictConfig:

@@ -10,8 +10,12 @@ producing a wall of ``size mismatch for ...`` lines.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import pickletools
+import re
+import shutil
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,20 +48,56 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
-        detail = next((ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln), "")
+        # A file that names a Python object to build (pickled code: "unsupported GLOBAL posix.system") is refused;
+        # bytes that are no pickle stream at all (random data: "Unsupported operand 164") are a damaged file.
+        detail = next((ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln), "") or _pickled_global(
+            path
+        )
+        if not detail:
+            raise CheckpointError(_damaged(path, err)) from None
         raise CheckpointError(
             f"{path}: refused to load: the file holds pickled Python objects other than tensors and plain "
-            f"containers{f' ({detail})' if detail else ''}. Checkpoints are read weights-only, so nothing in the "
-            "file was executed. A checkpoint written by this kit never contains such objects: this file was "
-            "made elsewhere or tampered with."
+            f"containers ({detail}). Checkpoints are read weights-only, so nothing in the file was executed. A "
+            "checkpoint written by this kit never contains such objects: this file was made elsewhere or tampered with."
         ) from None
     except Exception as err:  # torch raises RuntimeError / OSError / EOFError / BadZipFile for damaged files
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {type(err).__name__}: {err}"
-        ) from None
+        raise CheckpointError(_damaged(path, err)) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return checkpoint
+
+
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+def _pickled_global(path: Path) -> str:
+    """``GLOBAL posix.system`` when the file's first pickle stream names a Python object to build (read with
+    pickletools, which only lists opcodes: nothing runs); ``""`` when it names none or is no pickle stream."""
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as file:
+            for opcode, arg, _ in pickletools.genops(file):
+                if opcode.name in ("GLOBAL", "INST"):
+                    name = str(arg).replace(" ", ".")
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    name = f"{strings[-2]}.{strings[-1]}"
+                else:
+                    name = ""
+                if name:  # a dotted Python name, not bytes that happen to parse (random data)
+                    return f"GLOBAL {name}" if _DOTTED.fullmatch(name) else ""
+                if isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # not a pickle stream (random bytes, text): damaged, not refused
+        return ""
+    return ""
+
+
+def _damaged(path: Path, err: BaseException) -> str:
+    reason = next((ln.strip() for ln in str(err).splitlines() if "Unsupported operand" in ln), str(err))
+    return (
+        f"{path}: not a readable PyTorch checkpoint: the file is damaged (truncated, corrupt or not a checkpoint; "
+        f"{type(err).__name__}: {reason[:200]})"
+    )
 
 
 def load_module(ckpt: str | Path) -> Any:
@@ -118,10 +158,10 @@ def check_model_config(
     diffs = config_differences(saved, current)
     if not diffs:
         return
-    lines = "\n".join(f"  {key}: checkpoint {old!r}, {current_name} {new!r}" for key, old, new in diffs)
+    keys = "; ".join(f"{key}: checkpoint {old!r}, {current_name} {new!r}" for key, old, new in diffs)
     raise CheckpointError(
         f"{path}: the checkpoint's model does not match {current_name} "
-        f"({len(diffs)} key(s) of {'/'.join(MODEL_SECTIONS)} differ):\n{lines}\n{hint}"
+        f"({len(diffs)} key(s) of {'/'.join(MODEL_SECTIONS)} differ: {keys}). {hint}"
     )
 
 
@@ -146,30 +186,108 @@ def check_overrides(saved: Mapping[str, Any], current: Mapping[str, Any], *, pat
         current_name="ARGS",
         hint="The model is rebuilt from the checkpoint's own config; drop these keys from ARGS.",
     )
+    check_generation_room(saved, current, path=path)
+
+
+def check_generation_room(saved: Mapping[str, Any], current: Mapping[str, Any], *, path: str | Path) -> None:
+    """A tiny LM's position table was sized at training for ``model.max_caption_tokens`` +
+    ``generation.max_new_tokens`` positions after the prompt: ``generation.max_new_tokens`` in ARGS may not ask
+    for more (it would fail deep in the LM with an index error)."""
+    from lightning_modules.model.language_model import is_tiny_lm
+
+    model, asked = saved.get("model") or {}, (current.get("generation") or {}).get("max_new_tokens")
+    trained = (saved.get("generation") or {}).get("max_new_tokens")
+    if not is_tiny_lm(str((model.get("lm") or {}).get("name"))) or None in (asked, trained):
+        return
+    room = int(model.get("max_caption_tokens") or 0) + int(trained)
+    if int(asked) > room:
+        raise CheckpointError(
+            f"{path}: generation.max_new_tokens={asked} is more than this checkpoint's tiny LM has positions for "
+            f"({room}: model.max_caption_tokens + generation.max_new_tokens as trained); ask for at most {room}"
+        )
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (a full disk): the previous file of that name is kept whole."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write checkpoints to a temporary file and rename: a kill during a save never leaves a corrupt file.
+    """Write checkpoints whole: staged in a temporary file *next to* the destination, then renamed.
 
-    The temporary file is flushed to disk before the rename (and the folder after it), so that a power cut
-    cannot leave a renamed but empty ``last.ckpt`` either. Temporary files of killed saves are removed.
+    Why not Lightning's own writer: ``TorchCheckpointIO`` serialises the whole checkpoint into memory and writes it
+    through an fsspec transaction, whose local files are first written to ``tempfile.mkstemp()`` (``$TMPDIR``) and
+    moved at commit. A small ``$TMPDIR`` (common on clusters) then fails a run that has room where its checkpoints
+    go, and a kill during the save leaves the partial file in the system temp folder. Here ``torch.save`` writes
+    straight into ``.<name>.tmp-<pid>`` in the destination folder (same filesystem: the rename is atomic), which is
+    flushed to disk before the rename (and the folder after it), so that a kill or a power cut never leaves a
+    corrupt or empty ``last.ckpt``. Partial files of killed saves are removed by the next save into that folder
+    and when the run starts again (:func:`remove_partial_saves`). A full disk is a :class:`CheckpointWriteError`
+    naming the file and the space it needs; the previous checkpoint stays.
     """
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        remove_partial_saves(path.parent)
+        needed = checkpoint_nbytes(checkpoint)
+        free = shutil.disk_usage(path.parent).free
+        if (
+            needed > free
+        ):  # refused before a byte is written: the previous checkpoint and the disk stay as they are
+            raise CheckpointWriteError(_no_space(path, needed, free))
+        tmp = path.with_name(f".{path.name}{PARTIAL_MARK}{os.getpid()}")
         try:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-            _fsync(tmp)
+            with open(tmp, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as err:
             tmp.unlink(missing_ok=True)
+            if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise CheckpointWriteError(
+                    _no_space(path, needed, shutil.disk_usage(path.parent).free)
+                ) from None
             raise
         _fsync(path.parent)
+
+
+PARTIAL_MARK = ".tmp-"  # .<name>.tmp-<pid>: a checkpoint being written by process <pid>
+
+
+def checkpoint_nbytes(checkpoint: Any) -> int:
+    """About the size ``torch.save`` writes: every distinct tensor storage, plus 1 MiB for everything else."""
+    seen: dict[tuple[Any, int], int] = {}
+
+    def visit(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            seen[(value.device, storage.data_ptr())] = storage.nbytes()
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                visit(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+
+    visit(checkpoint)
+    return sum(seen.values()) + 2**20
+
+
+def _no_space(path: Path, needed: int, free: int) -> str:
+    return (
+        f"{path}: cannot write the checkpoint: not enough space on the disk of {path.parent} "
+        f"(it needs about {_mb(needed)}, {_mb(free)} free). The previous checkpoint of that name, if any, is "
+        "kept whole; free some space (or set logs_dir= to another disk) and resume with RESUME=last."
+    )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
 
 
 def _fsync(path: Path) -> None:
@@ -180,15 +298,19 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _remove_stale_temporaries(path: Path) -> None:
-    """``.<name>.tmp-<pid>`` files whose writer is gone (a save killed mid-write)."""
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+def remove_partial_saves(folder: str | Path) -> list[Path]:
+    """Remove the ``.<name>.tmp-<pid>`` files of ``folder`` whose writer is gone (a save killed mid-write);
+    returns them. A run calls this on its checkpoint folder when it starts; every save does for its folder."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{PARTIAL_MARK}*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

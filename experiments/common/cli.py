@@ -31,6 +31,7 @@ from evaluation.coco_files import ScoreInputError
 from experiments.common import console
 from experiments.common.checkpoints import CheckpointError
 from experiments.common.config import load_config
+from experiments.common.outputs import OutputError
 from lightning_modules.model.prompt import ChatTemplateError
 from lightning_modules.model.transformers_vlm import UnsupportedModelError
 
@@ -52,6 +53,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ScoreInputError,
     ChatTemplateError,  # model.chat_template / model.prompt the kit cannot lay two images out with
     UnsupportedModelError,  # MODEL= whose processor cannot take a pair's two images in one prompt
+    OutputError,
     FileNotFoundError,  # a path given on the command line (BEFORE=, a base model folder) that is not there
 )
 _PREFIXES = {ConfigError: "config error", CheckpointError: "checkpoint error", DataError: "data error"}
@@ -75,6 +77,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, groups: bool = True
     parser.add_argument("--root", default="", help="dataset folder, sets data.root (ROOT=)")
     parser.add_argument("--args", default="", help='space-separated key=value overrides (ARGS="a.b=1 c=2")')
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
+
+
+def add_force_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--force`` (``FORCE=1``): replace {what}; ``--force ""`` (FORCE unset in make) is off."""
+    parser.add_argument(
+        "--force",
+        nargs="?",
+        const="1",
+        default="",
+        help=f"FORCE=1: replace {what} (it is deleted; any other non-empty OUT is refused)",
+    )
 
 
 def overrides(args: argparse.Namespace) -> list[str]:

@@ -188,3 +188,76 @@ class RunConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     data: PairDataConfig = field(default_factory=PairDataConfig)  # replaced by data.name's own schema
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+# ------------------------------------------------------------------------------------------------ values
+# Types are checked by OmegaConf; these ranges by check_values, when the config is composed, so a value that
+# cannot work is one line before anything is built or written (not a Lightning or DataLoader traceback later).
+POSITIVE = (
+    "data.batch_size",
+    "data.eval_batch_size",
+    "backbone.image_size",
+    "model.token_pool",
+    "model.lm.num_layers",
+    "model.lm.hidden_size",
+    "model.lm.num_heads",
+    "model.lm.vocab_size",
+    "model.lm.tokenizer_captions",
+    "generation.num_beams",
+    "trainer.accumulate_grad_batches",
+    "trainer.num_nodes",
+)
+POSITIVE_OR_NULL = ("model.max_caption_tokens", "generation.max_new_tokens", "num_threads", "data.epoch_size")
+NON_NEGATIVE = (
+    "data.num_workers",
+    "optim.warmup_steps",
+    "metrics.num_panels",
+    "trainer.log_every_n_steps",
+    "trainer.num_sanity_val_steps",
+)
+NON_NEGATIVE_OR_NULL = ("checkpoint.every_n_train_steps",)
+BUDGETS = ("trainer.max_steps", "trainer.max_epochs")  # -1 = no limit (max_epochs: also null)
+
+
+def check_values(config: dict[str, Any]) -> None:
+    """Raise :class:`~datamodules.config.ConfigError` naming the first key whose value is out of range:
+    :data:`POSITIVE` > 0, :data:`NON_NEGATIVE` and every ``data.*_size`` (a mixture's members' too) >= 0,
+    :data:`BUDGETS` -1 or > 0, ``checkpoint.save_top_k`` >= -1."""
+    from datamodules.config import ConfigError
+
+    rules: list[tuple[str, Any, str]] = []
+    rules += [(k, lambda v: v is not None and v > 0, "a whole number > 0") for k in POSITIVE]
+    rules += [(k, lambda v: v is None or v > 0, "null or a whole number > 0") for k in POSITIVE_OR_NULL]
+    rules += [(k, lambda v: v is not None and v >= 0, "a whole number >= 0") for k in NON_NEGATIVE]
+    rules += [(k, lambda v: v is None or v >= 0, "null or a whole number >= 0") for k in NON_NEGATIVE_OR_NULL]
+    rules += [(k, lambda v: v is None or v == -1 or v > 0, "-1 (no limit) or > 0") for k in BUDGETS]
+    rules.append(("checkpoint.save_top_k", lambda v: v is not None and v >= -1, "-1 (all), 0 or more"))
+    sizes = [("data", config.get("data") or {})]
+    sizes += [
+        (f"data.members[{i}]", m) for i, m in enumerate((config.get("data") or {}).get("members") or ())
+    ]
+    for prefix, section in sizes:
+        for key in section:
+            if key.endswith("_size") and key not in ("batch_size", "eval_batch_size", "epoch_size"):
+                rules.append((f"{prefix}.{key}", lambda v: v is None or v >= 0, "a whole number >= 0"))
+    for key, ok, what in rules:
+        value = _select(config, key)
+        if value is _MISSING or isinstance(value, bool) or not isinstance(value, int | type(None)):
+            continue  # absent here, or of another type (OmegaConf checked the declared type)
+        if not ok(value):
+            raise ConfigError(f"{key}={value}: must be {what}")
+
+
+_MISSING = object()
+
+
+def _select(config: dict[str, Any], key: str) -> Any:
+    value: Any = config
+    for part in key.replace("]", "").replace("[", ".").split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value

@@ -16,8 +16,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from experiments.common.assembly import resolve_static, run_name
+from experiments.common.assembly import resolve_static
 from experiments.common.config import EXPERIMENTS_DIR, REPO_ROOT, ConfigError, load_config
+from experiments.common.runs import run_name
 
 DEFAULT_BACKBONES = ("siglip", "clip")
 
