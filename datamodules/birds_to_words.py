@@ -108,6 +108,21 @@ def read_tsv(path: Path) -> list[tuple[int, dict[str, str] | str]]:
     return rows
 
 
+def row_problem(row: dict[str, str]) -> str | None:
+    """What is wrong with a row of the release (its split, photo ids, annotator number), or None."""
+    if row["split"] not in SPLITS:
+        return f"column 'split' must be one of {list(SPLITS)}, got {row['split']!r}"
+    for image in (1, 2):
+        if photo_id(row, image) is None:
+            return (
+                f"no iNaturalist photo id ('/photos/<number>') in img{image}ImgURL "
+                f"{row[f'img{image}ImgURL']!r} or img{image}ObservationURL"
+            )
+    if not row["annN"].strip().isdigit():
+        return f"column 'annN' must be a whole number, got {row['annN']!r}"
+    return None
+
+
 @dataclass
 class BirdsToWordsConfig(RecordDataConfig):
     name: str = "birds_to_words"
@@ -168,30 +183,14 @@ class BirdsToWordsDataModule(RecordDataModule):
                 if row["split"] == split:
                     problems.note(f"repeats line {first} verbatim; read once", file=path, record=where)
                 continue
-            if row["split"] not in SPLITS:
-                problems.add(
-                    f"column 'split' must be one of {list(SPLITS)}, got {row['split']!r}",
-                    file=path,
-                    record=where,
-                )
+            # A row of another split is checked only for its split's name (its own split reports the rest).
+            in_scope = row["split"] not in SPLITS or row["split"] == split
+            if in_scope and (problem := row_problem(row)) is not None:
+                problems.add(problem, file=path, record=where)
                 continue
             if row["split"] != split:
                 continue
             ids = (photo_id(row, 1), photo_id(row, 2))
-            if None in ids:
-                image = ids.index(None) + 1
-                problems.add(
-                    f"no iNaturalist photo id ('/photos/<number>') in img{image}ImgURL "
-                    f"{row[f'img{image}ImgURL']!r} or img{image}ObservationURL",
-                    file=path,
-                    record=where,
-                )
-                continue
-            if not row["annN"].strip().isdigit():
-                problems.add(
-                    f"column 'annN' must be a whole number, got {row['annN']!r}", file=path, record=where
-                )
-                continue
             pair_id = f"{ids[0]}_{ids[1]}"
             if pair_id not in pairs:
                 try:

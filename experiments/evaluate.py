@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.common import assembly, cli
+from experiments.common import assembly, cli, runs
 from experiments.common.checkpoints import check_overrides, checkpoint_config, load_module, read_checkpoint
 from experiments.common.config import apply_overrides, load_config, to_container
 from experiments.common.outputs import check_writable_folder
@@ -74,7 +74,7 @@ def evaluate(
     else:
         parts = zero_shot_parts(model, data=data, overrides=list(overrides))
         module, cfg, datamodule = parts.module, parts.cfg, parts.datamodule
-        run_dir = Path(cfg.logs_dir) / assembly.run_name(cfg)
+        run_dir = runs.run_base(cfg)
     out_dir = Path(out) if out else run_dir / "eval" / f"{cfg.data.name}-{split}"
     trainer = make_trainer(cfg, logger=False, callbacks=make_eval_callbacks(cfg, out_dir))
     run = trainer.test if split == "test" else trainer.validate

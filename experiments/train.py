@@ -28,12 +28,12 @@ from callbacks.safety import NonFiniteError, TrainingStopped
 from datamodules.base import PairDataModule
 from evaluation import HEADLINE_METRICS
 from experiments.common import assembly, cli, runs
+from experiments.common.checkpoint_io import remove_partial_saves
 from experiments.common.checkpoints import (
     CheckpointError,
     check_base_model,
     checkpoint_config,
     read_checkpoint,
-    remove_partial_saves,
 )
 from experiments.common.config import save_config, to_container
 from experiments.common.trainer import epoch_summary, make_callbacks, make_trainer

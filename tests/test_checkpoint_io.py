@@ -14,14 +14,13 @@ import pytest
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from experiments.common.checkpoints import (
+from experiments.common.checkpoint_io import (
     AtomicCheckpointIO,
-    CheckpointError,
     CheckpointWriteError,
     checkpoint_nbytes,
-    read_checkpoint,
     remove_partial_saves,
 )
+from experiments.common.checkpoints import CheckpointError, read_checkpoint
 
 BIG = 3_000_000  # floats: a 12 MB checkpoint
 

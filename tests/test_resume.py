@@ -17,7 +17,8 @@ import torch
 from helpers import TINY_MODEL, free_port
 
 from datamodules.samplers import ResumableSampler
-from experiments.common.checkpoints import AtomicCheckpointIO, read_checkpoint
+from experiments.common.checkpoint_io import AtomicCheckpointIO
+from experiments.common.checkpoints import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -230,7 +231,7 @@ def test_resumed_sampler_continues_the_interrupted_order():
 # ------------------------------------------------------------------------------------------------ atomic saves
 SAVER = """
 import sys, torch
-from experiments.common.checkpoints import AtomicCheckpointIO
+from experiments.common.checkpoint_io import AtomicCheckpointIO
 io, i = AtomicCheckpointIO(), 0
 while True:
     io.save_checkpoint({"i": i, "w": torch.full((3_000_000,), float(i))}, sys.argv[1])

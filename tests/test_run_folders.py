@@ -190,7 +190,7 @@ def test_a_run_failing_before_its_first_step_leaves_no_folder(tmp_path, pairs_ro
 
 SAVER = """
 import sys, torch
-from experiments.common.checkpoints import AtomicCheckpointIO
+from experiments.common.checkpoint_io import AtomicCheckpointIO
 io = AtomicCheckpointIO()
 while True:
     io.save_checkpoint({"w": torch.zeros(4_000_000)}, sys.argv[1])

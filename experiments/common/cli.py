@@ -24,13 +24,11 @@ from collections.abc import Callable, Sequence
 from omegaconf import DictConfig
 
 import mdp
-from datamodules.config import ConfigError
-from datamodules.errors import DataError
+from datamodules.errors import ConfigError, DataError
 from datamodules.images import ImageLoadError
 from evaluation.coco_files import ScoreInputError
 from experiments.common import console
 from experiments.common.checkpoints import CheckpointError
-from experiments.common.config import load_config
 from experiments.common.outputs import OutputError
 from lightning_modules.model.prompt import ChatTemplateError
 from lightning_modules.model.transformers_vlm import UnsupportedModelError
@@ -108,6 +106,8 @@ def split_args(text: str) -> list[str]:
 
 def compose(args: argparse.Namespace) -> DictConfig:
     """The run config of BACKBONE= / DATA= / EXP= / ROOT= / ARGS= (:func:`~experiments.common.config.load_config`)."""
+    from experiments.common.config import load_config  # Lightning comes with it: not for make score's start
+
     return load_config(
         experiment=args.exp or None,
         groups={"backbone": args.backbone, "data": args.data},

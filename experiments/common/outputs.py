@@ -16,9 +16,10 @@ import shutil
 from pathlib import Path
 from types import TracebackType
 
-from experiments.common.checkpoints import PARTIAL_MARK, pid_alive
-
 FORCE_HINT = "add FORCE=1 (make) or --force to replace it"
+
+
+PARTIAL_MARK = ".tmp-"  # .<name>.tmp-<pid>: a checkpoint being written by process <pid>
 
 
 class OutputError(ValueError):
@@ -148,3 +149,13 @@ def _remove_stale(parent: Path, name: str) -> None:
         pid = entry.name.rsplit("-", 1)[-1]
         if entry.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

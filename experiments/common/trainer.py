@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from callbacks.progress import progress_bar
-from experiments.common.checkpoints import AtomicCheckpointIO
+from experiments.common.checkpoint_io import AtomicCheckpointIO
 from experiments.common.config import ConfigError, to_container, trainer_kwargs
 
 
