@@ -231,7 +231,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_space(tmp_path, monkeyp
     def tiny(path):
         return usage(path)._replace(free=3 * 2**20)  # 3 MB free where the checkpoints go
 
-    monkeypatch.setattr("experiments.common.checkpoints.shutil.disk_usage", tiny)
+    monkeypatch.setattr("experiments.common.checkpoint_io.shutil.disk_usage", tiny)
     code = train.main([*args(tmp_path, "trainer.max_steps=2")])
     line = one_line(capsys)
     assert code == 2, line

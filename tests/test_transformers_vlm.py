@@ -179,11 +179,11 @@ def test_caption_model_from_a_cached_hub_id_equals_generate(vlm_twins, pairs, tm
         "--after",
         str(after),
         "--out",
-        str(tmp_path),
+        str(tmp_path / "out"),
     ]
     assert caption.main([*args, "--args", shlex.join(ARGS[:2])]) == 0  # the model's keys, not the data's
-    mine = json.loads((tmp_path / "caption.json").read_text())["caption"]
-    assert (tmp_path / "heatmap.png").is_file() and capsys.readouterr().out.startswith(mine)
+    mine = json.loads((tmp_path / "out" / "caption.json").read_text())["caption"]
+    assert (tmp_path / "out" / "heatmap.png").is_file() and capsys.readouterr().out.startswith(mine)
     assert mine == transformers_generate(folder, before, after)[1] and len(mine) > 3
 
 

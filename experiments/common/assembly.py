@@ -184,9 +184,12 @@ def apply_num_threads(cfg: DictConfig) -> None:
 
 def _backbone(config: dict[str, Any]) -> mdp.Backbone:
     """The backbone, a name or setting it refuses (``ValueError`` from mdp / timm / open_clip) a ConfigError
-    that also lists the kit's own names: conf/backbone files (BACKBONE=) and mdp's registry (backbone.name)."""
+    that also lists the kit's own names: conf/backbone files (BACKBONE=) and mdp's registry (backbone.name). A folder's
+    image processor the kit does not reproduce stays the ``ImageProcessorError`` that names its file."""
     try:
         return build_backbone(config)
+    except mdp.ImageProcessorError:
+        raise  # names its file: one line as it is
     except ValueError as err:
         name = config["backbone"]["name"]
         message = f"backbone.name={name!r}: {err}"
