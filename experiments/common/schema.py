@@ -71,7 +71,9 @@ class LMConfig:
 class LoRAConfig:
     enabled: bool = False
     r: int = 128
-    alpha: int = 256
+    # LoRA's scale is alpha / r. null = 2 x r (256 at r=128, the paper's), so changing r alone keeps the scale;
+    # resolved at the run's start (experiments/common/assembly.py) and saved as a number.
+    alpha: int | None = None
     dropout: float = 0.05
     target_modules: list[str] | None = None  # null = the LM's attention and MLP projections
 
