@@ -228,6 +228,10 @@ class CaptionerModule(L.LightningModule):
             return
         for source, entry in saved.items():
             current = self.base_fingerprints.get(source, {}).get("fingerprint")
+            if current and not current.startswith(
+                entry["fingerprint"].split(":")[0] + ":"
+            ):  # an older scheme
+                current = base_model.fingerprint_as(base_model.resolve_source(source), entry["fingerprint"])
             if current != entry["fingerprint"]:
                 raise base_model.BaseModelMismatchError(
                     f"the checkpoint was trained on base model {source} with fingerprint {entry['fingerprint']}, "
