@@ -29,3 +29,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--real-width",
+        action="store_true",
+        help="run the tests marked real_width (make real-width at LLaVA-OneVision-0.5B's widths: ~20 min, ~13 GiB)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--real-width"):
+        return
+    skip = pytest.mark.skip(reason="the real-width run: pass --real-width (not part of make test)")
+    for item in items:
+        if "real_width" in item.keywords:
+            item.add_marker(skip)
