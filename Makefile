@@ -1,6 +1,6 @@
 # M3Diff kit — every command a user needs. `make help` lists them.
 #
-# Variables (BACKBONE, DATA, EXP, CKPT, ARGS, ...) reach the Python entry points as environment
+# Variables (BACKBONE, DATA, EXP, CKPT, MODEL, ARGS, ...) reach the Python entry points as environment
 # variables read with "$$VAR" inside double quotes, and their raw text is taken with $(value ...):
 # neither make nor the shell ever evaluates what a user typed, so `ARGS='x; rm -rf ~'` is only
 # an (invalid) override, never a command.
@@ -22,7 +22,7 @@ PIP_INSTALL := $(PY) -m pip install -qq --disable-pip-version-check
 
 # User-facing variables, copied verbatim (no expansion) into M3_* and exported; the originals
 # are unexported so make never expands them on the way into a recipe's environment.
-USER_VARS := BACKBONE BACKBONES DATA EXP CKPT ARGS OUT N SPLIT GT PRED CATEGORIES ROOT JSON RESUME BEFORE AFTER PORT
+USER_VARS := BACKBONE BACKBONES DATA EXP CKPT MODEL ARGS OUT N SPLIT GT PRED CATEGORIES ROOT JSON RESUME BEFORE AFTER PORT
 $(foreach v,$(USER_VARS),$(eval export M3_$(v) := $$(value $(v))))
 unexport $(USER_VARS)
 
@@ -83,14 +83,14 @@ format: setup-dev ## apply ruff fixes and formatting
 train: setup ## train (BACKBONE=siglip|clip|<timm name>, DATA=synthetic|..., ROOT=<data dir>, EXP=, RESUME=last, ARGS="k=v ...")
 	$(PY) -m experiments.train --backbone "$$M3_BACKBONE" --data "$$M3_DATA" --root "$$M3_ROOT" --exp "$$M3_EXP" --resume "$$M3_RESUME" --args "$$M3_ARGS"
 
-eval: setup ## evaluate CKPT on DATA's SPLIT (default test) [ROOT=<data dir>], writing COCO files and metrics
-	$(PY) -m experiments.evaluate --ckpt "$$M3_CKPT" --data "$$M3_DATA" --root "$$M3_ROOT" --split "$$M3_SPLIT" --out "$$M3_OUT" --args "$$M3_ARGS"
+eval: setup ## evaluate CKPT (or MODEL=<HF LLaVA-OneVision folder>, zero-shot) on DATA's SPLIT (default test) [ROOT=<data dir>], writing COCO files and metrics
+	$(PY) -m experiments.evaluate --ckpt "$$M3_CKPT" --model "$$M3_MODEL" --data "$$M3_DATA" --root "$$M3_ROOT" --split "$$M3_SPLIT" --out "$$M3_OUT" --args "$$M3_ARGS"
 
 score: setup ## score GT=<coco gt.json> PRED=<pred.json> [OUT=metrics.json] [CATEGORIES=map.json]
 	$(PY) -m experiments.score --gt "$$M3_GT" --pred "$$M3_PRED" --out "$$M3_OUT" --categories "$$M3_CATEGORIES"
 
-caption: setup ## caption one pair: CKPT=<ckpt> BEFORE=<png> AFTER=<png> [OUT=<dir>]
-	$(PY) -m experiments.caption --ckpt "$$M3_CKPT" --before "$$M3_BEFORE" --after "$$M3_AFTER" --out "$$M3_OUT" --args "$$M3_ARGS"
+caption: setup ## caption one pair: CKPT=<ckpt> (or MODEL=<HF LLaVA-OneVision folder>) BEFORE=<png> AFTER=<png> [OUT=<dir>]
+	$(PY) -m experiments.caption --ckpt "$$M3_CKPT" --model "$$M3_MODEL" --before "$$M3_BEFORE" --after "$$M3_AFTER" --out "$$M3_OUT" --args "$$M3_ARGS"
 
 export: setup ## write CKPT's trained weights to OUT for use without the kit: peft LoRA adapters, tower / MDP / projector safetensors, README
 	$(PY) -m experiments.export --ckpt "$$M3_CKPT" --out "$$M3_OUT"

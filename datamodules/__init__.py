@@ -42,9 +42,11 @@ def build_datamodule(
     mean: Sequence[float],
     std: Sequence[float],
     seed: int = 0,
+    pipeline: str = "kit",
 ):
     """Build the DataModule named by ``data_cfg["name"]`` from the rest of the ``data`` section (keys it does
-    not set take the defaults of that DataModule's config class; unknown keys and wrong types are errors)."""
+    not set take the defaults of that DataModule's config class; unknown keys and wrong types are errors).
+    ``image_size`` / ``mean`` / ``std`` / ``pipeline``: the backbone's ``mdp.ImageSpec`` (its image preprocessing)."""
     from omegaconf import OmegaConf
 
     from datamodules.config import data_config
@@ -52,4 +54,6 @@ def build_datamodule(
     kwargs = OmegaConf.to_container(data_config(data_cfg, source="data"), resolve=True)
     module, _, cls_name = DATAMODULES[kwargs.pop("name")].partition(":")
     cls = getattr(importlib.import_module(module), cls_name)
-    return cls(image_size=image_size, mean=tuple(mean), std=tuple(std), seed=seed, **kwargs)
+    return cls(
+        image_size=image_size, mean=tuple(mean), std=tuple(std), pipeline=pipeline, seed=seed, **kwargs
+    )

@@ -67,7 +67,7 @@ class PairDataModule(L.LightningDataModule):
     groups: extra scored groups, name -> categories (e.g. CLEVR-Change's ``semantic``).
     on_error: ``raise`` stops at the first bad record naming file and record; ``skip`` drops it,
         counts it and logs the count.
-    image_size / mean / std: the backbone's preprocessing.
+    image_size / mean / std / pipeline: the backbone's preprocessing (``mdp.ImageSpec``; :class:`ImageTransform`).
     seed: the run's seed (generated data, train-time augmentation).
     """
 
@@ -87,6 +87,7 @@ class PairDataModule(L.LightningDataModule):
         image_size: int = 224,
         mean: Sequence[float] = (0.5, 0.5, 0.5),
         std: Sequence[float] = (0.5, 0.5, 0.5),
+        pipeline: str = "kit",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -99,7 +100,7 @@ class PairDataModule(L.LightningDataModule):
         self.categories = list(categories)
         self.groups = {k: list(v) for k, v in (groups or {}).items()}
         self.on_error = on_error
-        self.transform = ImageTransform(size=image_size, mean=tuple(mean), std=tuple(std))
+        self.transform = ImageTransform(size=image_size, mean=tuple(mean), std=tuple(std), pipeline=pipeline)
         self.seed = seed
         self.datasets: dict[str, Dataset] = {}
         self._sampler_resume: dict[str, int] | None = None  # from a checkpoint, for the next training sampler

@@ -3,7 +3,9 @@
 * :func:`load_image` opens one file safely: a missing, empty, truncated or corrupt file, or one larger than the
   decompression-bomb limit, raises :class:`ImageLoadError` naming the file; every mode Pillow can open
   (grayscale, RGBA, palette, GIF, CMYK, 16-bit, float) comes back as 8-bit RGB.
-* :class:`ImageTransform` turns an RGB image into the backbone's normalised ``(3, H, W)`` tensor.
+* :class:`ImageTransform` turns an RGB image into the backbone's normalised ``(3, H, W)`` tensor, by the kit's own
+  pipeline (stretch to the square) or, for a LLaVA-OneVision folder's tower, by its image processor's (pad to a
+  square in the mean colour, then resize), as ``mdp.ImageSpec.pipeline`` says.
 """
 
 from __future__ import annotations
@@ -102,19 +104,33 @@ def load_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_P
 
 @dataclass(frozen=True)
 class ImageTransform:
-    """Resize to a square ``size`` (bicubic, no crop: change captioning must see the whole frame, as
-    CLIP4IDC does), convert to RGB, scale to [0, 1] and normalise with the backbone's ``mean``/``std``.
+    """An RGB image -> the backbone's normalised ``(3, size, size)`` float32 tensor, by ``pipeline``:
 
-    Before and after images of different sizes are each resized to the same square, so a pair always stacks.
+    * ``kit`` (every backbone but a LLaVA-OneVision folder's): resize to the square (Pillow bicubic, no crop:
+      change captioning must see the whole frame, as CLIP4IDC does; a non-square photo is stretched), scale to
+      [0, 1], normalise with ``mean``/``std``.
+    * ``llava_onevision``: what LLaVA-OneVision's image processor does to each image of a several-image prompt
+      (:func:`llava_onevision_pixels`), so that the kit started from such a folder sees what it was trained on.
+
+    Before and after images of different sizes each become the same square, so a pair always stacks.
     """
 
     size: int
     mean: Sequence[float] = (0.5, 0.5, 0.5)
     std: Sequence[float] = (0.5, 0.5, 0.5)
+    pipeline: str = "kit"  # mdp.ImageSpec.pipeline
+
+    def __post_init__(self) -> None:
+        if self.pipeline not in ("kit", "llava_onevision"):
+            raise ValueError(
+                f"ImageTransform.pipeline must be 'kit' or 'llava_onevision', got {self.pipeline!r}"
+            )
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if image.mode != "RGB":
             image = to_rgb(image)
+        if self.pipeline == "llava_onevision":
+            return llava_onevision_pixels(image, size=self.size, mean=self.mean, std=self.std)
         if image.size != (self.size, self.size):
             image = image.resize((self.size, self.size), Image.Resampling.BICUBIC)
         array = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
@@ -128,3 +144,33 @@ class ImageTransform:
         mean = torch.tensor(self.mean, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
         std = torch.tensor(self.std, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
         return (tensor * std + mean).clamp(0, 1)
+
+
+def llava_onevision_pixels(
+    image: Image.Image, *, size: int, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """An RGB image as transformers' ``LlavaOnevisionImageProcessor`` (its default, torchvision backend) prepares
+    each image of a prompt with several images (no AnyRes tiles), the same operations in the same order:
+
+    1. pad the 8-bit image to a square of its longer side, centred (an odd extra pixel goes right / bottom), in
+       the mean colour ``int(m * 255)`` per channel (127 for SigLIP's 0.5);
+    2. resize the 8-bit square to ``size`` x ``size``: bicubic with antialiasing, rounded back to 8 bits;
+    3. rescale by 1/255 and normalise in one step: ``(x - 255 * mean) / (255 * std)`` in float32.
+
+    A stretched resize instead gives other features on every non-square photo (the benchmarks' are not square).
+    """
+    from torchvision.transforms.v2 import functional as tvF
+
+    pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()  # (3, H, W)
+    height, width = pixels.shape[-2:]
+    if height != width:
+        side = max(height, width)
+        left, top = (side - width) // 2, (side - height) // 2
+        padding = [left, top, side - width - left, side - height - top]
+        pixels = tvF.pad(pixels, padding=padding, fill=[int(m * 255) for m in mean])
+    pixels = tvF.resize(pixels, [size, size], interpolation=tvF.InterpolationMode.BICUBIC, antialias=True)
+    scale = 1.0 / RESCALE_FACTOR  # transformers fuses rescale into the normalisation this way
+    return tvF.normalize(pixels.float(), torch.tensor(mean) * scale, torch.tensor(std) * scale)
+
+
+RESCALE_FACTOR = 1 / 255  # LLaVA-OneVision's rescale_factor (checked when its folder is read: mdp.hf_adapter)

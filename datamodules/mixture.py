@@ -139,6 +139,7 @@ class MixtureDataModule(PairDataModule):
                     image_size=self.transform.size,
                     mean=self.transform.mean,
                     std=self.transform.std,
+                    pipeline=self.transform.pipeline,
                     seed=self.seed,
                 )
             except (ValueError, KeyError, TypeError) as err:

@@ -1,6 +1,7 @@
-"""Caption one pair of images with a trained checkpoint:
+"""Caption one pair of images with a trained checkpoint, or with a released model as it is (zero-shot):
 
     make caption CKPT=<ckpt> BEFORE=<before.png> AFTER=<after.png> [OUT=<dir>] [ARGS="generation.num_beams=3"]
+    make caption MODEL=<HF LLaVA-OneVision folder> BEFORE=<before.png> AFTER=<after.png> [OUT=<dir>] [ARGS=..]
 
 Prints the caption and writes ``caption.json`` and ``heatmap.png`` to OUT (default: the current folder):
 before | after | after with the MDP difference heatmap overlaid, each panel upscaled to at least 256 px so a
@@ -24,22 +25,35 @@ from datamodules.images import ImageTransform, load_image
 from experiments.common import cli
 from experiments.common.checkpoints import check_overrides, load_module
 from experiments.common.config import apply_overrides
+from experiments.common.zero_shot import checkpoint_or_model, zero_shot_parts
 from lightning_modules.model.m3diff import heatmaps
 
 PANEL_SIDE = 256  # at least this many pixels per panel in heatmap.png
 TITLES = ("before", "after", "after + MDP difference")
+USAGE = "make caption CKPT=<ckpt> | MODEL=<model folder> BEFORE=<png> AFTER=<png> [OUT=<dir>]"
 
 
 def caption_pair(
-    ckpt: str | Path, before: str | Path, after: str | Path, *, overrides: list[str] = ()
+    ckpt: str | Path = "",
+    before: str | Path = "",
+    after: str | Path = "",
+    *,
+    model: str | Path = "",
+    overrides: list[str] = (),
 ) -> dict:
-    """Load the checkpoint, caption ``before`` -> ``after``; return caption, heatmap and the figure."""
-    module = load_module(ckpt).eval()
-    cfg = apply_overrides(OmegaConf.create(module.config), list(overrides))
-    check_overrides(module.config, OmegaConf.to_container(cfg), path=ckpt)
+    """Load the checkpoint (or build ``model``'s captioner, zero-shot: ``experiments/common/zero_shot.py``),
+    caption ``before`` -> ``after``; return caption, heatmap and the figure."""
+    checkpoint_or_model(str(ckpt), str(model), USAGE)
+    if ckpt:
+        module = load_module(ckpt).eval()
+        cfg = apply_overrides(OmegaConf.create(module.config), list(overrides))
+        check_overrides(module.config, OmegaConf.to_container(cfg), path=ckpt)
+    else:
+        parts = zero_shot_parts(model, overrides=list(overrides))
+        module, cfg = parts.module, parts.cfg
     generation = OmegaConf.to_container(cfg.generation)
     spec = module.image_spec
-    transform = ImageTransform(size=spec.size, mean=spec.mean, std=spec.std)
+    transform = ImageTransform(size=spec.size, mean=spec.mean, std=spec.std, pipeline=spec.pipeline)
     images = [transform(load_image(path)) for path in (before, after)]
     with torch.no_grad():
         sequences, visual = module.model.generate(images[0][None], images[1][None], **generation)
@@ -102,6 +116,7 @@ def wrap_text(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, wid
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__doc__)
     parser.add_argument("--ckpt", default="", help="checkpoint (CKPT=)")
+    parser.add_argument("--model", default="", help="a released model folder, run zero-shot (MODEL=)")
     parser.add_argument("--before", default="", help="the 'before' image (BEFORE=)")
     parser.add_argument("--after", default="", help="the 'after' image (AFTER=)")
     parser.add_argument("--out", default="", help="output folder (OUT=; default: current folder)")
@@ -110,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command(args: argparse.Namespace) -> None:
-    cli.require(args, ("ckpt", "before", "after"), "make caption CKPT=<ckpt> BEFORE=<png> AFTER=<png>")
-    result = caption_pair(args.ckpt, args.before, args.after, overrides=cli.overrides(args))
+    checkpoint_or_model(args.ckpt, args.model, USAGE)
+    cli.require(args, ("before", "after"), USAGE)
+    result = caption_pair(args.ckpt, args.before, args.after, model=args.model, overrides=cli.overrides(args))
     out = Path(args.out or ".")
     out.mkdir(parents=True, exist_ok=True)
     result["figure"].save(out / "heatmap.png")

@@ -61,10 +61,8 @@ def train(cfg: DictConfig, *, resume: str = "") -> dict[str, float]:
     """Fit (and validate) one run; return the final validation metrics."""
     seed_everything(int(cfg.seed), workers=True, verbose=False)
     assembly.apply_num_threads(cfg)
-    # The run folder is named after the resolved backbone (model.init_from's hf:<folder>), so look there.
-    ckpt_path, version = (
-        find_resume_checkpoint(assembly.resolve_static(cfg), resume) if resume else (None, None)
-    )
+    cfg = assembly.resolve_static(cfg)  # the run's name is the resolved backbone's (model.init_from)
+    ckpt_path, version = find_resume_checkpoint(cfg, resume) if resume else (None, None)
     checkpoint = read_resumable(ckpt_path) if ckpt_path else None
     parts = assembly.assemble(
         cfg,

@@ -23,7 +23,7 @@ from lightning_modules.model import base_model
 from lightning_modules.model.build import build_model
 from lightning_modules.model.language_model import is_tiny_lm
 from lightning_modules.model.m3diff import heatmaps
-from lightning_modules.model.prompt import InstructionPrompts, Segments
+from lightning_modules.model.prompt import InstructionPrompts, Segments, prompt_for
 from lightning_modules.model.tokenizer import load_pretrained_tokenizer, tokenizer_from_json
 from lightning_modules.pair_metrics import PairCount, PairLoss
 from lightning_modules.schedules import warmup_cosine
@@ -59,7 +59,9 @@ class CaptionerModule(L.LightningModule):
             self.tokenizer = load_pretrained_tokenizer(lm_cfg["name"])
         self.model = build_model(config, self.tokenizer, backbone=backbone)
         # A sample's own instruction (``batch["instruction"]``) is its user turn's text with a chat template.
-        self.instruction_prompts = InstructionPrompts(self.tokenizer, default=model_cfg["prompt"])
+        self.instruction_prompts = InstructionPrompts(
+            prompt_for(config, self.tokenizer), default=model_cfg["prompt"]
+        )
         vocab = self.model.lm.get_input_embeddings().num_embeddings
         self.train_accuracy = MulticlassAccuracy(num_classes=vocab, ignore_index=-100, average="micro")
         self.train_perplexity = Perplexity(ignore_index=-100)

@@ -20,13 +20,30 @@ class BackboneWeightsError(RuntimeError):
     """Pretrained weights were asked for but cannot be found (offline, unknown tag, missing file)."""
 
 
+class ImageProcessorError(ValueError):
+    """A folder's image processor asks for preprocessing the kit does not reproduce (the message names the file)."""
+
+
+# ImageSpec.pipeline values: how an RGB image becomes the backbone's square input.
+PIPELINES = (
+    "kit",  # the kit's own: stretch to the square (Pillow bicubic), scale to [0, 1], normalise
+    "llava_onevision",  # LLaVA-OneVision's image processor for several images per prompt: pad to a square first
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImageSpec:
-    """How images must be prepared for a backbone: square side ``size`` and per-channel mean/std."""
+    """How images must be prepared for a backbone: square side ``size``, per-channel mean/std, and the
+    ``pipeline`` that gets them there (:data:`PIPELINES`; a transformers folder's image processor decides it)."""
 
     size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    pipeline: str = "kit"
+
+    def __post_init__(self) -> None:
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"ImageSpec.pipeline must be one of {list(PIPELINES)}, got {self.pipeline!r}")
 
     def normalize(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> normalised with this spec's mean/std (resizing is the caller's job)."""

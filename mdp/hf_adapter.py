@@ -37,6 +37,7 @@ from .backbone import (
     SIGLIP_STD,
     Backbone,
     BackboneWeightsError,
+    ImageProcessorError,
     ImageSpec,
     resolve_layers,
 )
@@ -113,8 +114,9 @@ def build_hf(
             else a local folder or a hub id (in the HF cache when offline) whose checkpoint holds the tower.
         image_size: square input side; None = the tower's own (position embeddings are interpolated at
             other sizes, with transformers' ``interpolate_pos_encoding``).
-        source: a folder or hub id with ``config.json`` (SigLIP, CLIP, or a LLaVA-style model); its
-            ``preprocessor_config.json``, when present, gives the mean / std.
+        source: a folder or hub id with ``config.json`` (SigLIP, CLIP, or a LLaVA-style model); its image
+            processor's settings (:func:`image_processor_config`), when present, give the mean / std and, for
+            LLaVA-OneVision's, the ``llava_onevision`` pipeline (pad to a square before resizing).
         config: a transformers vision config to build from instead of ``source`` (random-init sizes).
         prune: drop layers after the deepest tap, the final norm and the pooling head (unused; DDP dislikes them).
         dtype: the parameters' dtype whatever the folder stores (float32: exact from half precision, trainable).
@@ -219,17 +221,64 @@ def spec_from_folder(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> ImageSpec:
-    """Input size (default: the config's) and the mean / std of the folder's ``preprocessor_config.json``
-    (else SigLIP's 0.5 or CLIP's, by model type)."""
+    """Input size (default: the config's), the mean / std of the folder's image processor (else SigLIP's 0.5 or
+    CLIP's, by model type) and its pipeline: LLaVA-OneVision's pads each image to a square before resizing."""
     siglip = config.model_type.startswith("siglip")
-    pre = {}
-    if folder is not None and (Path(folder) / "preprocessor_config.json").is_file():
-        pre = json.loads((Path(folder) / "preprocessor_config.json").read_text())
+    pre = image_processor_config(folder) if folder is not None else {}
     return ImageSpec(
         size=int(config.image_size) if size is None else size,
         mean=tuple(mean or pre.get("image_mean") or (SIGLIP_MEAN if siglip else OPENAI_CLIP_MEAN)),
         std=tuple(std or pre.get("image_std") or (SIGLIP_STD if siglip else OPENAI_CLIP_STD)),
+        pipeline=_pipeline(pre, folder),
     )
+
+
+def image_processor_config(folder: Path) -> dict[str, Any]:
+    """A transformers folder's image processor settings: ``preprocessor_config.json`` (released checkpoints,
+    transformers 4), else the ``image_processor`` entry of ``processor_config.json`` (what transformers 5's
+    ``processor.save_pretrained`` writes instead), else ``{}``. Each entry keeps its file name under ``"_file"``."""
+    folder = Path(folder)
+    if (folder / "preprocessor_config.json").is_file():
+        return {
+            **json.loads((folder / "preprocessor_config.json").read_text()),
+            "_file": "preprocessor_config.json",
+        }
+    if (folder / "processor_config.json").is_file():
+        nested = json.loads((folder / "processor_config.json").read_text()).get("image_processor")
+        if isinstance(nested, dict):
+            return {**nested, "_file": "processor_config.json"}
+    return {}
+
+
+# What LLaVA-OneVision's released image processor does, the settings the kit's "llava_onevision" pipeline
+# reproduces (datamodules/images.py): key -> (value when the key is absent, the values accepted).
+_LLAVA_ONEVISION_SETTINGS: dict[str, tuple[Any, tuple[Any, ...]]] = {
+    "resample": (3, (3,)),  # PIL's BICUBIC
+    "do_resize": (True, (True,)),
+    "do_rescale": (True, (True,)),
+    "do_normalize": (True, (True,)),
+    "do_convert_rgb": (True, (True, None)),
+    "do_center_crop": (None, (None, False)),
+}
+
+
+def _pipeline(pre: dict[str, Any], folder: Path | None) -> str:
+    """``llava_onevision`` for LLaVA-OneVision's image processor (checked to be the released settings), else ``kit``."""
+    if not str(pre.get("image_processor_type", "")).startswith("LlavaOnevisionImageProcessor"):
+        return "kit"
+    where = f"{folder}/{pre['_file']}"
+    for key, (default, accepted) in _LLAVA_ONEVISION_SETTINGS.items():
+        if pre.get(key, default) not in accepted:
+            raise ImageProcessorError(
+                f"{where}: {key}={pre[key]!r}; the kit reproduces LLaVA-OneVision's image processor as released "
+                f"({key}={accepted[0]!r})"
+            )
+    if abs(float(pre.get("rescale_factor", 1 / 255)) - 1 / 255) > 1e-12:
+        raise ImageProcessorError(
+            f"{where}: rescale_factor={pre['rescale_factor']!r}; the kit reproduces LLaVA-OneVision's image "
+            "processor as released (1/255)"
+        )
+    return "llava_onevision"
 
 
 # ------------------------------------------------------------------------------------------------ files

@@ -17,6 +17,15 @@ def llava_twin(tmp_path_factory):
     return write_llava_twin(tmp_path_factory.mktemp("llava_twin"))
 
 
+@pytest.fixture(scope="session")
+def llava_twin_processor(tmp_path_factory):
+    """The twin with LLaVA-OneVision's processor saved by ``save_pretrained`` (``chat_template.jinja`` with the
+    conversion script's processor template, ``processor_config.json``; tests/llava_twin.py)."""
+    from llava_twin import save_processor, write_llava_twin
+
+    return save_processor(write_llava_twin(tmp_path_factory.mktemp("llava_twin_processor")))
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one thread is as fast, and 2 shared cores oversubscribed by OpenMP are ~10x slower.

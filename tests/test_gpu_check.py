@@ -65,7 +65,8 @@ def test_model_flops_count_recomputation_once(tmp_path):
         cfg = gpu_check.compose(folder, tmp_path / "logs", toy=True, fsdp=False, steps=2, device="cpu")
         cfg.backbone.grad_checkpointing = cfg.model.lm.grad_checkpointing = checkpointing
         torch.manual_seed(0)
-        datamodule, module = gpu_check.build_parts(cfg, "cpu")
+        parts = assembly.assemble(cfg, device="cpu")
+        datamodule, module = parts.datamodule, parts.module
         datamodule.setup("fit")
         counts.append(
             gpu_check.model_flops(module, next(iter(datamodule.train_dataloader())), precision="32-true")
@@ -103,7 +104,8 @@ def test_real_size_model_builds_on_the_meta_device_with_the_documented_sizes(tmp
         folder, assembly.training_captions(assembly.make_datamodule(load_config()), 200), toy=False
     )
     cfg = gpu_check.compose(folder, tmp_path / "logs", toy=False, fsdp=False, steps=2, device="cpu")
-    model = gpu_check.build_parts(cfg, "meta")[1].model
+    parts = assembly.assemble(cfg, device="meta")
+    cfg, model = parts.cfg, parts.module.model  # the resolved config: the folder's tower and sizes
 
     def count(module, keep=lambda p: True):
         return sum(p.numel() for p in module.parameters() if keep(p))

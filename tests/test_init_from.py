@@ -22,8 +22,9 @@ INSTRUCTION = "Describe the differences between the two images."
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def twin_config(folder, *overrides):
+def twin_config(folder, *overrides, groups=None):
     cfg = load_config(
+        groups=groups,
         overrides=[
             f"model.init_from={folder}",
             f"model.prompt={INSTRUCTION}",
@@ -33,7 +34,7 @@ def twin_config(folder, *overrides):
             "model.max_caption_tokens=32",  # built here, not by the run assembly: no limits measured on data
             "generation.max_new_tokens=12",
             *overrides,
-        ]
+        ],
     )
     return resolve_static(cfg)
 
@@ -51,8 +52,9 @@ def hf(llava_twin):
     return LlavaOnevisionForConditionalGeneration.from_pretrained(llava_twin).eval()
 
 
-def hf_inputs(folder, instruction: str, seed: int) -> dict:
-    """Two random 32 px images and ``instruction`` through LLaVA-OneVision's own processor."""
+def hf_processor(folder):
+    """LLaVA-OneVision's processor around the folder's tokenizer and image processor (the twin has no processor
+    files of its own; tests/llava_twin.py's save_processor writes them)."""
     from transformers import (
         AutoImageProcessor,
         AutoTokenizer,
@@ -60,18 +62,24 @@ def hf_inputs(folder, instruction: str, seed: int) -> dict:
         LlavaOnevisionVideoProcessor,
     )
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    processor = LlavaOnevisionProcessor(
+    return LlavaOnevisionProcessor(
         image_processor=AutoImageProcessor.from_pretrained(folder),
-        tokenizer=tokenizer,
+        tokenizer=AutoTokenizer.from_pretrained(folder),
         video_processor=LlavaOnevisionVideoProcessor(),
         num_image_tokens=16,
         vision_feature_select_strategy="full",
     )
+
+
+def hf_inputs(folder, instruction: str, seed: int, text: str | None = None) -> dict:
+    """Two random 32 px images and ``instruction`` (or the rendered prompt ``text``) through LLaVA-OneVision's own
+    processor."""
+    processor = hf_processor(folder)
     rng = np.random.default_rng(seed)
     images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
-    user = {"role": "user", "content": f"<image>\n<image>\n{instruction}"}
-    text = tokenizer.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
+    if text is None:
+        user = {"role": "user", "content": f"<image>\n<image>\n{instruction}"}
+        text = processor.tokenizer.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
     return processor(text=[text], images=[images], return_tensors="pt")
 
 

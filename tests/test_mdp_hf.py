@@ -30,7 +30,7 @@ def test_llava_onevision_tower_taps_are_its_hidden_states(llava_twin, hf_llava):
     vision_feature_layer=-1 feeds its projector."""
     bb = mdp.build_backbone(f"hf:{llava_twin}", layers=[1, 3, 5], pretrained=True).eval()
     assert (bb.width, bb.grid, bb.num_tokens, bb.layers) == (32, (4, 4), 16, (1, 3, 5))
-    assert bb.spec == mdp.ImageSpec(size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    assert bb.spec == mdp.ImageSpec(size=32, mean=(0.5,) * 3, std=(0.5,) * 3, pipeline="llava_onevision")
     x = images()
     with torch.no_grad():
         taps = bb(x)

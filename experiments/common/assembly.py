@@ -29,6 +29,7 @@ from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.build import build_backbone
 from lightning_modules.model.language_model import is_tiny_lm, lora_alpha
 from lightning_modules.model.llava_onevision import InitFromError, check_folder, read_config
+from lightning_modules.model.prompt import ChatTemplateError, resolve_template_choice
 from lightning_modules.model.tokenizer import (
     load_pretrained_tokenizer,
     tokenizer_from_json,
@@ -53,6 +54,7 @@ def assemble(
     tokenizer_json: str | None = None,
     device: torch.device | str | None = None,
     check: Any = None,
+    read_references: bool = True,
 ) -> Parts:
     """Build the run's parts from ``cfg``, each from what the one before it produced:
 
@@ -67,16 +69,19 @@ def assemble(
     7. the captioner around that backbone (MDP, projector, LM), from the resolved config's values alone.
 
     ``device``: where parameters are created (random init of billions of weights straight on the GPU).
+    ``read_references=False``: steps 4-5 read the training references only if something needs them (a tiny LM's
+    tokenizer, a ``null`` limit), not to report what set limits cut (zero-shot evaluation and captioning).
     """
     cfg = resolve_static(cfg)
     config = to_container(cfg)
     with torch.device(device) if device is not None else _no_device():
         backbone = build_backbone(config)
     datamodule = make_datamodule(cfg, backbone.spec)
-    captions = training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
-    if tokenizer_json is None:
-        tokenizer_json = make_tokenizer(cfg, datamodule, captions)
-    config = resolve_token_limits(config, caption_tokenizer(config, tokenizer_json), captions)
+    if read_references or _needs_references(cfg, tokenizer_json):
+        captions = training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
+        if tokenizer_json is None:
+            tokenizer_json = make_tokenizer(cfg, datamodule, captions)
+        config = resolve_token_limits(config, caption_tokenizer(config, tokenizer_json), captions)
     cfg = _as_config(cfg, config)
     if check is not None:
         check(cfg)
@@ -85,13 +90,22 @@ def assemble(
     return Parts(cfg=cfg, datamodule=datamodule, module=module)
 
 
+def _needs_references(cfg: DictConfig, tokenizer_json: str | None) -> bool:
+    """Whether the run cannot be built without its training references: a tiny LM's tokenizer to train, or a
+    ``null`` token limit to measure."""
+    limits = (cfg.model.max_caption_tokens, cfg.generation.max_new_tokens)
+    return (tokenizer_json is None and is_tiny_lm(cfg.model.lm.name)) or any(v is None for v in limits)
+
+
 def resolve_static(cfg: DictConfig) -> DictConfig:
     """The decisions that need no data (idempotent; ``cfg`` is not modified):
 
     - ``model.init_from``: the backbone and LM are the folder's, so the config says so (run folder name, saved
       config, TensorBoard hparams): ``backbone.name=hf:<folder>``, its weights (``model.init_weights``) and
       image size, ``model.lm.name=<folder>``; LLaVA-OneVision's multi-image layout feeds every patch token
-      (``model.token_pool=1``).
+      (``model.token_pool=1``); ``model.chat_template`` says which of the folder's chat templates renders the prompt
+      (null: the processor's, else the tokenizer's; lightning_modules/model/prompt.py), and a folder with none is an
+      error.
     - ``mdp.identity_init: null`` -> on with ``model.init_from`` (the pretrained projector first sees the
       features it was trained on), off otherwise.
     - ``model.lora.alpha: null`` -> 2 x ``model.lora.r`` (the paper's 256 at r=128; a changed r keeps the scale).
@@ -100,10 +114,11 @@ def resolve_static(cfg: DictConfig) -> DictConfig:
     folder = cfg.model.get("init_from")
     resolved: dict[str, Any] = {}
     if folder:
-        try:  # the folder and the tap list, checked before anything is read from the (large) folder
+        try:  # the folder, its chat template and the tap list, checked before anything is read from its weights
             config = read_config(folder)
             check_folder(config, folder, list(cfg.backbone.layers))
-        except InitFromError as err:
+            template = resolve_template_choice(folder, cfg.model.get("chat_template"))
+        except (InitFromError, ChatTemplateError) as err:
             raise ConfigError(str(err)) from None
         tower = config.vision_config
         resolved = {
@@ -112,6 +127,7 @@ def resolve_static(cfg: DictConfig) -> DictConfig:
             "backbone.image_size": int(tower.image_size),
             "model.lm.name": str(folder),
             "model.token_pool": 1,
+            "model.chat_template": template,
         }
     if cfg.mdp.identity_init is None:
         resolved["mdp.identity_init"] = bool(folder)
@@ -131,7 +147,12 @@ def make_datamodule(cfg: DictConfig, spec: mdp.ImageSpec | None = None) -> L.Lig
     pixels, mean/std 0.5."""
     spec = spec or mdp.ImageSpec(size=int(cfg.backbone.image_size), mean=(0.5,) * 3, std=(0.5,) * 3)
     return build_datamodule(
-        to_container(cfg.data), image_size=spec.size, mean=spec.mean, std=spec.std, seed=int(cfg.seed)
+        to_container(cfg.data),
+        image_size=spec.size,
+        mean=spec.mean,
+        std=spec.std,
+        pipeline=spec.pipeline,
+        seed=int(cfg.seed),
     )
 
 

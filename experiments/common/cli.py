@@ -31,6 +31,7 @@ from evaluation.coco_files import ScoreInputError
 from experiments.common import console
 from experiments.common.checkpoints import CheckpointError
 from experiments.common.config import load_config
+from lightning_modules.model.prompt import ChatTemplateError
 
 
 class UsageError(ValueError):
@@ -45,9 +46,11 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     CheckpointError,
     mdp.BackboneWeightsError,
     mdp.LayersError,  # backbone.layers that the backbone does not have
+    mdp.ImageProcessorError,  # a folder's image processor settings the kit does not reproduce
     DataError,
     ImageLoadError,
     ScoreInputError,
+    ChatTemplateError,  # model.chat_template / model.prompt the kit cannot lay two images out with
     FileNotFoundError,  # a path given on the command line (BEFORE=, a base model folder) that is not there
 )
 _PREFIXES = {

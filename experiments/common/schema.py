@@ -92,10 +92,17 @@ class ModelConfig:
     # pool (4x fewer prefix tokens, a 1.5x faster CPU step, experiments/BENCHMARKS.md) blurs the small objects
     # the local changes are about: the default run's CIDEr 0.96 -> 1.34, right category 30.7 -> 41.6 % with 1.
     token_pool: int = 1
-    # The instruction: after both images (plain layout), or the user turn's text after "<image>\n<image>\n" when
-    # the tokenizer has a chat template (instruct LMs, init_from), where a sample's own `instruction` (DATA=llava)
-    # replaces it.
+    # The instruction: after both images (plain layout), or the user turn's text after its two images with a chat
+    # template (instruct LMs, init_from), where a sample's own `instruction` (DATA=llava) replaces it.
     prompt: str = ""
+    # Which chat template renders the prompt (lightning_modules/model/prompt.py; docs/paper_scale.md): null = the
+    # processor's when the folder has one (chat_template.jinja / chat_template.json / processor_config.json), else
+    # the tokenizer's; processor | tokenizer = that one. With init_from the run's config.yaml records the one used.
+    chat_template: str | None = None
+    # The system turn sent before the user turn with a chat template: LLaVA-OneVision was trained with this one
+    # (transformers' conversion check prompt writes it; Qwen2-Instruct's template adds it when none is sent).
+    # null: no system turn (a template's own default, if any, applies).
+    system_prompt: str | None = "You are a helpful assistant."
     # Captions longer than this many tokens (end token included) are cut in training; null = the longest training
     # reference, measured with the run's tokenizer at start (nothing is cut; the start log says how long).
     max_caption_tokens: int | None = None

@@ -22,7 +22,7 @@ from lightning_modules.model.language_model import (
 )
 from lightning_modules.model.llava_onevision import LlavaParts, copy_projector, load_llava_onevision
 from lightning_modules.model.m3diff import M3Diff, build_mdp
-from lightning_modules.model.prompt import PromptLayout, build_layout
+from lightning_modules.model.prompt import PromptLayout, build_layout, prompt_for
 
 KIT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: lightning_modules/model/build.py -> ../..
 
@@ -63,7 +63,7 @@ def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbon
     """
     bb_cfg, model_cfg, lm_cfg = config["backbone"], config["model"], config["model"]["lm"]
     backbone = build_backbone(config) if backbone is None else backbone
-    layout = build_layout(tokenizer, model_cfg["prompt"])
+    layout = build_layout(tokenizer, model_cfg["prompt"], prompt_for(config, tokenizer))
     init_from = model_cfg.get("init_from")
     if init_from:
         parts = _llava_parts(config, backbone)
