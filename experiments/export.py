@@ -42,6 +42,11 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
         model.lm, out, init_from=init_from, random_base=is_tiny_lm(config["model"]["lm"]["name"])
     )
     module.tokenizer.save_pretrained(out / "tokenizer")
+    chat = module.instruction_prompts.chat_prompt
+    if (
+        chat is not None
+    ):  # the template the prompt was rendered with (the folder's processor's or tokenizer's)
+        (out / "chat_template.jinja").write_text(chat.template.text)
     save_file(_contiguous(model.backbone.model.state_dict()), out / "vision_tower.safetensors")
     if model.mdp is not None:
         save_file(_contiguous(model.mdp.state_dict()), out / "mdp.safetensors")
@@ -67,6 +72,14 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
         "token_pool": model.token_pool,
         "lm": lm_dir,
         "prompt": config["model"]["prompt"],
+        "chat": None
+        if chat is None
+        else {
+            "template": "chat_template.jinja",
+            "source": chat.template.source,
+            "typed_content": chat.typed,
+            "system_prompt": chat.system_prompt,
+        },
         "max_new_tokens": config["generation"]["max_new_tokens"],
         "lm_dtype": config["model"]["lm"].get("dtype", "float32"),
         "base_dtype": stored_dtype(init_from) if init_from else None,
@@ -160,11 +173,19 @@ tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")
 image_processor = AutoImageProcessor.from_pretrained(base)  # LLaVA-OneVision's: square padding, resize, normalise
 
 
+chat = meta["chat"]  # the chat template the kit rendered its prompt with, and how
+template = (out / chat["template"]).read_text()
+
+
 def prompt_ids(instruction):
-    \"\"\"The user turn (two <image> lines, then the instruction) rendered by the chat template with the
-    generation prompt, split at the two images: the token ids before, between and after them.\"\"\"
-    user = {"role": "user", "content": f"<image>\\n<image>\\n{instruction}"}
-    text = tokenizer.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
+    \"\"\"The system turn, then the user turn (both images, then the instruction), rendered by the chat template
+    with the generation prompt and split at the two images: the token ids before, between and after them.\"\"\"
+    turns = ([("system", 0, chat["system_prompt"])] if chat["system_prompt"] else []) + [("user", 2, instruction)]
+    if chat["typed_content"]:  # a processor's template: typed content, as processor.apply_chat_template takes it
+        messages = [{"role": r, "content": [{"type": "image"}] * n + [{"type": "text", "text": t}]} for r, n, t in turns]
+    else:  # a template written for text content: an "<image>" line per image, then the text
+        messages = [{"role": r, "content": "<image>\\n" * n + t} for r, n, t in turns]
+    text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, add_generation_prompt=True)
     return [tokenizer(part, add_special_tokens=False)["input_ids"] for part in text.split("<image>")]
 
 
@@ -222,9 +243,10 @@ trained without LoRA: complete) or `{meta["base_model"]}`, then, with LoRA, `Pef
 those of backbone `{meta["backbone"]["name"]}` (its model's state dict); MDP's load into
 `mdp.MDP(config=mdp.MDPConfig(**meta["mdp"]))`, the projector's into `Sequential(Linear, GELU, Linear)`
 (`linear_1`, `linear_2`). Taps: layers {layers}."""
+    chat_file = "`chat_template.jinja`, " if meta["chat"] else ""
     return f"""# M3Diff export
 
-Trained with the M3Diff kit from base `{meta["base_model"]}`. Files: `{meta["lm"]}/`, `tokenizer/`,
+Trained with the M3Diff kit from base `{meta["base_model"]}`. Files: `{meta["lm"]}/`, `tokenizer/`, {chat_file}
 `vision_tower.safetensors`, `mdp.safetensors`, `projector.safetensors`, `m3diff.json` (MDP config, taps, image
 spec, prompt and its token layout, generation length, dtypes).
 
