@@ -36,14 +36,15 @@ TOY_TOWER = dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, im
 
 
 def saved_bytes(fn: Callable[[], Any], params: set[int], *, bf16: bool = True) -> int:
-    """Bytes of the tensors autograd saves while ``fn`` runs (under CPU bf16 autocast unless ``bf16=False``),
-    storages of ``params`` excluded, each view once."""
-    seen: dict[tuple, int] = {}
+    """Bytes of the storages autograd keeps for backward while ``fn`` runs (under CPU bf16 autocast unless
+    ``bf16=False``), storages of ``params`` excluded. Each storage counts once, whole: what stays in memory (counting
+    each saved view instead overstated MDP by 21% against the RSS it holds: 588 vs 486 MiB, RSS 512 MiB)."""
+    seen: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in params:
-            seen[(ptr, t.storage_offset(), tuple(t.shape), t.dtype)] = t.numel() * t.element_size()
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
         return t
 
     with (

@@ -15,16 +15,16 @@ GIB = 2**30
 
 
 class SavedBytes:
-    """Bytes of the tensors autograd saves for backward (parameters excluded, each view once) between start and
+    """Bytes of the storages autograd keeps for backward (parameters excluded, each storage once) between start and
     stop. Inside activation-checkpointed layers torch's own hooks take over: those are not seen here."""
 
     def __init__(self, torch: Any, params: set[int]) -> None:
-        self.seen: dict[tuple, int] = {}
+        self.seen: dict[int, int] = {}
 
         def pack(t: Any) -> Any:
-            ptr = t.untyped_storage().data_ptr()
-            if ptr not in params:
-                self.seen[(ptr, t.storage_offset(), tuple(t.shape), t.dtype)] = t.numel() * t.element_size()
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in params:
+                self.seen[storage.data_ptr()] = storage.nbytes()
             return t
 
         self.hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
