@@ -40,6 +40,14 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
+def pytest_configure(config):
+    # Registered here, not in pyproject.toml: the Makefile's setup stamp hashes pyproject.toml (a change there
+    # reinstalls the environment).
+    config.addinivalue_line(
+        "markers", "real_width: the ~20-minute, ~13 GiB real-width run (make real-width); needs --real-width"
+    )
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--real-width",

@@ -50,8 +50,14 @@ def test_real_width_run(tmp_path):
     check(results, steps=2)
     counts = results["preflight"]["parameters"]
     assert round(counts["tower"] / 1e6, 1) == 397.7 and round(counts["lm_frozen"] / 1e6, 1) == 494.0
-    measured = max(s["activation_rss_gib"] for s in results["phases"]["train"]["steps"])
-    estimated = results["estimate"]["result"]["with_checkpointing_gib"]["kept_total"]
-    assert measured == pytest.approx(
-        estimated, rel=0.35
-    )  # the estimator, held against the run (docs/paper_scale.md)
+    steps = results["phases"]["train"]["steps"] + results["phases"]["resume"]["steps"]
+    estimate = results["estimate"]["result"]["with_checkpointing_gib"]
+    # docs/paper_scale.md, measured 7 Dec 2026: forward RSS 0.80-0.94 GiB against 0.78 estimated; step peaks 10.8-11.0
+    # GiB against 10.9 (trained x 16 B + frozen x 4 B + kept + one recomputed LM layer)
+    forward = sorted(s["activation_rss_gib"] for s in steps)[len(steps) // 2]
+    assert forward == pytest.approx(estimate["kept_total"], rel=0.25)
+    plan = results["preflight"]["plan_gib"]
+    expected_peak = plan["trained_weights_grads_adam"] + plan["frozen_lm"] + estimate["kept_total"]
+    expected_peak += estimate["plus_one_lm_layer_while_recomputed"]
+    assert max(s["step_peak_rss_gib"] for s in steps) == pytest.approx(expected_peak, rel=0.1)
+    assert results["phases"]["train"]["checkpoint_gib"] == pytest.approx(plan["checkpoint_file"], rel=0.01)
