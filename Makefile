@@ -116,7 +116,7 @@ bench: setup ## speed benchmarks: prints a table, writes bench_results/bench.jso
 gpu-check: setup ## the paper-scale model at real size (random weights) on one GPU: step time, pairs/s, MFU, memory, checkpoint size [ARGS="--toy"]
 	$(PY) -m experiments.gpu_check --out "$$M3_OUT" --args "$$M3_ARGS"
 
-real-width: setup ## the paper experiment at LLaVA-OneVision-0.5B's widths on this CPU (~20 min, ~13 GiB RAM): 2 steps, resume, caption; memory, step time, checkpoint size [OUT=<dir>] [ARGS="--toy"]
+real-width: setup ## the paper experiment at LLaVA-OneVision-0.5B's widths on this CPU (~35 min, up to ~17 GiB RAM): 2 steps, resume, caption; memory, step time, checkpoint size [OUT=<dir>] [ARGS="--toy"]
 	$(PY) -m experiments.real_width --out "$$M3_OUT" --args "$$M3_ARGS"
 
 clean: ## remove caches and build files (keeps logs/ and .venv)

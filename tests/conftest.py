@@ -44,7 +44,8 @@ def pytest_configure(config):
     # Registered here, not in pyproject.toml: the Makefile's setup stamp hashes pyproject.toml (a change there
     # reinstalls the environment).
     config.addinivalue_line(
-        "markers", "real_width: the ~20-minute, ~13 GiB real-width run (make real-width); needs --real-width"
+        "markers",
+        "real_width: the ~35-minute, up to ~17 GiB real-width run (make real-width); needs --real-width",
     )
 
 
@@ -52,7 +53,7 @@ def pytest_addoption(parser):
     parser.addoption(
         "--real-width",
         action="store_true",
-        help="run the tests marked real_width (make real-width at LLaVA-OneVision-0.5B's widths: ~20 min, ~13 GiB)",
+        help="run the tests marked real_width (make real-width at LLaVA-OneVision-0.5B's widths: ~35 min, up to ~17 GiB)",
     )
 
 

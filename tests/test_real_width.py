@@ -1,6 +1,6 @@
 """``make real-width``: the paper experiment at LLaVA-OneVision-0.5B's widths on CPU (2 steps, checkpoint, resume for
 1, caption), measured. The toy-size run checks the path in ``make test``; the real one is marked ``real_width`` and
-runs only with ``pytest tests/test_real_width.py --real-width`` (~20 minutes, ~13 GiB of RAM)."""
+runs only with ``pytest tests/test_real_width.py --real-width`` (~35 minutes, up to ~17 GiB of RAM)."""
 
 from __future__ import annotations
 
