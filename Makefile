@@ -32,7 +32,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup setup-dev test test-fast lint format train pretrain eval score caption export data-info synth compare tb bench gpu-check clean clean-logs
+.PHONY: help setup setup-dev test test-fast lint format train pretrain eval score caption export data-info synth compare tb bench gpu-check real-width clean clean-logs
 
 help: ## list the commands
 	@echo "M3Diff kit — make targets (variables in CAPS):"
@@ -117,6 +117,9 @@ bench: setup ## speed benchmarks: prints a table, writes bench_results/bench.jso
 
 gpu-check: setup ## the paper-scale model at real size (random weights) on one GPU: step time, pairs/s, MFU, memory, checkpoint size [ARGS="--toy"]
 	$(PY) -m experiments.gpu_check --out "$$M3_OUT" --args "$$M3_ARGS"
+
+real-width: setup ## the paper experiment at LLaVA-OneVision-0.5B's widths on this CPU (~35 min, up to ~17 GiB RAM): 2 steps, resume, caption; memory, step time, checkpoint size [OUT=<dir>] [ARGS="--toy"]
+	$(PY) -m experiments.real_width --out "$$M3_OUT" --args "$$M3_ARGS"
 
 clean: ## remove caches and build files (keeps logs/ and .venv)
 	rm -rf .pytest_cache .ruff_cache bench_results build dist *.egg-info

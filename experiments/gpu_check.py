@@ -60,12 +60,6 @@ TOY_TEXT = dict(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidd
                 num_key_value_heads=2, tie_word_embeddings=False)  # fmt: skip
 TOY_TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=6, num_attention_heads=2, image_size=32,
                  patch_size=8, vision_use_head=False)  # fmt: skip
-CHAT_TEMPLATE = (  # Qwen2-Instruct's, which LLaVA-OneVision's tokenizer carries
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
-    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -75,36 +69,12 @@ def peak_tflops(device_name: str) -> float | None:
 # ---------------------------------------------------------------------------------------------- the folder
 def write_folder(folder: Path, captions: list[str], *, toy: bool) -> None:
     """A LLaVA-OneVision folder without weights: config.json, tokenizer with chat template, preprocessor."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlavaOnevisionConfig, PreTrainedTokenizerFast, Qwen2Config, SiglipVisionConfig
-
+    from experiments.common.llava_folder import write_llava_folder
     from mdp import LLAVA_OV_TOWER
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        [*captions, "You are a helpful assistant. Describe the differences between the two images. system user"],
-        trainers.BpeTrainer(vocab_size=1000, special_tokens=specials, show_progress=False,
-                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
-    )  # fmt: skip
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        additional_special_tokens=["<image>", "<video>"], chat_template=CHAT_TEMPLATE,
-    )  # fmt: skip
-    tokenizer.save_pretrained(folder)
-    tower = TOY_TOWER if toy else LLAVA_OV_TOWER
-    text = Qwen2Config(**(TOY_TEXT if toy else QWEN2_7B), eos_token_id=tokenizer.eos_token_id)
-    LlavaOnevisionConfig(
-        vision_config=SiglipVisionConfig(**tower),
-        text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
-    ).save_pretrained(folder)
-    size = tower["image_size"]
-    pre = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "size": {"height": size, "width": size}}
-    (folder / "preprocessor_config.json").write_text(json.dumps(pre))
+    write_llava_folder(
+        folder, captions, tower=TOY_TOWER if toy else LLAVA_OV_TOWER, text=TOY_TEXT if toy else QWEN2_7B
+    )
 
 
 def compose(folder: Path, logs: Path, *, toy: bool, fsdp: bool, steps: int, device: str) -> Any:

@@ -230,6 +230,10 @@ class CaptionerModule(L.LightningModule):
             return
         for source, entry in saved.items():
             current = self.base_fingerprints.get(source, {}).get("fingerprint")
+            if current and not current.startswith(
+                entry["fingerprint"].split(":")[0] + ":"
+            ):  # an older scheme
+                current = base_model.fingerprint_as(base_model.resolve_source(source), entry["fingerprint"])
             if current != entry["fingerprint"]:
                 raise base_model.BaseModelMismatchError(
                     f"the checkpoint was trained on base model {source} with fingerprint {entry['fingerprint']}, "
@@ -250,14 +254,15 @@ class CaptionerModule(L.LightningModule):
             groups[key].append(param)
         lrs = {"backbone": optim["lr_backbone"], "mdp": optim["lr_mdp"], "lm": optim["lr_lm"]}
         param_groups = [{"params": p, "lr": lrs[k], "name": k} for k, p in groups.items() if p]
-        # fused: one kernel per parameter instead of ~10 elementwise ops (8.5 vs 20 ms per step for the
-        # default model on one CPU thread; experiments/BENCHMARKS.md). CPU and CUDA only.
-        fused = all(p.device.type in ("cpu", "cuda") for ps in groups.values() for p in ps)
+        on_fused_devices = all(p.device.type in ("cpu", "cuda") for ps in groups.values() for p in ps)
+        implementation = adamw_implementation(
+            str(self.trainer.precision), self.trainer.gradient_clip_val, fused_supported=on_fused_devices
+        )
         optimizer = torch.optim.AdamW(
             param_groups,
             weight_decay=optim["weight_decay"],
             betas=tuple(optim["betas"]),
-            fused=fused or None,
+            **{implementation: True},
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = warmup_cosine(
@@ -267,3 +272,39 @@ class CaptionerModule(L.LightningModule):
             min_lr_ratio=optim["min_lr_ratio"],
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: Any,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Norm clipping under FSDP by FSDP's own ``clip_grad_norm_`` (the norm over every shard): Lightning's FSDP
+        precision plugin refuses ``gradient_clip_algorithm="norm"`` (a per-rank norm would be wrong). Elsewhere
+        Lightning's clipping, after its unscaling of fp16 gradients."""
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        fsdp = isinstance(self.trainer.strategy, FSDPStrategy)
+        if fsdp and gradient_clip_val and (gradient_clip_algorithm or "norm") == "norm":
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+
+# Lightning's mixed-precision plugins (16-mixed, bf16-mixed; FSDP's alike) clip after unscaling the gradients
+# themselves, and refuse to clip for an optimizer that unscales inside its own step (``_step_supports_amp_scaling``:
+# torch's fused AdamW): "does not allow for gradient clipping because it performs unscaling of gradients internally".
+MIXED_PRECISION = ("16-mixed", "bf16-mixed")
+
+
+def adamw_implementation(
+    precision: str, gradient_clip_val: float | None, *, fused_supported: bool = True
+) -> str:
+    """``"fused"`` or ``"foreach"``: torch's fused AdamW (one kernel per parameter instead of ~10 elementwise ops:
+    8.5 vs 20 ms per step for the default model on one CPU thread, experiments/BENCHMARKS.md) unless Lightning
+    cannot clip with it, i.e. mixed precision with gradient clipping on: then foreach (a few multi-tensor kernels
+    per step; the same arithmetic). Fused also needs every parameter on CPU or CUDA (``fused_supported``)."""
+    clipping = bool(gradient_clip_val)
+    if not fused_supported or (clipping and precision in MIXED_PRECISION):
+        return "foreach"
+    return "fused"

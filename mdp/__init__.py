@@ -16,7 +16,7 @@ Example::
 """
 
 from . import zoo as _zoo  # noqa: F401  (registers the built-in backbone names)
-from .backbone import Backbone, BackboneWeightsError, ImageProcessorError, ImageSpec
+from .backbone import Backbone, BackboneWeightsError, ImageProcessorError, ImageSpec, LayersError
 from .config import MDPConfig
 from .module import MDP, MDPOutput
 from .registry import build_backbone, list_backbones, register_backbone
@@ -33,6 +33,7 @@ __all__ = [
     "list_backbones",
     "BackboneWeightsError",
     "ImageProcessorError",
+    "LayersError",
     "LLAVA_OV_TAPS",
     "LLAVA_OV_TOWER",
 ]

@@ -53,24 +53,29 @@ class ImageSpec:
         return (images - mean) / std
 
 
+class LayersError(ValueError):
+    """The layers asked to be tapped do not fit the backbone (out of range, repeated, not a list of ints)."""
+
+
 def resolve_layers(layers: Sequence[int], depth: int, *, name: str) -> tuple[int, ...]:
-    """Block indices -> non-negative ones; negative indices count from the end (-1 = last block)."""
+    """Block indices -> non-negative ones; negative indices count from the end (-1 = last block).
+    Raises :class:`LayersError` for a list that does not fit a ``depth``-block backbone."""
     if isinstance(layers, int) or not isinstance(layers, Sequence) or not layers:
-        raise ValueError(
+        raise LayersError(
             f"backbone {name!r}: layers must be a non-empty list of block indices, got {layers!r}"
         )
     resolved = []
     for idx in layers:
         if isinstance(idx, bool) or not isinstance(idx, int):
-            raise ValueError(f"backbone {name!r}: layer indices must be ints, got {idx!r}")
+            raise LayersError(f"backbone {name!r}: layer indices must be ints, got {idx!r}")
         if not -depth <= idx < depth:
-            raise ValueError(
+            raise LayersError(
                 f"backbone {name!r} has {depth} blocks (indices 0..{depth - 1} or -{depth}..-1), "
                 f"cannot tap layer {idx}"
             )
         resolved.append(idx % depth)
     if len(set(resolved)) != len(resolved):
-        raise ValueError(f"backbone {name!r}: layers {list(layers)} name the same block twice ({resolved})")
+        raise LayersError(f"backbone {name!r}: layers {list(layers)} name the same block twice ({resolved})")
     return tuple(resolved)
 
 

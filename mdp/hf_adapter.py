@@ -11,6 +11,11 @@ key layouts are understood, so hub checkpoints and ones saved by any transformer
 ``vision_tower.vision_model.<key>`` (LLaVA checkpoints on the hub), ``vision_tower.<key>`` /
 ``model.vision_tower.<key>`` (newer saves), and ``vision_model.<key>`` (SigLIP / CLIP checkpoints, text
 tower ignored).
+
+The tower is built and kept in **float32** whatever the folder stores (``dtype=`` asks for another): released
+LLaVA-OneVision folders hold float16 weights (transformers' conversion script casts every tensor to float16 before
+``save_pretrained``), and a tower that is trained needs float32 master weights: at a learning rate of 2e-6 almost
+every half-precision update rounds away. Reading float16 / bfloat16 tensors into float32 is exact.
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ def build_hf(
     std: tuple[float, float, float] | None = None,
     cache_dir: str | None = None,
     prune: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> HFVisionBackbone:
     """Build a transformers vision tower and wrap it.
 
@@ -112,8 +118,8 @@ def build_hf(
             processor's settings (:func:`image_processor_config`), when present, give the mean / std and, for
             LLaVA-OneVision's, the ``llava_onevision`` pipeline (pad to a square before resizing).
         config: a transformers vision config to build from instead of ``source`` (random-init sizes).
-        prune: drop layers after the deepest tap, the final norm and the pooling head (unused; DDP dislikes
-            unused parameters).
+        prune: drop layers after the deepest tap, the final norm and the pooling head (unused; DDP dislikes them).
+        dtype: the parameters' dtype whatever the folder stores (float32: exact from half precision, trainable).
     """
     transformers = require("transformers", backbone=name)
     folder = resolve_folder(source, backbone=name, cache_dir=cache_dir) if source else None
@@ -122,7 +128,8 @@ def build_hf(
     weights = _weights_folder(
         pretrained, folder, default_weights=default_weights, name=name, cache_dir=cache_dir
     )
-    model = transformers.AutoModel.from_config(config, attn_implementation="sdpa")
+    # dtype explicit, else from_config takes the config's (float16 in a folder saved by a half-precision model)
+    model = transformers.AutoModel.from_config(config, attn_implementation="sdpa", dtype=dtype)
     depth = config.num_hidden_layers
     taps = resolve_layers(default_layers(depth) if layers is None else layers, depth, name=name)
     if prune:

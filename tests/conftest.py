@@ -63,3 +63,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def pytest_configure(config):
+    # Registered here, not in pyproject.toml: the Makefile's setup stamp hashes pyproject.toml (a change there
+    # reinstalls the environment).
+    config.addinivalue_line(
+        "markers",
+        "real_width: the ~35-minute, up to ~17 GiB real-width run (make real-width); needs --real-width",
+    )
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--real-width",
+        action="store_true",
+        help="run the tests marked real_width (make real-width at LLaVA-OneVision-0.5B's widths: ~35 min, up to ~17 GiB)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--real-width"):
+        return
+    skip = pytest.mark.skip(reason="the real-width run: pass --real-width (not part of make test)")
+    for item in items:
+        if "real_width" in item.keywords:
+            item.add_marker(skip)

@@ -75,8 +75,13 @@ def write_llava_twin(
     image_size: int = 32,
     patch_size: int = 8,
     seed: int = 0,
+    dtype: str = "float32",
 ) -> Path:
-    """Write the twin to ``folder`` and return it (a 4x4 patch grid at the defaults: 16 + 1 tokens per image)."""
+    """Write the twin to ``folder`` and return it (a 4x4 patch grid at the defaults: 16 + 1 tokens per image).
+
+    ``dtype``: the weights' storage dtype; ``"float16"`` as released LLaVA-OneVision folders are written (transformers'
+    conversion script casts every tensor to float16 before ``save_pretrained``), the float32 twin's values rounded.
+    """
     from transformers import (
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
@@ -116,11 +121,20 @@ def write_llava_twin(
     model = LlavaOnevisionForConditionalGeneration(config).eval()
     with torch.no_grad():  # HF initialises image_newline to zeros-ish; a distinct vector catches misplacement
         model.model.image_newline.normal_()
+    store_as(model, dtype)
     folder = Path(folder)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(image_size), indent=2))
     return folder
+
+
+def store_as(model, dtype: str) -> None:
+    """Weights cast to ``dtype`` and every (sub-)config saying so, as a model loaded in that dtype saves itself."""
+    if dtype != "float32":
+        model.to(getattr(torch, dtype))
+        for part in (model.config, *(getattr(model.config, key) for key in model.config.sub_configs)):
+            part.dtype = getattr(torch, dtype)
 
 
 def preprocessor_config(image_size: int) -> dict:

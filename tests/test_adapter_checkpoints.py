@@ -106,7 +106,7 @@ def test_checkpoints_hold_no_frozen_base_tensor(trained, twin):
     assert keys == trainable  # LoRA adapters, tower, MDP, projector, image_newline; nothing else
     assert not keys & frozen and any(".lm." in k and "lora_" in k for k in keys)
     assert set(checkpoint["base_model"]) == {str(twin)}
-    assert checkpoint["base_model"][str(twin)]["fingerprint"].startswith("sha256:")
+    assert checkpoint["base_model"][str(twin)]["fingerprint"].startswith("sha256-full:")
 
 
 def test_killed_lora_run_resumes_bit_identically(trained):

@@ -186,7 +186,7 @@ def test_paper_config_builds_from_a_tiny_llava_onevision_twin(tmp_path, llava_tw
     assert cfg.model.init_from == "models/llava-onevision-qwen2-7b-ov-hf" and cfg.model.init_weights
     assert list(cfg.backbone.layers) == [16, 19, 22, 25] and not cfg.backbone.freeze and cfg.mdp.enabled
     assert cfg.mdp.identity_init is None and cfg.model.token_pool == 1  # identity: on with init_from
-    assert (cfg.model.lora.enabled, cfg.model.lora.r, cfg.model.lora.alpha) == (True, 128, 256)
+    assert (cfg.model.lora.enabled, cfg.model.lora.r, cfg.model.lora.alpha) == (True, 128, None)  # alpha = 2r
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.strategy == "ddp"
     assert (
         cfg.backbone.grad_checkpointing
@@ -225,6 +225,15 @@ def test_paper_config_builds_from_a_tiny_llava_onevision_twin(tmp_path, llava_tw
     assert frozen == {torch.bfloat16} and {p.dtype for p in model.parameters() if p.requires_grad} == {
         torch.float32
     }
+
+
+def test_lora_alpha_follows_a_changed_r_unless_set():
+    def resolved(*overrides: str) -> DictConfig:
+        return assembly.resolve_static(load_config(groups={"model": "qwen2_lora"}, overrides=list(overrides)))
+
+    assert resolved().model.lora.alpha == 256  # the paper's r=128 / alpha=256
+    assert resolved("model.lora.r=8").model.lora.alpha == 16  # the same scale alpha / r = 2
+    assert resolved("model.lora.r=8", "model.lora.alpha=8").model.lora.alpha == 8
 
 
 def test_fsdp_shards_per_transformer_block():

@@ -196,9 +196,41 @@ def test_gradients_with_and_without_activation_checkpointing_agree(llava_twin):
 def test_bad_init_from_gives_clear_errors(llava_twin, tmp_path):
     with pytest.raises(ConfigError, match="no config.json"):
         twin_config(tmp_path)
-    cfg = twin_config(llava_twin, "backbone.layers=[1,3]")
-    with pytest.raises(InitFromError, match="end backbone.layers with 5"):
-        CaptionerModule(config=to_container(cfg))
+    with pytest.raises(ConfigError, match="end backbone.layers with 5"):  # found before the folder is read
+        twin_config(llava_twin, "backbone.layers=[1,3]")
+    config = to_container(twin_config(llava_twin))
+    config["backbone"]["layers"] = [1, 3]
+    with pytest.raises(InitFromError, match="end backbone.layers with 5"):  # and by the loader itself
+        CaptionerModule(config=config)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            "backbone.layers=[1,3,9]",
+            "config error: backbone.layers=[1, 3, 9]: backbone 'hf:",
+        ),  # 6-layer tower
+        ("backbone.layers=[1,3,4]", "config error: backbone.layers=[1, 3, 4] ends at layer 4, but"),
+    ],
+)
+def test_a_tap_list_that_does_not_fit_the_folder_is_one_line(llava_twin, capsys, overrides, message):
+    from experiments import train
+
+    assert train.main(["--args", f"model.init_from={llava_twin} {overrides}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_a_tap_list_that_does_not_fit_any_backbone_is_one_line(capsys):
+    from experiments import train
+
+    assert train.main(["--args", "backbone.layers=[1,3,9] data.train_size=8 data.val_size=4"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("config error: backbone.layers: backbone 'siglip-tiny' has 6 blocks")
+        and err.count("\n") == 1
+    )
 
 
 def test_a_missing_folder_is_a_one_line_config_error(tmp_path, capsys):

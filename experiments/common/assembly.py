@@ -28,8 +28,8 @@ from experiments.common.config import CONF_DIR, to_container
 from experiments.common.token_limits import resolve_token_limits
 from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.build import build_backbone
-from lightning_modules.model.language_model import is_tiny_lm
-from lightning_modules.model.llava_onevision import InitFromError, read_config
+from lightning_modules.model.language_model import is_tiny_lm, lora_alpha
+from lightning_modules.model.llava_onevision import InitFromError, check_folder, read_config
 from lightning_modules.model.prompt import ChatTemplateError, resolve_template_choice
 from lightning_modules.model.tokenizer import (
     load_pretrained_tokenizer,
@@ -111,16 +111,19 @@ def resolve_static(cfg: DictConfig) -> DictConfig:
       error.
     - ``mdp.identity_init: null`` -> on with ``model.init_from`` (the pretrained projector first sees the
       features it was trained on), off otherwise.
+    - ``model.lora.alpha: null`` -> 2 x ``model.lora.r`` (the paper's 256 at r=128; a changed r keeps the scale).
     """
     cfg = cfg.copy()
     folder = cfg.model.get("init_from")
     resolved: dict[str, Any] = {}
     if folder:
-        try:
-            tower = read_config(folder).vision_config
+        try:  # the folder, its chat template and the tap list, checked before anything is read from its weights
+            config = read_config(folder)
+            check_folder(config, folder, list(cfg.backbone.layers))
             template = resolve_template_choice(folder, cfg.model.get("chat_template"))
         except (InitFromError, ChatTemplateError) as err:
             raise ConfigError(str(err)) from None
+        tower = config.vision_config
         resolved = {
             "backbone.name": f"hf:{folder}",
             "backbone.pretrained": folder if cfg.model.init_weights else None,
@@ -131,6 +134,8 @@ def resolve_static(cfg: DictConfig) -> DictConfig:
         }
     if cfg.mdp.identity_init is None:
         resolved["mdp.identity_init"] = bool(folder)
+    if cfg.model.lora.alpha is None:
+        resolved["model.lora.alpha"] = lora_alpha(cfg.model.lora)
     changed = {k: v for k, v in resolved.items() if OmegaConf.select(cfg, k) != v}
     for key, value in changed.items():
         OmegaConf.update(cfg, key, value, merge=False)

@@ -45,6 +45,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     CheckpointError,
     mdp.BackboneWeightsError,
+    mdp.LayersError,  # backbone.layers that the backbone does not have
     mdp.ImageProcessorError,  # a folder's image processor settings the kit does not reproduce
     DataError,
     ImageLoadError,
@@ -54,7 +55,12 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     OutputError,
     FileNotFoundError,  # a path given on the command line (BEFORE=, a base model folder) that is not there
 )
-_PREFIXES = {ConfigError: "config error", CheckpointError: "checkpoint error", DataError: "data error"}
+_PREFIXES = {
+    ConfigError: "config error",
+    mdp.LayersError: "config error: backbone.layers",
+    CheckpointError: "checkpoint error",
+    DataError: "data error",
+}
 
 
 def parser(doc: str | None, **kwargs) -> argparse.ArgumentParser:

@@ -71,7 +71,9 @@ class LMConfig:
 class LoRAConfig:
     enabled: bool = False
     r: int = 128
-    alpha: int = 256
+    # LoRA's scale is alpha / r. null = 2 x r (256 at r=128, the paper's), so changing r alone keeps the scale;
+    # resolved at the run's start (experiments/common/assembly.py) and saved as a number.
+    alpha: int | None = None
     dropout: float = 0.05
     target_modules: list[str] | None = None  # null = the LM's attention and MLP projections
 
@@ -163,6 +165,10 @@ class TrainerConfig:
     check_val_every_n_epoch: int | None = 1  # null: validate by val_check_interval (an int) alone
     limit_val_batches: int | float | None = None
     num_sanity_val_steps: int = 0
+    # Norm clipping (null / 0: off). AdamW is torch's fused kernel, except with clipping under 16-mixed / bf16-mixed
+    # (conf/trainer gpu, ddp, fsdp): Lightning then unscales and clips before the step, which the fused kernel
+    # does not allow, so the optimizer is foreach (lightning_modules/captioner.py adamw_implementation). Under FSDP
+    # the norm is FSDP's own clip_grad_norm_ over all shards.
     gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 10

@@ -16,6 +16,7 @@ from lightning_modules.model.language_model import (
     freeze,
     keep_trainable_in_float32,
     lm_kwargs_from_config,
+    lora_alpha,
     set_grad_checkpointing,
     torch_dtype,
 )
@@ -97,6 +98,9 @@ def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbon
         copy_projector(parts.projector, model.projector)
         with torch.no_grad():
             model.image_newline.copy_(parts.image_newline)
+    # Every trained tensor in float32, whatever a folder stored (float16 / bfloat16 releases): AdamW's master
+    # weights. mdp builds towers in float32 already; this also covers any other part read in half precision.
+    keep_trainable_in_float32(model)
     if bb_cfg.get("grad_checkpointing"):
         backbone.set_grad_checkpointing(True)
     if lm_cfg.get("grad_checkpointing"):
@@ -151,7 +155,7 @@ def _trainable_language_model(lm: nn.Module, model_cfg: dict[str, Any]) -> nn.Mo
         lm = apply_lora(
             lm,
             r=lora["r"],
-            alpha=lora["alpha"],
+            alpha=lora_alpha(lora),
             dropout=lora["dropout"],
             target_modules=lora["target_modules"],
         )

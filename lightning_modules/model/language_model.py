@@ -140,6 +140,13 @@ def build_language_model(
         ) from None
 
 
+def lora_alpha(lora_cfg: Mapping[str, Any]) -> int:
+    """``model.lora.alpha``, or 2 x ``model.lora.r`` when it is null (the paper's 256 at r=128): LoRA's update is
+    scaled by alpha / r, so r changed alone keeps that scale."""
+    alpha = lora_cfg.get("alpha")
+    return int(alpha) if alpha is not None else 2 * int(lora_cfg["r"])
+
+
 def apply_lora(
     lm: nn.Module, *, r: int, alpha: int, dropout: float, target_modules: Sequence[str] | None
 ) -> nn.Module:
