@@ -190,11 +190,11 @@ def apply_num_threads(cfg: DictConfig) -> None:
 def _backbone(config: dict[str, Any]) -> mdp.Backbone:
     """The backbone, a name or setting it refuses (``ValueError`` from mdp / timm / open_clip) a ConfigError
     that also lists the kit's own names: conf/backbone files (BACKBONE=) and mdp's registry (backbone.name). A folder's
-    image processor the kit does not reproduce stays the ``ImageProcessorError`` that names its file."""
+    image processor the kit does not reproduce and a tap list the backbone does not have stay what they are."""
     try:
         return build_backbone(config)
-    except mdp.ImageProcessorError:
-        raise  # names its file: one line as it is
+    except (mdp.ImageProcessorError, mdp.LayersError):
+        raise  # one line as they are: the file / backbone.layers named (experiments/common/cli.py)
     except ValueError as err:
         name = config["backbone"]["name"]
         message = f"backbone.name={name!r}: {err}"
