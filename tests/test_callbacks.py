@@ -96,6 +96,17 @@ class TinyDataModule(PairDataModule):
         ]
         return {"accuracy": sum(a == b for a, b in zip(said_change, truth)) / len(truth)}
 
+    def category_confusion(self, split: str, predictions: dict[str, str]) -> dict[str, list[str]]:
+        """True category vs the one a caption names by its verb ("no change" reads as distractor)."""
+        words = {"turned": "color", "moved": "move", "no change": "distractor"}
+        samples = {s["pair_id"]: s for s in self.dataset(split).samples}
+        read = [next((c for w, c in words.items() if w in p), "unreadable") for p in predictions.values()]
+        return {
+            "classes": CATEGORIES,
+            "truth": [samples[p]["categories"][0] for p in predictions],
+            "read": read,
+        }
+
     def baseline_predictions(self, split: str) -> dict[str, tuple[dict, dict]]:
         refs = self.references(split)
         common = Counter(c for cs in refs.values() for c in cs).most_common(1)[0][0]
@@ -253,6 +264,7 @@ def test_run_folder_files_rescore_to_the_same_numbers(run):
         "subsets.json",
         "metrics.json",
         "metrics.md",
+        "confusion.json",
     }
     gt = json.loads((folder / "gt.json").read_text())
     assert gt["type"] == "captions" and {"info", "licenses", "images", "annotations"} <= set(gt)
@@ -278,6 +290,19 @@ def test_run_folder_files_rescore_to_the_same_numbers(run):
         metrics["categories"]["distractor"]["CIDEr"], abs=1e-12
     )
     assert (run["test_dir"] / "metrics.json").exists() and run["test_dir"].name.startswith("test-step")
+
+
+def test_confusion_matrix_in_files_and_tensorboard(run):
+    """Known captions: color and distractor pairs read right, the 3 "move" pairs get "no change" (distractor)."""
+    confusion = json.loads((run["val_dir"] / "confusion.json").read_text())
+    assert confusion["rows"] == CATEGORIES and confusion["columns"] == [*CATEGORIES, "unreadable"]
+    assert confusion["counts"] == [[3, 0, 0, 0], [0, 0, 3, 0], [0, 0, 3, 0]]
+    assert confusion["row_shares"][1] == [0.0, 0.0, 1.0, 0.0] and confusion["items"] == 9
+    md = (run["val_dir"] / "metrics.md").read_text()
+    assert "| move | 3 |  |  | 3 (100 %) |  |" in md and "| color | 3 | **3 (100 %)** |" in md
+    images = run["acc"].Images("val/confusion")
+    assert len(images) == 3 and images[-1].width >= 300  # one per validation (2 fit epochs + validate)
+    assert {"test/confusion"} <= set(run["acc"].Tags()["images"])
 
 
 def test_bar_charts_panels_and_text_in_event_files(run):

@@ -1,5 +1,6 @@
-"""The comparison's table: ``compare.md`` (scores x100: a row per run, CIDEr by category, subset and benchmark)
-and ``compare.json`` (every run with its final validation metrics), rewritten after every run."""
+"""The comparison's table: ``compare.md`` (scores x100: a row per run, CIDEr by category, subset and benchmark,
+each run's change-category confusion matrix where it has one) and ``compare.json`` (every run with its final
+validation metrics), rewritten after every run."""
 
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from callbacks.confusion import ConfusionMatrix
 from experiments.compare.runs import Run, budget
 
 OVERALL = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
+# Change identification (the embedded benchmark), as logged under val/change_id/<key>: column title per key.
+CHANGE_ID = {
+    "category": "right category",
+    "location": "location",
+    "cell": "right cell",
+    "exact": "change-id exact",
+}
 BASELINES = {"ceiling": "one reference vs the others", "trivial": "most common training caption"}
 
 
@@ -77,6 +86,7 @@ def render_markdown(name: str, runs: Sequence[Run], cfg: DictConfig, command: st
             for r in runs:
                 cells = [fmt(r.metrics.get(key.format(n))) for n in names]
                 lines.append(f"| {r.experiment} | {r.backbone} | " + " | ".join(cells) + " |")
+    lines += confusion_tables(runs)
     problems = [r for r in runs if r.status in ("failed", "interrupted")]
     if problems:
         lines += ["", "## Failed runs", ""]
@@ -87,11 +97,30 @@ def render_markdown(name: str, runs: Sequence[Run], cfg: DictConfig, command: st
     return "\n".join(lines) + "\n"
 
 
+def confusion_tables(runs: Sequence[Run]) -> list[str]:
+    """Per run with a confusion matrix: the change category read from its captions against the true one."""
+    lines: list[str] = []
+    for r in runs:
+        if r.confusion:
+            matrix = ConfusionMatrix.from_json(r.confusion)
+            lines += [
+                "",
+                f"## Change category, true (rows) vs read from the caption: {r.experiment} / {r.backbone}",
+            ]
+            lines += [
+                "",
+                f"Final validation, step {r.steps}; counts (row %).",
+                "",
+                matrix.to_markdown().rstrip(),
+            ]
+    return lines
+
+
 def overall_table(runs: Sequence[Run]) -> list[str]:
     """A row per run: status, steps, minutes, the overall scores (and change identification when logged),
     then the reference baselines' rows from the first run that scored them."""
     overall = [m for m in OVERALL if any(f"val/{m}" in r.metrics for r in runs)] or ["CIDEr"]
-    change_id = any("val/change_id/exact" in r.metrics for r in runs)
+    change_id = [k for k in CHANGE_ID if any(f"val/change_id/{k}" in r.metrics for r in runs)]
     head = [
         "experiment",
         "backbone",
@@ -99,7 +128,7 @@ def overall_table(runs: Sequence[Run]) -> list[str]:
         "steps",
         "minutes",
         *overall,
-        *(["change-id exact"] * change_id),
+        *(CHANGE_ID[k] for k in change_id),
     ]
     lines = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * (len(head) - 3)]
     for r in runs:
@@ -110,7 +139,7 @@ def overall_table(runs: Sequence[Run]) -> list[str]:
             "–" if r.steps is None else str(r.steps),
             "–" if r.seconds is None else f"{r.seconds / 60:.1f}",
             *(fmt(r.metrics.get(f"val/{m}")) for m in overall),
-            *([fmt(r.metrics.get("val/change_id/exact"))] * change_id),
+            *(fmt(r.metrics.get(f"val/change_id/{k}")) for k in change_id),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     reference = next((r for r in runs if any(f"val/{b}/CIDEr" in r.metrics for b in BASELINES)), None)
@@ -118,7 +147,7 @@ def overall_table(runs: Sequence[Run]) -> list[str]:
         if f"val/{base}/CIDEr" in reference.metrics:
             cells = [f"*{base}*", f"*{what}*", "reference", "", ""]
             cells += [fmt(reference.metrics.get(f"val/{base}/{m}")) for m in overall]
-            lines.append("| " + " | ".join(cells + [""] * change_id) + " |")
+            lines.append("| " + " | ".join(cells + [""] * len(change_id)) + " |")
     return lines
 
 
