@@ -113,8 +113,9 @@ def confusion_matrix(classes: Sequence[str], truth: Sequence[str], read: Sequenc
     from torchmetrics.classification import MulticlassConfusionMatrix
 
     # Square over rows + UNREADABLE (torchmetrics counts classes x classes); no item is truly unreadable, so
-    # that last row is always empty and is dropped.
-    metric = MulticlassConfusionMatrix(num_classes=len(columns), validate_args=False)
+    # that last row is always empty and is dropped. sync_on_compute=False: the items are every rank's already
+    # (gathered before scoring) and only rank 0 counts them; a sync here would wait for ranks that never come.
+    metric = MulticlassConfusionMatrix(num_classes=len(columns), validate_args=False, sync_on_compute=False)
     if truth:
         metric.update(
             torch.tensor([index[t] for t in read], dtype=torch.long),
