@@ -210,7 +210,7 @@ def test_image_positions_tell_the_cells_apart_and_reload(kind, tmp_path):
     assert table.shape == (4, 64) and torch.equal(table.detach(), sincos_2d(2, 2, 64))
     assert torch.cdist(table, table).fill_diagonal_(float("inf")).min() > 0.5  # every cell its own vector
     assert table.pow(2).mean().sqrt().item() == pytest.approx(0.5**0.5, rel=1e-6)
-    plain = make_module()
+    plain = make_module("model.image_positions=none")
     plain.model.load_state_dict(module.model.state_dict(), strict=False)
     x = torch.zeros(1, 3, 32, 32)
     with torch.no_grad():
