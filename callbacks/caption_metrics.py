@@ -8,7 +8,7 @@ The contract with the LightningModule: ``validation_step`` / ``test_step`` retur
 (``references`` / ``categories`` / ``benchmark`` / ``subset`` default to the batch's ``captions`` /
 ``categories`` / ``benchmark`` / ``subset`` when left out; ``subset`` is optional, see
 :mod:`datamodules.contract`). :class:`CaptionMetricsCallback` collects these records in a
-:class:`~callbacks.caption_records.CaptionRecords` metric, which torchmetrics gathers from every rank; each pair
+:class:`~lightning_modules.pair_metrics.CaptionRecords` metric, which torchmetrics gathers from every rank; each pair
 is then kept exactly once, rank 0 scores them (:mod:`evaluation`: overall and per subset) and writes the files,
 the scores are broadcast and every rank logs them (ModelCheckpoint may run on any rank).
 
@@ -27,11 +27,12 @@ from typing import Any
 
 import lightning as L
 
-from callbacks.caption_records import CaptionRecords, unique_pairs
 from callbacks.confusion import ConfusionMatrix, confusion_matrix
 from callbacks.tensorboard import log_bar_charts, tensorboard_writers
+from datamodules.base import PairDataModule
 from evaluation import (
     METRICS,
+    REFERENCE_METRICS,
     CaptionScorer,
     ScoreReport,
     atomic_write_text,
@@ -39,6 +40,7 @@ from evaluation import (
     coco_ground_truth,
     coco_predictions,
 )
+from lightning_modules.pair_metrics import CaptionRecords, unique_pairs
 
 log = logging.getLogger("m3diff.metrics")
 
@@ -193,11 +195,9 @@ class CaptionMetricsCallback(L.Callback):
         if not pairs:
             log.warning("%s: no predictions collected, nothing to score", stage)
             return {}
-        dm = getattr(trainer, "datamodule", None)
-        categories = (
-            self.categories if self.categories is not None else list(getattr(dm, "categories", []) or [])
-        )
-        groups = self.groups if self.groups is not None else dict(getattr(dm, "groups", {}) or {})
+        dm: PairDataModule = trainer.datamodule
+        categories = self.categories if self.categories is not None else list(dm.categories)
+        groups = self.groups if self.groups is not None else dict(dm.groups)
         subsets = build_subsets(pairs, categories, groups)
         references = {pid: rec["references"] for pid, rec in pairs.items()}
         predictions = {pid: rec["prediction"] for pid, rec in pairs.items()}
@@ -211,7 +211,7 @@ class CaptionMetricsCallback(L.Callback):
         split = "val" if stage == "val" else "test"
         baselines = self._baselines(dm, split) if self.baselines else {}
         for name, scores in baselines.items():
-            for m in ("CIDEr", "Bleu_4"):
+            for m in REFERENCE_METRICS:
                 if m in scores:
                     scalars[f"{stage}/{name}/{m}"] = scores[m]
         change_id, confusion = self._change_identification(dm, split, pairs)
@@ -230,31 +230,26 @@ class CaptionMetricsCallback(L.Callback):
         return {k: v for k, v in scalars.items() if math.isfinite(v)}
 
     def _change_identification(
-        self, dm: Any, split: str, pairs: dict[str, dict[str, Any]]
+        self, dm: PairDataModule, split: str, pairs: dict[str, dict[str, Any]]
     ) -> tuple[dict[str, float], ConfusionMatrix | None]:
-        """The DataModule's change-identification scores and category confusion matrix, where it offers them."""
+        """The DataModule's change-identification scores and category confusion matrix (both hooks' neutral
+        defaults, ``{}``, mean: nothing to report)."""
         if not self.change_id:
             return {}, None
         # The DataModule knows its pairs by their own ids (not the benchmark-prefixed keys of a mixture).
         own_ids = {rec["pair_id"]: rec["prediction"] for rec in pairs.values()}
-        change_id: dict[str, float] = {}
-        if callable(getattr(dm, "change_identification", None)):
-            change_id = {str(k): float(v) for k, v in dm.change_identification(split, own_ids).items()}
-        confusion = None
-        if callable(getattr(dm, "category_confusion", None)):
-            readout = dm.category_confusion(split, own_ids)
-            confusion = confusion_matrix(readout["classes"], readout["truth"], readout["read"])
+        change_id = {str(k): float(v) for k, v in dm.change_identification(split, own_ids).items()}
+        readout = dm.category_confusion(split, own_ids)
+        confusion = confusion_matrix(readout["classes"], readout["truth"], readout["read"]) if readout else None
         return change_id, confusion
 
-    def _baselines(self, dm: Any, split: str) -> dict[str, dict[str, float]]:
+    def _baselines(self, dm: PairDataModule, split: str) -> dict[str, dict[str, float]]:
         """The DataModule's reference baselines (``ceiling``, ``trivial``), scored once per split."""
         if split not in self._baseline_scores:
             scores: dict[str, dict[str, float]] = {}
-            make = getattr(dm, "baseline_predictions", None)
-            if callable(make):
-                for name, (refs, preds) in make(split).items():
-                    log.info("scoring the %r baseline (%d pairs, once)", name, len(preds))
-                    scores[name] = self.scorer.score(refs, preds).overall
+            for name, (refs, preds) in dm.baseline_predictions(split).items():
+                log.info("scoring the %r baseline (%d pairs, once)", name, len(preds))
+                scores[name] = self.scorer.score(refs, preds).overall
             self._baseline_scores[split] = scores
         return self._baseline_scores[split]
 

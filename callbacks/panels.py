@@ -77,13 +77,8 @@ class PanelsCallback(L.Callback):
     def _fixed_batch(self, trainer: L.Trainer) -> dict[str, Any] | None:
         """The first ``num_panels`` validation samples, collated once and kept (always the same pairs)."""
         if self._batch is None:
-            dm = trainer.datamodule
-            dataset = (
-                dm.dataset("val")
-                if hasattr(dm, "dataset")
-                else getattr(trainer.val_dataloaders, "dataset", None)
-            )
-            if dataset is None or len(dataset) == 0:
+            dataset = trainer.datamodule.dataset("val")
+            if len(dataset) == 0:
                 return None
             self._batch = collate_pairs([dataset[i] for i in range(min(self.num_panels, len(dataset)))])
         return self._batch
@@ -107,8 +102,7 @@ class PanelsCallback(L.Callback):
         }
         with torch.no_grad():
             out = pl_module.explain(on_device)
-        transform = getattr(trainer.datamodule, "transform", None)
-        denorm = transform.denormalize if transform is not None else (lambda t: t.clamp(0, 1))
+        denorm = trainer.datamodule.transform.denormalize
         heatmaps = out.get("heatmaps")
         for i, pair_id in enumerate(batch["pair_id"]):
             image = compose_panel(

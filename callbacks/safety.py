@@ -5,7 +5,7 @@
   (Lightning does not store RNG states, and building a DataLoader iterator on resume draws from them).
 - :class:`LastCheckpoint`: ``last.ckpt`` every N optimizer steps (``checkpoint.every_n_train_steps``), when
   training is stopped and at its end (Lightning's ``ModelCheckpoint``), written atomically
-  (``experiments.common.runner.AtomicCheckpointIO``).
+  (``experiments.common.checkpoint_io.AtomicCheckpointIO``).
 - :class:`StopOnSignal`: SIGINT (Ctrl+C) and SIGTERM finish the current step and stop every rank there with
   :class:`TrainingStopped` (``last.ckpt`` is then saved); a second Ctrl+C stops at once.
 - :class:`NonFiniteGuard`: a non-finite gradient stops the run before the optimizer writes it into the weights,

@@ -20,13 +20,11 @@ from typing import Any
 
 import lightning as L
 
-from evaluation import ScoreReport
+from datamodules.base import PairDataModule
+from evaluation import HEADLINE_METRICS, REFERENCE_METRICS, ScoreReport
 
-#: The overall metrics charted (pycocoevalcap's names); SPICE is added when it is computed.
-OVERALL = ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L")
-#: The reference points DataModules score with ``baseline_predictions`` (their CIDEr and Bleu_4 are logged).
+#: The reference points DataModules score with ``baseline_predictions`` (their REFERENCE_METRICS are logged).
 REFERENCE_POINTS = ("ceiling", "trivial")
-REFERENCE_METRICS = ("CIDEr", "Bleu_4")
 
 
 def tensorboard_writers(trainer: L.Trainer) -> list[Any]:
@@ -96,7 +94,7 @@ def scalar_layout(
         training: chart the captioner's training scalars (loss, token accuracy, perplexity, learning rate).
     """
     s = stage
-    metrics = [*OVERALL, *(["SPICE"] if spice else [])]
+    metrics = [m for m in HEADLINE_METRICS if m != "SPICE" or spice]
     layout = {f"{s}: overall": _overall_charts(s, metrics, reference_points=reference_points)}
     by_category = _category_charts(s, {"category": categories, "group": groups, "subset": subsets})
     if by_category:
@@ -122,9 +120,9 @@ def scalar_layout(
 
 
 class ScalarLayout(L.Callback):
-    """Writes :func:`scalar_layout` once per run (rank 0), from what ``trainer.datamodule`` declares:
-    ``categories``, ``groups``, ``subsets``, ``benchmarks`` (a mixture), ``baseline_predictions`` (reference points) and
-    ``change_identification``.
+    """Writes :func:`scalar_layout` once per run (rank 0), from what ``trainer.datamodule`` declares (its hooks,
+    :mod:`datamodules.contract`): ``categories``, ``groups``, ``subsets``, ``benchmarks`` (a mixture),
+    ``baseline_names`` (reference points) and ``identifies_changes``.
 
     Args:
         change_id / spice: the metrics callback's switches (``metrics.change_id`` / ``metrics.spice``).
@@ -137,16 +135,15 @@ class ScalarLayout(L.Callback):
         self.training = training
         self._written = False
 
-    def layout(self, datamodule: Any) -> dict[str, dict[str, list[Any]]]:
+    def layout(self, datamodule: PairDataModule) -> dict[str, dict[str, list[Any]]]:
         """The layout for this DataModule."""
-        benchmarks = list(getattr(datamodule, "benchmarks", None) or [])
         return scalar_layout(
-            categories=list(getattr(datamodule, "categories", None) or []),
-            groups=list((getattr(datamodule, "groups", None) or {}).keys()),
-            subsets=list((getattr(datamodule, "subsets", None) or {}).keys()),
-            benchmarks=benchmarks,
-            reference_points=callable(getattr(datamodule, "baseline_predictions", None)),
-            change_id=self.change_id and callable(getattr(datamodule, "change_identification", None)),
+            categories=list(datamodule.categories),
+            groups=list(datamodule.groups),
+            subsets=list(datamodule.subsets),
+            benchmarks=list(datamodule.benchmarks),
+            reference_points=bool(datamodule.baseline_names),
+            change_id=self.change_id and datamodule.identifies_changes,
             spice=self.spice,
             training=self.training,
         )
@@ -155,7 +152,7 @@ class ScalarLayout(L.Callback):
         if self._written or not trainer.is_global_zero:
             return
         self._written = True
-        layout = self.layout(getattr(trainer, "datamodule", None))
+        layout = self.layout(trainer.datamodule)
         for writer in tensorboard_writers(trainer):
             writer.add_custom_scalars(layout)
 
@@ -237,7 +234,7 @@ class HparamsCallback(L.Callback):
     def __init__(
         self,
         hparams: Mapping[str, Any] | None = None,
-        metrics: Sequence[str] = ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L"),
+        metrics: Sequence[str] = HEADLINE_METRICS,
     ) -> None:
         self.hparams = hparams
         self.metrics = list(metrics)

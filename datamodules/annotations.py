@@ -1,5 +1,5 @@
-"""Reading annotation files into :class:`PairRecord` s: the record type, strict JSON / JSON Lines reading,
-typed field access and the path-escape check.
+"""Reading annotation files into :class:`PairRecord` s: the record type, finding a file among a release's
+layouts, strict JSON / JSON Lines reading, typed field access and the path-escape check.
 
 Each benchmark's ``index`` uses these; every failure names the file and record (:mod:`datamodules.errors`).
 No image is opened here.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -51,6 +52,29 @@ def decode_utf8(raw: bytes, *, file: str | Path, record: str | None = None) -> s
             file=file,
             record=record,
         ) from None
+
+
+def first_existing(
+    root: Path,
+    names: Sequence[str],
+    *,
+    what: str = "",
+    hint: str = "",
+    default: str | None = None,
+    folder: bool = False,
+) -> Path:
+    """``root / name`` for the first of ``names`` that exists (a folder, with ``folder``), the layouts a release
+    comes in. None found: ``root / default`` when given (its absence is the caller's to report), else a
+    :class:`DataError` on ``root``: ``"<what> not found (looked for a, b; <hint>)"``."""
+    for name in names:
+        path = root / name
+        if path.is_dir() if folder else path.exists():
+            return path
+    if default is not None:
+        return root / default
+    raise DataError(
+        f"{what} not found (looked for {', '.join(names)}{'; ' + hint if hint else ''})", file=root
+    )
 
 
 def read_bytes(path: Path, *, what: str = "annotation file") -> bytes:

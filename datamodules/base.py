@@ -1,8 +1,11 @@
 """The base LightningDataModule every benchmark shares: splits -> datasets -> DataLoaders.
 
-A benchmark subclasses :class:`PairDataModule`, sets ``benchmark`` and implements
-:meth:`build_dataset`; everything else (loaders, collation, workers, the image transform) is here.
-:func:`pair_loader` is the one place a DataLoader is built, for every DataModule and split.
+A benchmark declares its ``data`` keys once, as a dataclass (a subclass of :class:`PairDataConfig`, checks in
+its ``__post_init__``), subclasses :class:`PairDataModule` (whose constructor takes that config object), sets
+``benchmark`` and ``config_class``, registers it (``@register_datamodule``) and implements
+:meth:`~PairDataModule.build_dataset`; everything else (loaders, collation, workers, the image transform, the
+optional hooks' neutral defaults) is here. :func:`pair_loader` is the one place a DataLoader is built, for every
+DataModule and split.
 """
 
 from __future__ import annotations
@@ -16,14 +19,22 @@ from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from datamodules.contract import collate_pairs
+from datamodules.contract import PairInfo, collate_pairs
+from datamodules.errors import ConfigError
 from datamodules.images import ImageTransform
 from datamodules.samplers import ResumableSampler, worker_init_fn
+
+SPLITS = ("train", "val", "test")
+ON_ERROR = ("raise", "skip")
 
 
 @dataclass
 class PairDataConfig:
-    """The ``data`` keys every benchmark has. A benchmark's own keys: a subclass beside its DataModule."""
+    """The ``data`` keys every benchmark has. A benchmark's own keys: a subclass beside its DataModule.
+
+    Each key is declared here once (type, default, comment); ``__post_init__`` checks the values, so a bad one
+    fails when the config is composed. A subclass adding checks calls ``super().__post_init__()``.
+    """
 
     name: str = "base"  # the DataModule: synthetic, clevr_change, ... (DATA=)
     root: str | None = None  # the dataset folder (real benchmarks); null for the embedded benchmark
@@ -32,7 +43,17 @@ class PairDataConfig:
     num_workers: int = 2  # DataLoader worker processes (0 = load in the main process)
     categories: list[str] = field(default_factory=list)  # change categories scored separately
     groups: dict[str, list[str]] = field(default_factory=dict)  # extra scored groups: name -> categories
-    on_error: str = "raise"  # raise | skip (skipped records are counted and logged)
+    # raise: stop at the first bad record, naming file and record | skip: drop it (counted and logged)
+    on_error: str = "raise"
+
+    def __post_init__(self) -> None:
+        check_choice("on_error", self.on_error, ON_ERROR)
+
+
+def check_choice(key: str, value: object, choices: Sequence[object]) -> None:
+    """``data.<key>`` must be one of ``choices`` (a :class:`ConfigError` naming the key otherwise)."""
+    if value not in choices:
+        raise ConfigError(f"data.{key} must be one of {list(choices)}, got {value!r}")
 
 
 def pair_loader(
@@ -59,48 +80,43 @@ def pair_loader(
 
 
 class PairDataModule(L.LightningDataModule):
-    """Args (keyword-only; each is a key of the ``data`` config section):
-    root: dataset folder (``None`` for generated data).
-    batch_size / eval_batch_size: pairs per training / evaluation batch.
-    num_workers: DataLoader worker processes (0 = load in the main process).
-    categories: the change categories scored separately for this benchmark.
-    groups: extra scored groups, name -> categories (e.g. CLEVR-Change's ``semantic``).
-    on_error: ``raise`` stops at the first bad record naming file and record; ``skip`` drops it,
-        counts it and logs the count.
-    image_size / mean / std: the backbone's preprocessing.
-    seed: the run's seed (generated data, train-time augmentation).
+    """The base of every DataModule: its ``data`` keys come in as one config object.
+
+    Args:
+        config: the ``data`` section as this DataModule's ``config_class`` (built, and its values checked, by
+            :func:`datamodules.config.data_object`); the keys are read from it, never redeclared here.
+        image_size / mean / std / pipeline: the backbone's preprocessing (its ``mdp.ImageSpec``; :class:`ImageTransform`).
+        seed: the run's seed (generated data, the training order, train-time augmentation).
+
+    The optional hooks callbacks and the runner call (categories, baselines, ...) are attributes and methods
+    of this class with neutral defaults; the table in :mod:`datamodules.contract` lists them.
     """
 
     benchmark: str = "base"
-    config_class: type = PairDataConfig  # the keys of its ``data`` config section
+    config_class: type[PairDataConfig] = PairDataConfig  # the keys of its ``data`` config section
+    splits: tuple[str, ...] = SPLITS
 
     def __init__(
         self,
+        config: PairDataConfig,
         *,
-        root: str | None = None,
-        batch_size: int = 32,
-        eval_batch_size: int = 64,
-        num_workers: int = 2,
-        categories: Sequence[str] = (),
-        groups: Mapping[str, Sequence[str]] | None = None,
-        on_error: str = "raise",
-        image_size: int = 224,
-        mean: Sequence[float] = (0.5, 0.5, 0.5),
-        std: Sequence[float] = (0.5, 0.5, 0.5),
-        seed: int = 0,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        pipeline: str = "kit",
+        seed: int,
     ) -> None:
         super().__init__()
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"data.on_error must be 'raise' or 'skip', got {on_error!r}")
-        self.root = root
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
-        self.categories = list(categories)
-        self.groups = {k: list(v) for k, v in (groups or {}).items()}
-        self.on_error = on_error
-        self.transform = ImageTransform(size=image_size, mean=tuple(mean), std=tuple(std))
+        if not isinstance(config, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__} "
+                "(datamodules.build_datamodule builds it from a data section)"
+            )
+        self.config = config
+        self.transform = ImageTransform(size=image_size, mean=tuple(mean), std=tuple(std), pipeline=pipeline)
         self.seed = seed
+        self.categories = list(config.categories)  # hooks (see datamodules.contract); a mixture derives them
+        self.groups = {k: list(v) for k, v in config.groups.items()}
         self.datasets: dict[str, Dataset] = {}
         self._sampler_resume: dict[str, int] | None = None  # from a checkpoint, for the next training sampler
 
@@ -110,10 +126,6 @@ class PairDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared
-    def has_split(self, split: str) -> bool:
-        """Whether ``split`` has pairs (a mixture leaves members without a ``val`` split out of validation)."""
-        return True
-
     def dataset(self, split: str) -> Dataset:
         if split not in self.datasets:
             self.datasets[split] = self.build_dataset(split)
@@ -126,11 +138,15 @@ class PairDataModule(L.LightningDataModule):
 
     def train_loader(self, dataset: Dataset, sampler: Sampler[int]) -> DataLoader:
         """A training DataLoader over ``dataset`` in ``sampler``'s order (:func:`pair_loader`)."""
-        return pair_loader(dataset, batch_size=self.batch_size, num_workers=self.num_workers, sampler=sampler)
+        return pair_loader(
+            dataset, batch_size=self.config.batch_size, num_workers=self.config.num_workers, sampler=sampler
+        )
 
     def eval_loader(self, dataset: Dataset) -> DataLoader:
         """An evaluation DataLoader over ``dataset``, in order (:func:`pair_loader`)."""
-        return pair_loader(dataset, batch_size=self.eval_batch_size, num_workers=self.num_workers)
+        return pair_loader(
+            dataset, batch_size=self.config.eval_batch_size, num_workers=self.config.num_workers
+        )
 
     # ------------------------------------------------------------------ resuming mid-epoch
     def train_sampler(self, n: int, **kwargs: Any) -> Sampler[int]:
@@ -171,7 +187,7 @@ class PairDataModule(L.LightningDataModule):
         return {
             "train_sampler": {
                 "epoch": int(epoch),
-                "consumed": int(done * self.batch_size * trainer.world_size),
+                "consumed": int(done * self.config.batch_size * trainer.world_size),
             }
         }
 
@@ -192,3 +208,65 @@ class PairDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.eval_loader(self.dataset("test"))
+
+    # ------------------------------------------------------------------ optional hooks (datamodules.contract)
+    # What callbacks, the runner and `make data-info` ask every DataModule. Each default is neutral ("none",
+    # "nothing to add"); a benchmark overrides what it has. The table in datamodules/contract.py lists them.
+    subsets: Mapping[
+        str, str
+    ] = {}  # read-only here; parts scored separately: name -> rule (OmniDiff's real / render)
+    sample_per: str | None = None  # what one training sample is: "pair" | "caption" (None: not stated)
+    baseline_names: tuple[str, ...] = ()  # the reference points baseline_predictions scores
+    identifies_changes: bool = False  # change_identification scores captions against the true change
+
+    @property
+    def benchmarks(self) -> list[str]:
+        """The benchmarks evaluation is grouped by (a mixture: its members)."""
+        return [self.benchmark]
+
+    def missing_split(self, split: str) -> str | None:
+        """Why ``split`` has no pairs (one line), or ``None`` when it has them."""
+        return None
+
+    def has_split(self, split: str) -> bool:
+        """Whether ``split`` has pairs (a mixture leaves members without a ``val`` split out of validation)."""
+        return self.missing_split(split) is None
+
+    def reference_captions(self, split: str) -> dict[str, list[str]]:
+        """Evaluation ground truth: pair id -> every reference. Default: read from the split's samples (their
+        images are loaded too); a DataModule that knows its pairs without images overrides it."""
+        dataset = self.dataset(split)
+        samples = (dataset[i] for i in range(len(dataset)))
+        return {s["pair_id"]: list(s["captions"]) for s in samples}
+
+    def training_captions(self, limit: int) -> list[str]:
+        """Training references for a tiny LM's caption tokenizer (and the caption token limits). Default: every
+        reference of the training pairs, in order, at most ``limit * 5``; generated data makes ``limit`` pairs."""
+        captions = [c for refs in self.reference_captions("train").values() for c in refs]
+        return captions[: limit * 5]
+
+    def specs(self, split: str) -> Sequence[PairInfo] | None:
+        """Every pair of ``split`` (``pair_id``, ``captions``, ``categories``) without loading images, when the
+        DataModule can say so (the embedded benchmark regenerates them); ``None``: it cannot."""
+        return None
+
+    def epoch_parts(self) -> dict[str, int]:
+        """Training samples per part when an epoch is a plain concatenation of parts (a mixture with
+        ``weights: null``): part -> samples, for the epoch summary; ``{}`` otherwise."""
+        return {}
+
+    def baseline_predictions(self, split: str) -> dict[str, tuple[dict[str, list[str]], dict[str, str]]]:
+        """Reference points to score beside the model: name (one of ``baseline_names``) -> (references by pair
+        id, one prediction by pair id). None by default."""
+        return {}
+
+    def change_identification(self, split: str, predictions: Mapping[str, str]) -> dict[str, float]:
+        """Scores of generated captions (pair id -> caption) against each pair's true change, name -> value in
+        [0, 1] (when ``identifies_changes``). None by default."""
+        return {}
+
+    def category_confusion(self, split: str, predictions: Mapping[str, str]) -> dict[str, list[str]]:
+        """The change category each caption states beside the true one, for the confusion matrix
+        (``callbacks/confusion.py``): ``{"classes": [...], "truth": [...], "read": [...]}``, one ``truth`` / ``read``
+        entry per true change (``read`` may be ``"unreadable"``). ``{}`` by default: nothing to count."""
+        return {}

@@ -22,6 +22,8 @@ The naming rule is the iNaturalist *photo id*, the number after ``/photos/`` in 
 **Evaluation id**: ``"<photo id 1>_<photo id 2>"``, from the URLs, so it does not depend on row order or on
 which rows a copy of the file keeps.
 
+**Duplicates**: a row repeated verbatim (all eleven columns) is read once; ``make data-info`` lists it.
+
 **Parsing**: one row per line, columns split at tabs (descriptions hold no tabs or line breaks); a field written
 CSV-style in double quotes (``"..."`` with ``""`` inside, as spreadsheet exports write it) is unquoted.
 """
@@ -35,8 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from datamodules.annotations import PairRecord, PathGuard, decode_utf8, read_bytes
+from datamodules.base import SPLITS
 from datamodules.errors import DataError, Problems
-from datamodules.records import SPLITS, RecordDataConfig, RecordDataModule
+from datamodules.records import RecordDataConfig, RecordDataModule
+from datamodules.registry import register_datamodule
 
 COLUMNS = (
     "img1ObservationURL",
@@ -104,6 +108,21 @@ def read_tsv(path: Path) -> list[tuple[int, dict[str, str] | str]]:
     return rows
 
 
+def row_problem(row: dict[str, str]) -> str | None:
+    """What is wrong with a row of the release (its split, photo ids, annotator number), or None."""
+    if row["split"] not in SPLITS:
+        return f"column 'split' must be one of {list(SPLITS)}, got {row['split']!r}"
+    for image in (1, 2):
+        if photo_id(row, image) is None:
+            return (
+                f"no iNaturalist photo id ('/photos/<number>') in img{image}ImgURL "
+                f"{row[f'img{image}ImgURL']!r} or img{image}ObservationURL"
+            )
+    if not row["annN"].strip().isdigit():
+        return f"column 'annN' must be a whole number, got {row['annN']!r}"
+    return None
+
+
 @dataclass
 class BirdsToWordsConfig(RecordDataConfig):
     name: str = "birds_to_words"
@@ -112,24 +131,21 @@ class BirdsToWordsConfig(RecordDataConfig):
     image_dir: str = "images"
 
 
+@register_datamodule("birds_to_words")
 class BirdsToWordsDataModule(RecordDataModule):
-    """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/birds_to_words.yaml``):
-    annotations: the tsv, relative to the root.
-    image_dir: the folder of the downloaded photos (``<photo id>.jpg``), relative to the root.
-    """
+    """Birds-to-Words; ``config``: a :class:`BirdsToWordsConfig` (``conf/data/birds_to_words.yaml``)."""
 
     benchmark = "birds_to_words"
     config_class = BirdsToWordsConfig
+    config: BirdsToWordsConfig
 
-    def __init__(self, *, annotations: str = TSV_NAME, image_dir: str = "images", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.annotations = annotations
-        self.image_dir = image_dir
+    def __init__(self, config: BirdsToWordsConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         self._rows: list[tuple[int, dict[str, str] | str]] | None = None
 
     @property
     def tsv(self) -> Path:
-        return self.root_path / self.annotations
+        return self.root_path / self.config.annotations
 
     def rows(self) -> list[tuple[int, dict[str, str] | str]]:
         """The parsed tsv (read once for all splits)."""
@@ -139,7 +155,7 @@ class BirdsToWordsDataModule(RecordDataModule):
 
     def image_names(self) -> dict[str, str]:
         """photo id -> the file name found for it in the image folder (one directory listing, no image opened)."""
-        folder = self.root_path / self.image_dir
+        folder = self.root_path / self.config.image_dir
         found: dict[str, str] = {}
         try:
             entries = sorted(os.listdir(folder))
@@ -156,39 +172,31 @@ class BirdsToWordsDataModule(RecordDataModule):
         guard = PathGuard(self.root_path)
         names = self.image_names()
         pairs: dict[str, dict[str, Any]] = {}
+        seen: dict[tuple[str, ...], int] = {}  # row -> its first line
         for number, row in self.rows():
             where = f"line {number}"
             if isinstance(row, str):
                 problems.add(row, file=path, record=where)
                 continue
-            if row["split"] not in SPLITS:
-                problems.add(
-                    f"column 'split' must be one of {list(SPLITS)}, got {row['split']!r}",
-                    file=path,
-                    record=where,
-                )
+            first = seen.setdefault(tuple(row.values()), number)
+            if first != number:  # the same description twice would be two references of the pair
+                if row["split"] == split:
+                    problems.note(f"repeats line {first} verbatim; read once", file=path, record=where)
+                continue
+            # A row of another split is checked only for its split's name (its own split reports the rest).
+            in_scope = row["split"] not in SPLITS or row["split"] == split
+            if in_scope and (problem := row_problem(row)) is not None:
+                problems.add(problem, file=path, record=where)
                 continue
             if row["split"] != split:
                 continue
             ids = (photo_id(row, 1), photo_id(row, 2))
-            if None in ids:
-                image = ids.index(None) + 1
-                problems.add(
-                    f"no iNaturalist photo id ('/photos/<number>') in img{image}ImgURL "
-                    f"{row[f'img{image}ImgURL']!r} or img{image}ObservationURL",
-                    file=path,
-                    record=where,
-                )
-                continue
-            if not row["annN"].strip().isdigit():
-                problems.add(
-                    f"column 'annN' must be a whole number, got {row['annN']!r}", file=path, record=where
-                )
-                continue
             pair_id = f"{ids[0]}_{ids[1]}"
             if pair_id not in pairs:
                 try:
-                    files = [guard(os.path.join(self.image_dir, names.get(i, f"{i}.jpg"))) for i in ids]
+                    files = [
+                        guard(os.path.join(self.config.image_dir, names.get(i, f"{i}.jpg"))) for i in ids
+                    ]
                 except ValueError as err:
                     problems.add(f"data.image_dir: {err}", file=path, record=where)
                     continue

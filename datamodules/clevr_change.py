@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datamodules.annotations import Fields, PairRecord, read_json_dict, split_ids
-from datamodules.errors import DataError, Problems
+from datamodules.errors import ConfigError, DataError, Problems
 from datamodules.records import RecordDataConfig, RecordDataModule
+from datamodules.registry import register_datamodule
 
 TYPE_TO_CATEGORY = {"material": "texture"}  # the file's key -> the name papers (and our config) use
 DISTRACTOR = "distractor"
@@ -44,19 +45,23 @@ class ClevrChangeConfig(RecordDataConfig):
     )
     swap_prob: float = 0.5  # train only: distractor image as "before" with this probability (RCC); 0 = off
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.swap_prob <= 1.0:
+            raise ConfigError(f"data.swap_prob must be in [0, 1], got {self.swap_prob}")
 
+
+@register_datamodule("clevr_change")
 class ClevrChangeDataModule(RecordDataModule):
-    """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/clevr_change.yaml``):
-    swap_prob: train-time probability of the before-image swap above (0 = off)."""
+    """CLEVR-Change; ``config``: a :class:`ClevrChangeConfig` (``conf/data/clevr_change.yaml``)."""
 
     benchmark = "clevr_change"
     config_class = ClevrChangeConfig
+    config: ClevrChangeConfig
 
-    def __init__(self, *, swap_prob: float = 0.5, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if not 0.0 <= swap_prob <= 1.0:
-            raise ValueError(f"data.swap_prob must be in [0, 1], got {swap_prob}")
-        self.train_swap_prob = swap_prob
+    @property
+    def train_swap_prob(self) -> float:
+        return self.config.swap_prob
 
     def index(self, split: str, problems: Problems) -> list[PairRecord]:
         """The change pair of every scene of ``split``, in split order, then every distractor pair."""

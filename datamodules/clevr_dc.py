@@ -27,11 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datamodules.annotations import Fields, PairRecord, read_json_dict, split_ids
-from datamodules.errors import DataError, Problems
+from datamodules.annotations import Fields, PairRecord, first_existing, read_json_dict, split_ids
+from datamodules.base import check_choice
+from datamodules.errors import ConfigError, Problems
 from datamodules.records import RecordDataConfig, RecordDataModule
+from datamodules.registry import register_datamodule
 
 README_BLOCK_ORDER = ("color", "texture", "add", "drop", "move", "distractor")
+LAYOUTS = ("auto", "raw", "renamed")
 
 
 @dataclass
@@ -48,37 +51,24 @@ class ClevrDCConfig(RecordDataConfig):
     block_types: list[str] = field(default_factory=lambda: list(README_BLOCK_ORDER))
     block_size: int = 8000
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("layout", self.layout, LAYOUTS)
+        if self.block_size <= 0 or not self.block_types:
+            raise ConfigError("data.block_size must be positive and data.block_types non-empty")
 
+
+@register_datamodule("clevr_dc")
 class ClevrDCDataModule(RecordDataModule):
-    """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/clevr_dc.yaml``):
-    layout: ``auto`` | ``raw`` | ``renamed`` (see above).
-    block_types: the change category of each id block, in block order (UNVERIFIED default: the README's order).
-    block_size: ids per block (8000 in the release).
-    """
+    """CLEVR-DC; ``config``: a :class:`ClevrDCConfig` (``conf/data/clevr_dc.yaml``)."""
 
     benchmark = "clevr_dc"
     config_class = ClevrDCConfig
-
-    def __init__(
-        self,
-        *,
-        layout: str = "auto",
-        block_types: list[str] | tuple[str, ...] = README_BLOCK_ORDER,
-        block_size: int = 8000,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if layout not in ("auto", "raw", "renamed"):
-            raise ValueError(f"data.layout must be auto, raw or renamed, got {layout!r}")
-        if block_size <= 0 or not block_types:
-            raise ValueError("data.block_size must be positive and data.block_types non-empty")
-        self.layout = layout
-        self.block_types = [str(t) for t in block_types]
-        self.block_size = int(block_size)
+    config: ClevrDCConfig
 
     def resolved_layout(self) -> str:
-        if self.layout != "auto":
-            return self.layout
+        if self.config.layout != "auto":
+            return self.config.layout
         # The renamed layout only when its folder is there; otherwise the release form (also with no images).
         return (
             "renamed"
@@ -92,22 +82,17 @@ class ClevrDCDataModule(RecordDataModule):
             return f"{root}/bef/{pair}.png", f"{root}/aft/{pair}.png"
         return f"{root}/images/{pair:06d}.png", f"{root}/sc_images/{pair:06d}.png"
 
-    def _first(self, *names: str, what: str) -> Path:
-        for name in names:
-            if (self.root_path / name).exists():
-                return self.root_path / name
-        raise DataError(f"{what} not found (looked for {', '.join(names)})", file=self.root_path)
-
     def index(self, split: str, problems: Problems) -> list[PairRecord]:
-        split_file = self._first("split.json", "splits.json", what="split file")
+        split_file = first_existing(self.root_path, ("split.json", "splits.json"), what="split file")
         captions, caption_file = self._captions(problems)
         layout = self.resolved_layout()
+        block_types, block_size = self.config.block_types, self.config.block_size
         records: list[PairRecord] = []
         for pair, where in split_ids(split_file, split, problems):
-            block = pair // self.block_size
-            if block >= len(self.block_types):
+            block = pair // block_size
+            if block >= len(block_types):
                 problems.add(
-                    f"id {pair} is beyond the {len(self.block_types)} blocks of {self.block_size} "
+                    f"id {pair} is beyond the {len(block_types)} blocks of {block_size} "
                     "(data.block_types / data.block_size)",
                     file=split_file,
                     record=where,
@@ -130,7 +115,7 @@ class ClevrDCDataModule(RecordDataModule):
                     before=before,
                     after=after,
                     captions=found,
-                    categories=(self.block_types[block],),
+                    categories=(block_types[block],),
                     source=f"{split_file.name} {where}, id {pair}",
                 )
             )
@@ -152,9 +137,8 @@ class ClevrDCDataModule(RecordDataModule):
 
     def _captions(self, problems: Problems) -> tuple[dict[int, tuple[str, Any]] | None, Path]:
         """int id -> (key as written, value), from ``captions.json`` or ``change_captions.json``."""
-        names = ("captions.json", "change_captions.json")
-        path = next(
-            (self.root_path / n for n in names if (self.root_path / n).exists()), self.root_path / names[0]
+        path = first_existing(
+            self.root_path, ("captions.json", "change_captions.json"), default="captions.json"
         )
         if not path.exists():
             problems.missing_file(

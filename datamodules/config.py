@@ -1,9 +1,12 @@
 """The ``data`` section's schema, and the one checked merge every config value goes through.
 
-Each DataModule declares its keys as a dataclass beside it (``PairDataConfig`` in ``base.py``, ``ClevrChangeConfig``
-in ``clevr_change.py``, ...) and names it in its ``config_class``; ``data.name`` picks the schema.
-:func:`data_config` composes a ``data`` section on that schema: the run's ``data`` section, and each member of a
-mixture (``datamodules/mixture.py``), go through it.
+Each DataModule declares its keys once, as a dataclass beside it (``PairDataConfig`` in ``base.py``,
+``ClevrChangeConfig`` in ``clevr_change.py``, ...): every key's type, default and the checks of its value
+(``__post_init__``); the class names it in its ``config_class`` and the DataModule's constructor takes that
+object. ``data.name`` picks the schema (:func:`data_schema`, through the registry). :func:`data_config`
+composes a ``data`` section on that schema: the run's ``data`` section, and each member of a mixture
+(``datamodules/mixture.py``), go through it; :func:`data_object` turns one into its dataclass, which runs the
+value checks (the composed run config does so at once, so a bad value fails before any model is loaded).
 
 :func:`merge_checked` sets values on an OmegaConf structured config (``OmegaConf.set_struct``) and turns
 OmegaConf's errors into one line that names the source, the key, the nearest valid key and the expected type.
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import typing
 import warnings
 from collections.abc import Iterable, Mapping
@@ -25,10 +27,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from datamodules.base import PairDataConfig
-
-
-class ConfigError(ValueError):
-    """A config cannot be composed: unknown key, wrong type, missing file. The message names the source."""
+from datamodules.errors import ConfigError
+from datamodules.registry import datamodule_class, list_datamodules
 
 
 def merge_checked(
@@ -80,9 +80,9 @@ def _other_benchmarks(cfg: DictConfig, key: str) -> str:
     """A data key of other DataModules (``swap_prob`` under ``data.name: synthetic``) says whose it is."""
     if not issubclass(OmegaConf.get_type(cfg), PairDataConfig):
         return ""
-    from datamodules import DATAMODULES
-
-    owners = [name for name in DATAMODULES if key in {f.name for f in dataclasses.fields(data_schema(name))}]
+    owners = [
+        name for name in list_datamodules() if key in {f.name for f in dataclasses.fields(data_schema(name))}
+    ]
     return f"; it is a key of data.name {' / '.join(owners)}, not of {cfg.name}" if owners else ""
 
 
@@ -144,14 +144,7 @@ def type_name(hint: Any) -> str:
 # ------------------------------------------------------------------------------------------------ data section
 def data_schema(name: str) -> type:
     """The dataclass of the DataModule registered as ``data.name: <name>``."""
-    from datamodules import DATAMODULES
-
-    if name not in DATAMODULES:
-        near = difflib.get_close_matches(str(name), list(DATAMODULES), n=1)
-        hint = f"; did you mean '{near[0]}'?" if near else ""
-        raise ConfigError(f"unknown data.name '{name}'{hint}; known: {sorted(DATAMODULES)}")
-    module, _, cls_name = DATAMODULES[name].partition(":")
-    return getattr(importlib.import_module(module), cls_name).config_class
+    return datamodule_class(name).config_class
 
 
 def data_config(
@@ -176,3 +169,16 @@ def data_config(
         merge_checked(cfg, {k: v for k, v in inherited.items() if k in cfg}, source=source, prefix=prefix)
     merge_checked(cfg, values, source=source, prefix=prefix)
     return cfg
+
+
+def data_object(
+    values: Mapping[str, Any] | DictConfig,
+    *,
+    source: str = "data",
+    inherited: Mapping[str, Any] | None = None,
+    prefix: str = "data.",
+) -> PairDataConfig:
+    """The ``data`` section as its DataModule's config object (what the DataModule's constructor takes): the
+    section composed by :func:`data_config`, then built as the dataclass, whose ``__post_init__`` checks the
+    values (a :class:`ConfigError` naming the key)."""
+    return OmegaConf.to_object(data_config(values, source=source, inherited=inherited, prefix=prefix))

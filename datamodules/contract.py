@@ -1,4 +1,4 @@
-"""The sample contract every DataModule yields — written down once, here.
+"""The sample contract every DataModule yields, and the optional hooks it answers — written down once, here.
 
 One **sample** (what ``Dataset.__getitem__`` returns) is a ``dict`` with:
 
@@ -7,7 +7,8 @@ key             type                        meaning
 ==============  ==========================  ==================================================
 ``pair_id``     ``str``                     the benchmark's own evaluation id (e.g. ``"000123.png"``,
                                             ``"000123.png_n"``, ``"256.png"``, ``"Reddit_1052"``)
-``before``      ``Tensor (3, H, W)`` fp32   the "before" image after the backbone's preprocessing
+``before``      ``Tensor (3, H, W)`` fp32   the "before" image after the backbone's preprocessing (``uint8`` as
+                                            loaded under the ``processor`` pipeline: a model's own processor)
 ``after``       ``Tensor (3, H, W)`` fp32   the "after" image, same preprocessing
 ``captions``    ``list[str]``               every reference caption of the pair (>= 1)
 ``categories``  ``list[str]``               the pair's change categories (may be empty)
@@ -30,16 +31,65 @@ key              type         meaning
 ===============  ===========  ==========================================================================
 
 A **batch** (what :func:`collate_pairs` makes of a list of samples) holds ``before``/``after`` as
-``(B, 3, H, W)`` tensors and the other keys as lists of length ``B``. An optional key is in the batch when any of
+``(B, 3, H, W)`` tensors (under the ``processor`` pipeline, images of different sizes: a list of ``B`` tensors)
+and the other keys as lists of length ``B``. An optional key is in the batch when any of
 its samples has it, with ``None`` for the others (a mixture batch mixes benchmarks with and without it).
 
 Training picks one reference per pair per step (the LightningModule does it, seeded by the step, so a
 resumed run picks the same ones); evaluation scores against all references.
+
+**Optional hooks.** What callbacks, the runner and ``make data-info`` ask a DataModule beyond its loaders. Each
+is an attribute or method of :class:`~datamodules.base.PairDataModule` with a neutral default, so callers call
+it plainly (no ``getattr`` / ``hasattr``); a DataModule overrides the ones it has:
+
+=============================  ==================================  ======================  ==================
+hook                           returns                             neutral default         who calls it
+=============================  ==================================  ======================  ==================
+``categories``                 ``list[str]``: change categories    ``data.categories`` (a  caption metrics,
+                               scored separately                   mixture: its members'   TensorBoard layout,
+                                                                   union)                  ``make data-info``
+``groups``                     ``dict[str, list[str]]``: extra     ``data.groups``         caption metrics,
+                               scored groups                                               TensorBoard layout
+``subsets``                    ``Mapping[str, str]``: parts        ``{}`` (``pairs``,      TensorBoard layout
+                               scored separately -> their rule     ``omnidiff``: theirs)
+``benchmarks``                 ``list[str]``: the benchmarks       ``[benchmark]`` (a      TensorBoard layout
+                               evaluation is grouped by            mixture: its members)
+``splits``                     ``tuple[str, ...]``                 train, val, test        ``make data-info``
+``transform``                  the backbone's ``ImageTransform``   always set              image panels
+                               (``denormalize``)
+``dataset(split)``             the split's ``Dataset``             ``build_dataset``,      image panels,
+                                                                   cached                  data-info, mixture
+``missing_split(split)``       why it has no pairs, or ``None``    ``None``                mixture (leaves a
+                                                                                           member out of eval)
+``reference_captions(split)``  pair id -> every reference          read from the samples   mixture, the
+                                                                   (loads images)          default below
+``training_captions(limit)``   ``list[str]``: references for a     every training          runner (tokenizer,
+                               tiny LM's caption tokenizer         reference, <= limit*5   token limits)
+``specs(split)``               every pair (``pair_id``,            ``None`` (cannot        ``make data-info``
+                               ``captions``, ``categories``)       without loading)
+                               without images (:class:`PairInfo`)
+``sample_per``                 ``"pair"`` / ``"caption"``          ``None`` (not stated)   epoch summary line
+``epoch_parts()``              part -> training samples, when an   ``{}``                  epoch summary line
+                               epoch is a plain concatenation
+``baseline_names``             the reference points' names         ``()``                  TensorBoard layout
+``baseline_predictions``       ``(split)`` -> name -> (references  ``{}``                  caption metrics
+                               by pair id, prediction by pair id)
+``identifies_changes``         whether the next one scores         ``False``               TensorBoard layout
+``change_identification``      ``(split, pair id -> caption)`` ->  ``{}``                  caption metrics
+                               name -> score in [0, 1] against
+                               each pair's true change
+``category_confusion``         ``(split, pair id -> caption)`` ->  ``{}``                  caption metrics,
+                               ``classes`` / ``truth`` / ``read``                          compare
+                               (change category per true change)                           (confusion matrix)
+=============================  ==================================  ======================  ==================
+
+A new hook goes in this table and on the base class, with its neutral default, in the same change.
 """
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from collections.abc import Sequence
+from typing import NotRequired, Protocol, TypedDict
 
 import torch
 
@@ -60,8 +110,8 @@ class PairSample(TypedDict):
 
 class PairBatch(TypedDict):
     pair_id: list[str]
-    before: torch.Tensor
-    after: torch.Tensor
+    before: torch.Tensor | list[torch.Tensor]
+    after: torch.Tensor | list[torch.Tensor]
     captions: list[list[str]]
     categories: list[list[str]]
     benchmark: list[str]
@@ -69,13 +119,21 @@ class PairBatch(TypedDict):
     subset: NotRequired[list[str | None]]
 
 
+class PairInfo(Protocol):
+    """One pair as the ``specs`` hook describes it, without images (the embedded benchmark's ``PairSpec``)."""
+
+    pair_id: str
+    captions: Sequence[str]
+    categories: Sequence[str]
+
+
 def collate_pairs(samples: list[PairSample]) -> PairBatch:
     """Stack images to ``(B, 3, H, W)``; keep ids, captions, categories and benchmarks as lists (and an optional
     key, when any sample has it, with ``None`` for those without)."""
     batch: PairBatch = {
         "pair_id": [s["pair_id"] for s in samples],
-        "before": torch.stack([s["before"] for s in samples]),
-        "after": torch.stack([s["after"] for s in samples]),
+        "before": _stack([s["before"] for s in samples]),
+        "after": _stack([s["after"] for s in samples]),
         "captions": [list(s["captions"]) for s in samples],
         "categories": [list(s["categories"]) for s in samples],
         "benchmark": [s["benchmark"] for s in samples],
@@ -84,6 +142,13 @@ def collate_pairs(samples: list[PairSample]) -> PairBatch:
         if any(key in s for s in samples):
             batch[key] = [s.get(key) for s in samples]
     return batch
+
+
+def _stack(images: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    """``(B, 3, H, W)``; raw images at their own sizes (the ``processor`` pipeline) cannot stack: kept as a list."""
+    if images[0].dtype == torch.uint8 and any(im.shape != images[0].shape for im in images):
+        return images
+    return torch.stack(images)
 
 
 def check_sample(sample: dict, *, where: str = "sample") -> None:
@@ -97,7 +162,8 @@ def check_sample(sample: dict, *, where: str = "sample") -> None:
         t = sample[key]
         if not (isinstance(t, torch.Tensor) and t.ndim == 3 and t.shape[0] == 3):
             raise ValueError(f"{where}: {key} must be a (3, H, W) tensor, got {getattr(t, 'shape', type(t))}")
-    if sample["before"].shape != sample["after"].shape:
+    raw = sample["before"].dtype == torch.uint8  # the processor pipeline: each image at its own size
+    if sample["before"].shape != sample["after"].shape and not raw:
         raise ValueError(
             f"{where}: before {tuple(sample['before'].shape)} != after {tuple(sample['after'].shape)}"
         )

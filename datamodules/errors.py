@@ -1,6 +1,9 @@
-"""Errors of the annotation-file DataModules, and the ``data.on_error`` policy for bad records.
+"""The DataModules' errors, and the ``data.on_error`` policy for bad records of annotation files.
 
-Every error names where it happened: :class:`DataError`'s message is ``"<file>: <record>: <reason>"``.
+Two kinds of user error, each a one-line message the entry points print without a traceback:
+:class:`ConfigError` (a config value cannot be used: unknown key, wrong type, out of range; raised when the
+config is composed, before anything is built) and :class:`DataError` (data cannot be read). Every
+:class:`DataError` names where it happened: its message is ``"<file>: <record>: <reason>"``.
 
 Policy (``data.on_error``):
 
@@ -21,6 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("m3diff.data")
+
+
+class ConfigError(ValueError):
+    """A config cannot be composed: unknown key, wrong type, value out of range, missing file. The message names
+    the key (and the source: file, command line)."""
 
 
 class DataError(ValueError):
@@ -57,12 +65,19 @@ class Problems:
             raise ValueError(f"on_error must be raise, skip or collect, got {on_error!r}")
         self.on_error = on_error
         self.items: list[Problem] = []
+        self.notes: list[Problem] = []  # see note()
 
     def add(self, reason: str, *, file: str | Path, record: str | None = None) -> None:
         """Report a bad record: raises under ``raise``; the caller drops the record otherwise."""
         if self.on_error == "raise":
             raise DataError(reason, file=file, record=record)
         self.items.append(Problem(str(file), record, reason))
+
+    def note(self, reason: str, *, file: str | Path, record: str | None = None) -> None:
+        """A record the loader reads in a corrected form, never stopping a run (a row repeated verbatim, read
+        once): listed by ``data-info`` (``collect``); otherwise kept in :attr:`notes`."""
+        problem = Problem(str(file), record, reason)
+        (self.items if self.on_error == "collect" else self.notes).append(problem)
 
     def missing_file(self, reason: str, *, file: str | Path) -> None:
         """A file every record needs is absent: fatal, except when only inspecting (counts still matter)."""

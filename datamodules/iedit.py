@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from datamodules.annotations import Fields, PairRecord, PathGuard, read_records
-from datamodules.errors import DataError, Problems
+from datamodules.annotations import Fields, PairRecord, PathGuard, first_existing, read_records
+from datamodules.errors import Problems
 from datamodules.records import RecordDataConfig, RecordDataModule
+from datamodules.registry import register_datamodule
 
 SPLIT_FILES = {"train": ("train.json",), "val": ("valid.json", "val.json"), "test": ("test.json",)}
 
@@ -30,31 +30,21 @@ class IEditConfig(RecordDataConfig):
     )
 
 
+@register_datamodule("iedit")
 class IEditDataModule(RecordDataModule):
-    """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/iedit.yaml``):
-    image_dir: the flat image folder under the root; ``null`` = ``images/`` if it exists, else the root."""
+    """IEdit; ``config``: an :class:`IEditConfig` (``conf/data/iedit.yaml``)."""
 
     benchmark = "iedit"
     config_class = IEditConfig
-
-    def __init__(self, *, image_dir: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.image_dir = image_dir
+    config: IEditConfig
 
     def image_folder(self) -> Path:
-        if self.image_dir:
-            return self.root_path / self.image_dir
-        return self.root_path / "images" if (self.root_path / "images").is_dir() else self.root_path
+        if self.config.image_dir:
+            return self.root_path / self.config.image_dir
+        return first_existing(self.root_path, ("images",), folder=True, default=".")
 
     def annotation_file(self, split: str) -> Path:
-        names = SPLIT_FILES[split]
-        for name in names:
-            if (self.root_path / name).exists():
-                return self.root_path / name
-        raise DataError(
-            f"annotation file of split '{split}' not found (looked for {', '.join(names)})",
-            file=self.root_path,
-        )
+        return first_existing(self.root_path, SPLIT_FILES[split], what=f"annotation file of split '{split}'")
 
     def index(self, split: str, problems: Problems) -> list[PairRecord]:
         path = self.annotation_file(split)

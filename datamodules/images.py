@@ -2,8 +2,12 @@
 
 * :func:`load_image` opens one file safely: a missing, empty, truncated or corrupt file, or one larger than the
   decompression-bomb limit, raises :class:`ImageLoadError` naming the file; every mode Pillow can open
-  (grayscale, RGBA, palette, GIF, CMYK, 16-bit, float) comes back as 8-bit RGB.
-* :class:`ImageTransform` turns an RGB image into the backbone's normalised ``(3, H, W)`` tensor.
+  (grayscale, RGBA, palette, GIF, CMYK, 16-bit, float) comes back as 8-bit RGB, turned upright as its EXIF
+  orientation says. Every reader of images goes through it: the datasets, ``make caption``, ``make data-info``.
+* :class:`ImageTransform` turns an RGB image into the backbone's normalised ``(3, H, W)`` tensor, by the kit's own
+  pipeline (stretch to the square) or, for a LLaVA-OneVision folder's tower, by its image processor's (pad to a
+  square in the mean colour, then resize), as ``mdp.ImageSpec.pipeline`` says; or, for a transformers model whose own
+  processor prepares images (zero-shot ``make eval MODEL=``), leaves it as loaded: an 8-bit ``(3, H, W)`` tensor.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # 8192 x 8192. The real benchmarks top out at a few megapixels; anything far above this is a mistake or a
 # decompression bomb (a small file that inflates to gigabytes), so it is refused before it is decoded.
@@ -57,6 +61,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def upright_copy(image: Image.Image) -> Image.Image:
+    """A copy of ``image`` turned as its EXIF ``Orientation`` tag says (phone and camera JPEGs store the pixels as
+    the sensor read them and the rotation in the tag; every viewer applies it, so the model must see it too).
+    A damaged EXIF block is ignored: the pixels are used as stored."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # Pillow raises various errors for malformed EXIF data
+        return image.copy()
+
+
 def load_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
     """Open ``path`` fully (so truncation is caught here, not later) and return it as 8-bit RGB.
 
@@ -87,8 +101,9 @@ def load_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_P
                     )
                 image.seek(0)  # animated GIF/PNG: the first frame
                 image.load()
-                # copy()/convert() detach the pixels from the file handle the with-block closes
-                return image.copy() if image.mode == "RGB" else to_rgb(image)
+                # A new image, detached from the file handle the with-block closes.
+                upright = upright_copy(image)
+                return upright if upright.mode == "RGB" else to_rgb(upright)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as err:
@@ -102,19 +117,39 @@ def load_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_P
 
 @dataclass(frozen=True)
 class ImageTransform:
-    """Resize to a square ``size`` (bicubic, no crop: change captioning must see the whole frame, as
-    CLIP4IDC does), convert to RGB, scale to [0, 1] and normalise with the backbone's ``mean``/``std``.
+    """An RGB image -> the backbone's normalised ``(3, size, size)`` float32 tensor, by ``pipeline``:
 
-    Before and after images of different sizes are each resized to the same square, so a pair always stacks.
+    * ``kit`` (every backbone but a LLaVA-OneVision folder's): resize to the square (Pillow bicubic, no crop:
+      change captioning must see the whole frame, as CLIP4IDC does; a non-square photo is stretched), scale to
+      [0, 1], normalise with ``mean``/``std``.
+    * ``llava_onevision``: what LLaVA-OneVision's image processor does to each image of a several-image prompt
+      (:func:`llava_onevision_pixels`), so that the kit started from such a folder sees what it was trained on.
+    * ``processor``: nothing: the image as loaded, 8-bit ``(3, H, W)`` (``uint8``) at its own size, for a model
+      whose own processor prepares it (:mod:`lightning_modules.transformers_captioner`). Generated data (the
+      embedded benchmark) is rendered at ``size``.
+
+    With ``kit`` and ``llava_onevision``, before and after images of different sizes each become the same square,
+    so a pair always stacks.
     """
 
     size: int
     mean: Sequence[float] = (0.5, 0.5, 0.5)
     std: Sequence[float] = (0.5, 0.5, 0.5)
+    pipeline: str = "kit"  # mdp.ImageSpec.pipeline
+
+    def __post_init__(self) -> None:
+        if self.pipeline not in PIPELINES:
+            raise ValueError(
+                f"ImageTransform.pipeline must be one of {list(PIPELINES)}, got {self.pipeline!r}"
+            )
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if image.mode != "RGB":
             image = to_rgb(image)
+        if self.pipeline == "llava_onevision":
+            return llava_onevision_pixels(image, size=self.size, mean=self.mean, std=self.std)
+        if self.pipeline == "processor":
+            return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
         if image.size != (self.size, self.size):
             image = image.resize((self.size, self.size), Image.Resampling.BICUBIC)
         array = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
@@ -124,7 +159,41 @@ class ImageTransform:
         return ((tensor - mean) / std).contiguous()
 
     def denormalize(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Inverse of the normalisation: ``(..., 3, H, W)`` -> values in [0, 1]."""
+        """Inverse of the normalisation: ``(..., 3, H, W)`` -> values in [0, 1] (``processor``: 8 bits / 255)."""
+        if self.pipeline == "processor":
+            return tensor.float() / 255.0
         mean = torch.tensor(self.mean, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
         std = torch.tensor(self.std, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
         return (tensor * std + mean).clamp(0, 1)
+
+
+def llava_onevision_pixels(
+    image: Image.Image, *, size: int, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """An RGB image as transformers' ``LlavaOnevisionImageProcessor`` (its default, torchvision backend) prepares
+    each image of a prompt with several images (no AnyRes tiles), the same operations in the same order:
+
+    1. pad the 8-bit image to a square of its longer side, centred (an odd extra pixel goes right / bottom), in
+       the mean colour ``int(m * 255)`` per channel (127 for SigLIP's 0.5);
+    2. resize the 8-bit square to ``size`` x ``size``: bicubic with antialiasing, rounded back to 8 bits;
+    3. rescale by 1/255 and normalise in one step: ``(x - 255 * mean) / (255 * std)`` in float32.
+
+    A stretched resize instead gives other features on every non-square photo (the benchmarks' are not square).
+    """
+    from torchvision.transforms.v2 import functional as tvF
+
+    pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()  # (3, H, W)
+    height, width = pixels.shape[-2:]
+    if height != width:
+        side = max(height, width)
+        left, top = (side - width) // 2, (side - height) // 2
+        padding = [left, top, side - width - left, side - height - top]
+        pixels = tvF.pad(pixels, padding=padding, fill=[int(m * 255) for m in mean])
+    pixels = tvF.resize(pixels, [size, size], interpolation=tvF.InterpolationMode.BICUBIC, antialias=True)
+    scale = 1.0 / RESCALE_FACTOR  # transformers fuses rescale into the normalisation this way
+    return tvF.normalize(pixels.float(), torch.tensor(mean) * scale, torch.tensor(std) * scale)
+
+
+# mdp.ImageSpec.pipeline's values (mdp.backbone.PIPELINES; the data side does not import the model library).
+PIPELINES = ("kit", "llava_onevision", "processor")
+RESCALE_FACTOR = 1 / 255  # LLaVA-OneVision's rescale_factor (checked when its folder is read: mdp.hf_adapter)

@@ -36,8 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from datamodules.annotations import Fields, PairRecord, PathGuard, read_records
+from datamodules.base import SPLITS, check_choice
 from datamodules.errors import MissingFile, Problems
-from datamodules.records import SPLITS, RecordDataConfig, RecordDataModule
+from datamodules.records import RecordDataConfig, RecordDataModule
+from datamodules.registry import register_datamodule
 
 PLACEHOLDER = "<image>"
 HUMAN, GPT, SYSTEM = ("human", "user"), ("gpt", "assistant"), ("system",)
@@ -59,48 +61,36 @@ class LlavaConfig(RecordDataConfig):
     default_split: str = "train"  # the split of a single file named without "{split}"
     sample_per: str = "caption"  # every record is a training sample (with its own instruction)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("default_split", self.default_split, SPLITS)
 
+
+@register_datamodule("llava")
 class LlavaDataModule(RecordDataModule):
-    """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/llava.yaml``):
-    annotations: the annotation file(s), see above.
-    image_dir: the folder image paths are relative to, under the root (``null``: the root itself).
-    default_split: the split of a single file named without ``{split}``.
-    """
+    """LLaVA-style instruction files; ``config``: a :class:`LlavaConfig` (``conf/data/llava.yaml``)."""
 
     benchmark = "llava"
     config_class = LlavaConfig
-
-    def __init__(
-        self,
-        *,
-        annotations: str = "{split}.json",
-        image_dir: str | None = None,
-        default_split: str = "train",
-        sample_per: str = "caption",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(sample_per=sample_per, **kwargs)
-        if default_split not in SPLITS:
-            raise ValueError(f"data.default_split must be one of {list(SPLITS)}, got {default_split!r}")
-        self.annotations = annotations
-        self.image_dir = image_dir
-        self.default_split = default_split
+    config: LlavaConfig
 
     def annotation_file(self, split: str) -> Path:
-        if "{split}" not in self.annotations and split != self.default_split:
+        annotations, default_split = self.config.annotations, self.config.default_split
+        if "{split}" not in annotations and split != default_split:
             raise MissingFile(
-                f"no '{split}' split: data.annotations={self.annotations!r} holds the "
-                f"'{self.default_split}' split only (use '{{split}}' in the name for one file per split)",
-                file=self.root_path / self.annotations,
+                f"no '{split}' split: data.annotations={annotations!r} holds the "
+                f"'{default_split}' split only (use '{{split}}' in the name for one file per split)",
+                file=self.root_path / annotations,
             )
-        path = self.root_path / self.annotations.format(split=split)
+        path = self.root_path / annotations.format(split=split)
         if not path.is_file():
             raise MissingFile(f"annotation file of split '{split}' not found (data.annotations)", file=path)
         return path
 
     def index(self, split: str, problems: Problems) -> list[PairRecord]:
         path = self.annotation_file(split)
-        guard = PathGuard(self.root_path / self.image_dir if self.image_dir else self.root_path)
+        image_dir = self.config.image_dir
+        guard = PathGuard(self.root_path / image_dir if image_dir else self.root_path)
         pairs: dict[tuple[str, str], dict[str, Any]] = {}
         first: dict[str, str] = {}
         for where, item in read_records(path, problems):

@@ -36,9 +36,12 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import PairDataConfig, PairDataModule
-from datamodules.config import ConfigError, data_config
+from datamodules.config import data_config
 from datamodules.contract import PairSample
+from datamodules.errors import ConfigError
 from datamodules.record_dataset import RecordDataset
+from datamodules.records import RecordDataModule
+from datamodules.registry import datamodule_class, register_datamodule
 
 log = logging.getLogger("m3diff.data")
 
@@ -58,9 +61,40 @@ class MixtureConfig(PairDataConfig):
     # pair | caption for every annotation-file member (caption: every reference a sample); null = each member's own
     sample_per: str | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.members:
+            raise ConfigError(
+                "data.members is empty: list the benchmarks to mix (see conf/data/mixture.yaml)"
+            )
+        weights = member_weights(self)
+        if len(weights) != len(self.members) or any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ConfigError(
+                f"data.weights must be {len(self.members)} non-negative numbers with a positive sum, got {weights}"
+            )
+        if self.epoch_size is not None and self.epoch_size <= 0:
+            raise ConfigError(f"data.epoch_size must be positive or null, got {self.epoch_size}")
+        names: set[str] = set()
+        for i, member in enumerate(self.members):
+            name = member_config(member, i, inherited_keys(self)).name  # each member's own keys checked
+            if name in names:
+                raise ConfigError(f"data.members[{i}]: benchmark '{name}' is listed twice")
+            names.add(name)
 
-def member_config(member: Mapping[str, Any], index: int, inherited: Mapping[str, Any]) -> dict[str, Any]:
-    """Member ``index``'s data section: its DataModule's defaults < the mixture's ``inherited`` keys < its own."""
+
+def member_weights(config: MixtureConfig) -> list[float]:
+    """One sampling weight per member (``[]``: equal; ``null``, a concatenation, also counts them equal)."""
+    return [float(w) for w in (config.weights or [1.0] * len(config.members))]
+
+
+def inherited_keys(config: MixtureConfig) -> dict[str, Any]:
+    """The mixture's keys its members inherit (:data:`INHERITED`)."""
+    return {k: getattr(config, k) for k in INHERITED}
+
+
+def member_config(member: Mapping[str, Any], index: int, inherited: Mapping[str, Any]) -> PairDataConfig:
+    """Member ``index``'s config object: its DataModule's defaults < the mixture's ``inherited`` keys < its own
+    (values checked)."""
     path = f"data.members[{index}]"
     if not isinstance(member, Mapping):
         raise ConfigError(f"{path}: expected a data section like {{name: iedit, root: ...}}, got {member!r}")
@@ -68,7 +102,10 @@ def member_config(member: Mapping[str, Any], index: int, inherited: Mapping[str,
         raise ConfigError(f"{path}: a mixture cannot contain a mixture")
     inherited = {k: inherited[k] for k in INHERITED if inherited.get(k) is not None}
     cfg = data_config(member, source="mixture member", inherited=inherited, prefix=f"{path}.")
-    return OmegaConf.to_container(cfg, resolve=True)
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError as err:
+        raise ConfigError(f"{path} ({cfg.name}): {err}") from None
 
 
 class MixtureDataset(Dataset):
@@ -96,63 +133,36 @@ class MixtureDataset(Dataset):
         return dataset.get(local, epoch) if isinstance(dataset, RecordDataset) else dataset[local]
 
 
+@register_datamodule("mixture")
 class MixtureDataModule(PairDataModule):
-    """Args (keyword-only, on top of :class:`PairDataModule`'s; keys of :class:`MixtureConfig`):
-    members: data sections of the benchmarks mixed (see above); weights: sampling weight per member (``None``:
-    concatenate); epoch_size: training samples per epoch; sample_per: handed to the members (``None``: theirs).
-    ``categories``/``groups`` default to the union of the members'."""
+    """Several benchmarks at once; ``config``: a :class:`MixtureConfig` (see above). ``categories`` / ``groups``
+    default to the union of the members'."""
 
     benchmark = "mixture"
     config_class = MixtureConfig
+    config: MixtureConfig
 
-    def __init__(
-        self,
-        *,
-        members: Sequence[Mapping[str, Any]] = (),
-        weights: Sequence[float] | None = (),
-        epoch_size: int | None = None,
-        sample_per: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.sample_per = sample_per
-        from datamodules import build_datamodule  # the registry imports this module lazily
-
-        members = list(members)
-        if not members:
-            raise ValueError("data.members is empty: list the benchmarks to mix (see conf/data/mixture.yaml)")
-        concatenate = weights is None
-        weights = [float(w) for w in (weights or [1.0] * len(members))]
-        if len(weights) != len(members) or any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(
-                f"data.weights must be {len(members)} non-negative numbers with a positive sum, got {weights}"
-            )
-        if epoch_size is not None and epoch_size <= 0:
-            raise ValueError(f"data.epoch_size must be positive or null, got {epoch_size}")
-        defaults = {k: getattr(self, k) for k in INHERITED}
+    def __init__(self, config: MixtureConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         self.members: dict[str, PairDataModule] = {}
-        for i, member in enumerate(members):
-            config = member_config(member, i, defaults)
+        for i, member in enumerate(config.members):
+            member_cfg = member_config(member, i, inherited_keys(config))
             try:
-                module = build_datamodule(
-                    config,
-                    image_size=self.transform.size,
-                    mean=self.transform.mean,
-                    std=self.transform.std,
-                    seed=self.seed,
-                )
+                module = datamodule_class(member_cfg.name)(member_cfg, **kwargs)
             except (ValueError, KeyError, TypeError) as err:
-                raise type(err)(f"data.members[{i}] ({config['name']}): {err}") from err
-            if module.benchmark in self.members:
-                raise ValueError(f"data.members[{i}]: benchmark '{module.benchmark}' is listed twice")
+                raise type(err)(f"data.members[{i}] ({member_cfg.name}): {err}") from err
             self.members[module.benchmark] = module
-        self.weights = None if concatenate else dict(zip(self.members, weights))
+        concatenate = config.weights is None
+        self.weights = None if concatenate else dict(zip(self.members, member_weights(config)))
         self._with_split: dict[str, dict[str, PairDataModule]] = {}
-        self.epoch_size = epoch_size
         if not self.categories:
             self.categories = list(dict.fromkeys(c for m in self.members.values() for c in m.categories))
         if not self.groups:
             self.groups = {k: v for m in self.members.values() for k, v in m.groups.items()}
+
+    @property
+    def sample_per(self) -> str | None:  # the hook (datamodules.contract), from data.sample_per
+        return self.config.sample_per
 
     @property
     def benchmarks(self) -> list[str]:
@@ -166,7 +176,7 @@ class MixtureDataModule(PairDataModule):
         if split not in self._with_split:
             kept = {}
             for name, member in self.members.items():
-                why = member.missing_split(split) if hasattr(member, "missing_split") else None
+                why = member.missing_split(split)
                 if why is None:
                     kept[name] = member
                 else:
@@ -180,8 +190,8 @@ class MixtureDataModule(PairDataModule):
             self._with_split[split] = kept
         return self._with_split[split]
 
-    def has_split(self, split: str) -> bool:
-        return bool(self.members_with(split))
+    def missing_split(self, split: str) -> str | None:
+        return None if self.members_with(split) else f"no member has a '{split}' split"
 
     def build_dataset(self, split: str) -> MixtureDataset:
         return MixtureDataset([m.dataset(split) for m in self.members_with(split).values()])
@@ -204,7 +214,7 @@ class MixtureDataModule(PairDataModule):
                 if len(part) == 0 and weight > 0:
                     raise ValueError(f"mixture member '{name}' has no training pairs but weight {weight}")
                 item_weights += [weight / max(len(part), 1)] * len(part)
-        sampler = self.train_sampler(len(dataset), num_samples=self.epoch_size, weights=item_weights)
+        sampler = self.train_sampler(len(dataset), num_samples=self.config.epoch_size, weights=item_weights)
         return self.train_loader(dataset, sampler)
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
@@ -226,7 +236,10 @@ class MixtureDataModule(PairDataModule):
         return self.members[benchmark].reference_captions(split)
 
     def epoch_parts(self) -> dict[str, int]:
-        """Training samples per member in the concatenation (``sample_per`` applied), for the epoch summary."""
+        """Training samples per member (``sample_per`` applied) when the epoch is their plain concatenation
+        (``weights: null``, ``epoch_size: null``), for the epoch summary; ``{}`` for a weighted draw."""
+        if self.weights is not None or self.config.epoch_size is not None:
+            return {}
         return {name: len(part) for name, part in zip(self.members, self.dataset("train").datasets)}
 
     def training_captions(self, limit: int) -> list[str]:
@@ -234,10 +247,10 @@ class MixtureDataModule(PairDataModule):
         tokenizer, so every benchmark's vocabulary is in it)."""
         pools = []
         for member in self.members.values():
-            if callable(getattr(member, "training_captions", None)):
-                pools.append([[c] for c in member.training_captions(limit)])
-            else:
+            if isinstance(member, RecordDataModule):  # indexed: a pair's references together
                 pools.append(list(member.reference_captions("train").values()))
+            else:  # generated: as many pairs as asked for, one caption at a time
+                pools.append([[c] for c in member.training_captions(limit)])
         out: list[str] = []
         for i in range(max(map(len, pools), default=0)):
             for pool in pools:

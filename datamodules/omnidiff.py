@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datamodules.annotations import Fields
+from datamodules.errors import ConfigError
 from datamodules.pairs import FIELD_NAMES, PairsConfig, PairsDataModule
+from datamodules.registry import register_datamodule
 
 # Plausible names per field, tried in order after any data.fields override.
 ALIASES: Mapping[str, tuple[str, ...]] = {
@@ -62,32 +64,30 @@ class OmniDiffConfig(PairsConfig):
     # before image's path (case-insensitive). PROVISIONAL too: with a field instead, subset_by: "field:<name>".
     subsets: dict[str, str] = field(default_factory=lambda: {"real": "*real*", "render": "*render*"})
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = sorted(set(self.fields) - set(FIELD_NAMES))
+        if unknown:
+            raise ConfigError(f"data.fields: unknown field(s) {unknown}; known: {list(FIELD_NAMES)}")
 
+
+@register_datamodule("omnidiff")
 class OmniDiffDataModule(PairsDataModule):
-    """Args (keyword-only, on top of :class:`PairsDataModule`'s; keys of ``conf/data/omnidiff.yaml``):
-    fields: canonical field (id, before, after, captions, categories, split) -> its name in the file.
-    category_map: label in the file -> one of ``data.categories`` (matching is also case-insensitive).
-    """
+    """OmniDiff through the pairs adapter; ``config``: an :class:`OmniDiffConfig` (``conf/data/omnidiff.yaml``):
+    ``fields`` (canonical field -> its name in the file), ``category_map`` (label in the file -> one of
+    ``data.categories``; matching is also case-insensitive)."""
 
     benchmark = "omnidiff"
     config_class = OmniDiffConfig
+    config: OmniDiffConfig
     single_values = True
 
-    def __init__(
-        self,
-        *,
-        fields: Mapping[str, str] | None = None,
-        category_map: Mapping[str, str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        fields = dict(fields or {})
-        unknown = sorted(set(fields) - set(FIELD_NAMES))
-        if unknown:
-            raise ValueError(f"data.fields: unknown field(s) {unknown}; known: {list(FIELD_NAMES)}")
+    def __init__(self, config: OmniDiffConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        fields = config.fields
         # An explicit name is the only one tried for its field: a typo must not fall back silently.
         self.field_names = {k: (fields[k],) if k in fields else ALIASES[k] for k in FIELD_NAMES}
-        self.category_map = {str(k).strip().lower(): str(v) for k, v in (category_map or {}).items()}
+        self.category_map = {str(k).strip().lower(): str(v) for k, v in config.category_map.items()}
 
     def missing_field_message(self, canonical: str, fields: Fields) -> str:
         return (

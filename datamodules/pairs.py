@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datamodules.annotations import Fields, PairRecord, PathGuard, read_records
-from datamodules.errors import DataError, Problems
-from datamodules.records import SPLITS, RecordDataConfig, RecordDataModule
+from datamodules.annotations import Fields, PairRecord, PathGuard, first_existing, read_records
+from datamodules.base import SPLITS, check_choice
+from datamodules.errors import ConfigError, Problems
+from datamodules.records import RecordDataConfig, RecordDataModule
+from datamodules.registry import register_datamodule
 
 # canonical field -> the names it may have in a file (the pairs format: exactly one each)
 FIELD_NAMES: Mapping[str, tuple[str, ...]] = {
@@ -66,52 +68,45 @@ class PairsConfig(RecordDataConfig):
     subsets: dict[str, str] = field(default_factory=dict)
     subset_by: str = "path"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("default_split", self.default_split, SPLITS)
+        if self.subset_by != "path" and not (self.subset_by.startswith("field:") and subset_field(self)):
+            raise ConfigError(f"data.subset_by must be 'path' or 'field:<name>', got {self.subset_by!r}")
 
+
+def subset_field(config: PairsConfig) -> str | None:
+    """The record field ``data.subset_by: field:<name>`` names (``None``: subsets match the before path)."""
+    return None if config.subset_by == "path" else config.subset_by.removeprefix("field:").strip()
+
+
+@register_datamodule("pairs")
 class PairsDataModule(RecordDataModule):
-    """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/pairs.yaml``):
-    annotations: the annotation file (see above); ``null`` = search.
-    default_split: the split of records without a ``split`` field in a single file.
-    subsets / subset_by: the subset rule (see above); ``{}`` = none.
-    """
+    """Bring your own pairs; ``config``: a :class:`PairsConfig` (``conf/data/pairs.yaml``)."""
 
     benchmark = "pairs"
     config_class = PairsConfig
+    config: PairsConfig
     # Subclasses reading other schemas (OmniDiff) widen these.
     field_names: Mapping[str, tuple[str, ...]] = FIELD_NAMES
     single_values: bool = False  # accept "captions": "text" / "categories": "label" as one-item lists
 
-    def __init__(
-        self,
-        *,
-        annotations: str | None = None,
-        default_split: str = "train",
-        subsets: Mapping[str, str] | None = None,
-        subset_by: str = "path",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if default_split not in SPLITS:
-            raise ValueError(f"data.default_split must be one of {list(SPLITS)}, got {default_split!r}")
-        self.annotations = annotations or None
-        self.default_split = default_split
-        self.subsets = {str(k): str(v) for k, v in (subsets or {}).items()}
-        field = subset_by.removeprefix("field:").strip()
-        if subset_by != "path" and not (subset_by.startswith("field:") and field):
-            raise ValueError(f"data.subset_by must be 'path' or 'field:<name>', got {subset_by!r}")
-        self.subset_field = None if subset_by == "path" else field
+    def __init__(self, config: PairsConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.subsets = {str(k): str(v) for k, v in config.subsets.items()}  # the hook (datamodules.contract)
+        self.subset_field = subset_field(config)
 
     def annotation_file(self, split: str) -> tuple[Path, bool]:
         """(path, one file per split?)"""
-        patterns = (self.annotations,) if self.annotations else SEARCH
-        for pattern in patterns:
-            path = self.root_path / pattern.format(split=split)
-            if path.exists():
-                return path, "{split}" in pattern
-        tried = ", ".join(p.format(split=split) for p in patterns)
-        raise DataError(
-            f"annotation file of split '{split}' not found (looked for {tried}; set data.annotations)",
-            file=self.root_path,
+        patterns = (self.config.annotations,) if self.config.annotations else SEARCH
+        path = first_existing(
+            self.root_path,
+            [p.format(split=split) for p in patterns],
+            what=f"annotation file of split '{split}'",
+            hint="set data.annotations",
         )
+        pattern = next(p for p in patterns if self.root_path / p.format(split=split) == path)
+        return path, "{split}" in pattern
 
     # ------------------------------------------------------------------ hooks for other schemas
     def match_fields(self, fields: Fields) -> dict[str, str | None]:
@@ -179,7 +174,7 @@ class PairsDataModule(RecordDataModule):
             if per_split and stated is not None and stated != split:
                 fields.fail(f"record says split {stated!r} but is in the '{split}' file")
                 continue
-            if (stated or (split if per_split else self.default_split)) != split:
+            if (stated or (split if per_split else self.config.default_split)) != split:
                 continue
             pair_id = self._id(fields, names["id"])
             before = fields.str(names["before"])

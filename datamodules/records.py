@@ -27,15 +27,13 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from datamodules.annotations import PairRecord
-from datamodules.base import PairDataConfig, PairDataModule
-from datamodules.config import ConfigError
-from datamodules.errors import DataError, MissingFile, Problems
+from datamodules.base import PairDataConfig, PairDataModule, check_choice
+from datamodules.errors import ConfigError, DataError, MissingFile, Problems
 from datamodules.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image
 from datamodules.record_dataset import RecordDataset, per_caption
 
 log = logging.getLogger("m3diff.data")
 
-SPLITS = ("train", "val", "test")
 SAMPLE_PER = ("pair", "caption")
 
 
@@ -117,50 +115,44 @@ class RecordDataConfig(PairDataConfig):
 
     # Images with more pixels are refused (decompression-bomb limit); null = Pillow's.
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
-    # pair: one training sample per pair and epoch, a reference drawn per step | caption: every reference a sample
+    # pair: one training sample per pair and epoch, a reference drawn per step | caption: every reference a
+    # sample of its own (the epoch counts captions, as the paper's 896K). Evaluation is per pair either way.
     sample_per: str = "pair"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("sample_per", self.sample_per, SAMPLE_PER)
 
 
 class RecordDataModule(PairDataModule):
     """Base of the real-benchmark DataModules: subclasses implement :meth:`index` (annotation parsing).
 
-    Args (keyword-only, on top of :class:`PairDataModule`'s):
-        max_image_pixels: images with more pixels are refused (decompression-bomb limit); ``null`` = Pillow's.
-        sample_per: what one training sample is: ``pair`` (one per pair and epoch, a reference drawn per step) or
-            ``caption`` (every reference is a sample of its own: the epoch counts captions, as the paper's 896K).
-            Evaluation is per pair either way.
+    ``config``: a :class:`RecordDataConfig`; ``data.root`` must be an existing folder.
     """
 
     benchmark = "records"
     config_class = RecordDataConfig
-    splits: tuple[str, ...] = SPLITS
     train_swap_prob: float = 0.0  # CLEVR-Change sets this from its config
 
-    def __init__(
-        self,
-        *,
-        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
-        sample_per: str = "pair",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if sample_per not in SAMPLE_PER:
-            raise ValueError(f"data.sample_per must be one of {list(SAMPLE_PER)}, got {sample_per!r}")
-        self.sample_per = sample_per
-        if not self.root:
+    def __init__(self, config: RecordDataConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        if not config.root:
             raise ConfigError(
                 f"data.root is not set: point it at the {self.benchmark} folder "
                 f"(make ... DATA={self.benchmark} ARGS='data.root=/path/to/{self.benchmark}')"
             )
-        self.root_path = Path(self.root).expanduser()
+        self.root_path = Path(config.root).expanduser()
         if not self.root_path.is_dir():
             raise DataError(
                 f"dataset folder not found: set ROOT= (data.root) to the {self.benchmark} folder you downloaded",
                 file=self.root_path,
             )
-        self.max_image_pixels = max_image_pixels
         self._records: dict[str, list[PairRecord]] = {}
         self.skipped: dict[str, int] = {}  # split -> records dropped under on_error=skip
+
+    @property
+    def sample_per(self) -> str:  # the hook (datamodules.contract), from data.sample_per
+        return self.config.sample_per
 
     # ---------------------------------------------------------------- to implement per benchmark
     def index(self, split: str, problems: Problems) -> list[PairRecord]:
@@ -170,13 +162,10 @@ class RecordDataModule(PairDataModule):
         raise NotImplementedError
 
     # ---------------------------------------------------------------- public
-    def has_split(self, split: str) -> bool:
-        """``False`` when the split is not one of this benchmark's or its annotation file is absent (an
-        unreadable file still raises: that is an error, not an absent split)."""
-        return self.missing_split(split) is None
-
     def missing_split(self, split: str) -> str | None:
-        """Why ``split`` is absent (one line), or ``None`` if it has pairs."""
+        """Why ``split`` is absent (one line), or ``None`` if it has pairs: not one of this benchmark's splits,
+        or its annotation file is absent (an unreadable file still raises: that is an error, not an absent
+        split)."""
         if split not in self.splits:
             return f"{self.benchmark} has no '{split}' split (its splits: {list(self.splits)})"
         try:
@@ -190,7 +179,7 @@ class RecordDataModule(PairDataModule):
         if split not in self.splits:
             raise ValueError(f"{self.benchmark}: unknown split {split!r}; choose one of {list(self.splits)}")
         if split not in self._records:
-            problems = Problems(self.on_error)
+            problems = Problems(self.config.on_error)
             records = self.index(split, problems)
             problems.warn(f"{self.benchmark} {split} annotations", kept=len(records))
             self.skipped[split] = len(problems)
@@ -219,7 +208,7 @@ class RecordDataModule(PairDataModule):
                 records,
                 problems,
                 decode=check_images == "decode",
-                max_pixels=self.max_image_pixels,
+                max_pixels=self.config.max_image_pixels,
                 status=status,
                 every_file=True,
             )
@@ -242,16 +231,16 @@ class RecordDataModule(PairDataModule):
     # ---------------------------------------------------------------- PairDataModule hooks
     def build_dataset(self, split: str) -> RecordDataset:
         records = self.records(split)
-        problems = Problems(self.on_error)
+        problems = Problems(self.config.on_error)
         # Under skip, evaluation images are decoded now so a bad pair is dropped, never substituted.
-        decode = self.on_error == "skip" and split != "train"
-        records = check_image_files(records, problems, decode=decode, max_pixels=self.max_image_pixels)
+        decode = self.config.on_error == "skip" and split != "train"
+        records = check_image_files(records, problems, decode=decode, max_pixels=self.config.max_image_pixels)
         problems.warn(f"{self.benchmark} {split} images", kept=len(records))
         self.skipped[split] = self.skipped.get(split, 0) + len(problems)
         self._records[split] = records  # the ground truth is what is evaluated: without dropped pairs
         if split == "train":
             records = self._drop_blank_captions(records)
-            if self.sample_per == "caption":
+            if self.config.sample_per == "caption":
                 records = per_caption(records)
         if not records:
             raise DataError(f"no usable pairs in split '{split}'", file=self.root_path)
@@ -259,8 +248,8 @@ class RecordDataModule(PairDataModule):
             records,
             benchmark=self.benchmark,
             transform=self.transform,
-            on_error=self.on_error,
-            max_pixels=self.max_image_pixels,
+            on_error=self.config.on_error,
+            max_pixels=self.config.max_image_pixels,
             swap_prob=self.train_swap_prob if split == "train" else 0.0,
             seed=self.seed,
         )

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from datamodules.annotations import Fields, PairRecord, PathGuard, read_records
-from datamodules.errors import DataError, Problems
+from datamodules.annotations import Fields, PairRecord, PathGuard, first_existing, read_records
+from datamodules.errors import Problems
 from datamodules.records import RecordDataConfig, RecordDataModule
+from datamodules.registry import register_datamodule
 
 
 @dataclass
@@ -32,34 +32,24 @@ class SpotTheDiffConfig(RecordDataConfig):
     )
 
 
+@register_datamodule("spot_the_diff")
 class SpotTheDiffDataModule(RecordDataModule):
-    """Args (keyword-only, on top of :class:`RecordDataModule`'s; keys of ``conf/data/spot_the_diff.yaml``):
-    image_dir: the image folder under the root; ``null`` = ``resized_images/`` or else ``images/``."""
+    """Spot-the-Diff; ``config``: a :class:`SpotTheDiffConfig` (``conf/data/spot_the_diff.yaml``)."""
 
     benchmark = "spot_the_diff"
     config_class = SpotTheDiffConfig
-
-    def __init__(self, *, image_dir: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.image_dir = image_dir
+    config: SpotTheDiffConfig
 
     def image_folder(self) -> Path:
-        if self.image_dir:
-            return self.root_path / self.image_dir
-        for name in ("resized_images", "images"):
-            if (self.root_path / name).is_dir():
-                return self.root_path / name
-        return self.root_path / "resized_images"
+        if self.config.image_dir:
+            return self.root_path / self.config.image_dir
+        return first_existing(
+            self.root_path, ("resized_images", "images"), folder=True, default="resized_images"
+        )
 
     def annotation_file(self, split: str) -> Path:
-        candidates = [self.root_path / "annotations" / f"{split}.json", self.root_path / f"{split}.json"]
-        for path in candidates:
-            if path.exists():
-                return path
-        raise DataError(
-            f"annotation file of split '{split}' not found (looked for {', '.join(str(p.relative_to(self.root_path)) for p in candidates)})",
-            file=self.root_path,
-        )
+        names = (f"annotations/{split}.json", f"{split}.json")
+        return first_existing(self.root_path, names, what=f"annotation file of split '{split}'")
 
     def index(self, split: str, problems: Problems) -> list[PairRecord]:
         path = self.annotation_file(split)

@@ -11,12 +11,21 @@
 
 from evaluation.coco_files import atomic_write_text, coco_ground_truth, coco_predictions
 from evaluation.java import java_missing_reason, spice_missing_reason
-from evaluation.report import METRICS, SUBSET_KINDS, ScoreReport, markdown_table
+from evaluation.report import (
+    HEADLINE_METRICS,
+    METRICS,
+    REFERENCE_METRICS,
+    SUBSET_KINDS,
+    ScoreReport,
+    markdown_table,
+)
 from evaluation.scorer import CaptionScorer, score_captions
 from evaluation.subsets import build_subsets
 
 __all__ = [
+    "HEADLINE_METRICS",
     "METRICS",
+    "REFERENCE_METRICS",
     "SUBSET_KINDS",
     "CaptionScorer",
     "ScoreReport",

@@ -9,6 +9,11 @@ from typing import Any
 
 #: pycocoevalcap's metric names, in its order (SPICE is appended when it was computed).
 METRICS: tuple[str, ...] = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
+#: The overall scores a reader looks at first, in this order: the training summary, ``make compare``'s table,
+#: TensorBoard's charts and hparams columns (SPICE only where it was computed).
+HEADLINE_METRICS: tuple[str, ...] = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
+#: The scores of the reference points (``ceiling`` / ``trivial``) that are logged beside a model's.
+REFERENCE_METRICS: tuple[str, ...] = ("CIDEr", "Bleu_4")
 #: The kinds of subsets a report may hold, in table order.
 SUBSET_KINDS: tuple[str, ...] = ("categories", "groups", "subsets", "benchmarks")
 PTB = "ptb"

@@ -1,47 +1,76 @@
-"""Caption one pair of images with a trained checkpoint:
+"""Caption one pair of images with a trained checkpoint, or with a released model as it is (zero-shot):
 
-    make caption CKPT=<ckpt> BEFORE=<before.png> AFTER=<after.png> [OUT=<dir>] [ARGS="generation.num_beams=3"]
+    make caption CKPT=<ckpt> BEFORE=<before.png> AFTER=<after.png> [OUT=<dir>] [FORCE=1] [ARGS="generation.num_beams=3"]
+    make caption MODEL=<model folder or cached hub id> BEFORE=<before.png> AFTER=<after.png> [OUT=<dir>] [ARGS=..]
 
-Prints the caption and writes ``caption.json`` and ``heatmap.png`` to OUT (default: the current folder):
+Prints the caption and writes ``caption.json`` and ``heatmap.png`` to the folder OUT (default
+``caption-<before>-<after>``; new or empty: ``FORCE=1`` replaces an earlier caption output there), written whole:
 before | after | after with the MDP difference heatmap overlaid, each panel upscaled to at least 256 px so a
-64-px model input stays readable, titled, with the generated caption underneath.
+64-px model input stays readable, titled, with the generated caption underneath. A transformers model without MDP
+(MODEL= other than LLaVA-OneVision: its own processor reads the files) has no heatmap: before | after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image, ImageDraw, ImageFont
 
 from callbacks.panels import GAP, compose_panel
-from datamodules.images import ImageLoadError, ImageTransform, load_image
-from experiments.common.checkpoints import CheckpointError, check_overrides
+from datamodules.images import ImageTransform, load_image
+from experiments.common import cli
+from experiments.common.checkpoints import check_overrides, checkpoint_config, load_module, read_checkpoint
 from experiments.common.config import apply_overrides
-from experiments.evaluate import load_module
+from experiments.common.outputs import OutputFolder, truthy
+from experiments.common.zero_shot import checkpoint_or_model, zero_shot_parts
+from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.m3diff import heatmaps
+from lightning_modules.transformers_captioner import TransformersCaptionerModule
 
 PANEL_SIDE = 256  # at least this many pixels per panel in heatmap.png
+MARKER = "caption.json"  # what makes a folder an output of this command (FORCE=1 replaces only such a folder)
 TITLES = ("before", "after", "after + MDP difference")
+USAGE = "make caption CKPT=<ckpt> | MODEL=<model folder> BEFORE=<png> AFTER=<png> [OUT=<dir>] [FORCE=1]"
 
 
 def caption_pair(
-    ckpt: str | Path, before: str | Path, after: str | Path, *, overrides: list[str] = ()
+    ckpt: str | Path = "",
+    before: str | Path = "",
+    after: str | Path = "",
+    *,
+    model: str | Path = "",
+    overrides: list[str] = (),
 ) -> dict:
-    """Load the checkpoint, caption ``before`` -> ``after``; return caption, heatmap and the figure."""
-    module = load_module(ckpt).eval()
-    cfg = apply_overrides(OmegaConf.create(module.config), list(overrides))
-    check_overrides(module.config, OmegaConf.to_container(cfg), path=ckpt)
+    """Load the checkpoint (or build ``model``'s captioner, zero-shot: ``experiments/common/zero_shot.py``),
+    caption ``before`` -> ``after``; return caption, heatmap and the figure.
+
+    Everything a user can get wrong is checked before a model is built: the checkpoint file, ``ARGS`` (applied
+    to its saved config: unknown keys, bad values, model keys) and the two images.
+    """
+    checkpoint_or_model(str(ckpt), str(model), USAGE)
+    if ckpt:
+        saved = checkpoint_config(read_checkpoint(ckpt), ckpt)
+        cfg = apply_overrides(OmegaConf.create(saved), list(overrides))
+        check_overrides(saved, OmegaConf.to_container(cfg), path=ckpt)
+    pictures = [load_image(path) for path in (before, after)]
+    if ckpt:
+        module = load_module(ckpt).eval()
+    else:
+        parts = zero_shot_parts(model, overrides=list(overrides))
+        module, cfg = parts.module, parts.cfg
+        if not isinstance(module, CaptionerModule):
+            return transformers_caption(module, *pictures)
     generation = OmegaConf.to_container(cfg.generation)
     spec = module.image_spec
-    transform = ImageTransform(size=spec.size, mean=spec.mean, std=spec.std)
-    images = [transform(load_image(path)) for path in (before, after)]
+    transform = ImageTransform(size=spec.size, mean=spec.mean, std=spec.std, pipeline=spec.pipeline)
+    images = [transform(picture) for picture in pictures]
     with torch.no_grad():
         sequences, visual = module.model.generate(images[0][None], images[1][None], **generation)
     heat = heatmaps(visual)
@@ -49,6 +78,17 @@ def caption_pair(
     caption = module.decode(sequences)[0]
     figure = caption_figure(transform.denormalize(images[0]), transform.denormalize(images[1]), heat, caption)
     return {"caption": caption, "heatmap": heat, "figure": figure}
+
+
+def transformers_caption(
+    module: TransformersCaptionerModule, before: Image.Image, after: Image.Image
+) -> dict:
+    """A transformers model's caption of two images as loaded (its processor prepares them) and the
+    before | after figure (the before image shown at the after image's size)."""
+    (caption,), _ = module.caption([before], [after])
+    shown = [before.resize(after.size, Image.Resampling.BICUBIC), after]
+    tensors = [torch.from_numpy(np.array(im, dtype=np.float32) / 255.0).permute(2, 0, 1) for im in shown]
+    return {"caption": caption, "heatmap": None, "figure": caption_figure(*tensors, None, caption)}
 
 
 def caption_figure(
@@ -101,31 +141,40 @@ def wrap_text(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, wid
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument("--ckpt", default="", help="checkpoint (CKPT=)")
+    parser.add_argument(
+        "--model", default="", help="a released model folder or cached hub id, run zero-shot (MODEL=)"
+    )
     parser.add_argument("--before", default="", help="the 'before' image (BEFORE=)")
     parser.add_argument("--after", default="", help="the 'after' image (AFTER=)")
-    parser.add_argument("--out", default="", help="output folder (OUT=; default: current folder)")
+    parser.add_argument(
+        "--out", default="", help="output folder (OUT=; default caption-<before>-<after>), new or empty"
+    )
+    cli.add_force_argument(parser, "an earlier caption output in OUT")
     parser.add_argument("--args", default="", help="key=value overrides, e.g. generation.num_beams=3 (ARGS=)")
-    args = parser.parse_args(argv)
-    missing = [name.upper() for name in ("ckpt", "before", "after") if not getattr(args, name)]
-    if missing:
-        parser.error(f"{', '.join(missing)} required: make caption CKPT=<ckpt> BEFORE=<png> AFTER=<png>")
-    try:
-        result = caption_pair(args.ckpt, args.before, args.after, overrides=shlex.split(args.args))
-    except (FileNotFoundError, ImageLoadError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out or ".")
-    out.mkdir(parents=True, exist_ok=True)
-    result["figure"].save(out / "heatmap.png")
-    record = {"before": str(args.before), "after": str(args.after), "caption": result["caption"]}
-    (out / "caption.json").write_text(json.dumps(record, indent=2) + "\n")
+    return cli.run(parser, command, argv, logging=False)
+
+
+def default_out(before: str | Path, after: str | Path) -> Path:
+    """``caption-<before stem>-<after stem>`` in the current folder."""
+    return Path(f"caption-{Path(before).stem}-{Path(after).stem}")
+
+
+def command(args: argparse.Namespace) -> None:
+    checkpoint_or_model(args.ckpt, args.model, USAGE)
+    cli.require(args, ("before", "after"), USAGE)
+    overrides = cli.overrides(args)
+    out = OutputFolder(
+        args.out or default_out(args.before, args.after), force=truthy(args.force), marker=MARKER
+    )
+    with out:  # OUT checked before the model is loaded; written whole at the end
+        result = caption_pair(args.ckpt, args.before, args.after, model=args.model, overrides=overrides)
+        result["figure"].save(out.path / "heatmap.png")
+        record = {"before": str(args.before), "after": str(args.after), "caption": result["caption"]}
+        (out.path / MARKER).write_text(json.dumps(record, indent=2) + "\n")
     print(result["caption"])
-    print(f"wrote {out / 'caption.json'} and {out / 'heatmap.png'}")
-    return 0
+    print(f"wrote {out.out / MARKER} and {out.out / 'heatmap.png'}")
 
 
 if __name__ == "__main__":

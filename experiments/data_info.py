@@ -18,42 +18,40 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
 from datamodules.errors import DataError, MissingFile
+from datamodules.mixture import MixtureDataModule
 from datamodules.records import RecordDataModule, SplitReport
+from experiments.common import cli
 
 MAX_LISTED = 1000  # problems listed in the JSON (all are counted); the text output shows the first 20
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNREADABLE = 0, 1, 2
+EMPTY = "make train / make eval stop with this message"
 
 
-def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.data_info", description=__doc__.split("\n\n")[0]
-    )
+def _parser() -> argparse.ArgumentParser:
+    parser = cli.parser(__doc__.split("\n\n")[0], prog="python -m experiments.data_info")
     parser.add_argument("--data", default="", help="benchmark config name (conf/data/<name>.yaml)")
     parser.add_argument("--root", default="", help="dataset folder (data.root)")
     parser.add_argument("--split", default="", help="train | val | test (default: all)")
     parser.add_argument("--json", default="", help="1: print one JSON object")
     parser.add_argument("--check-images", default="", choices=["", "decode", "exists", "none"])
     parser.add_argument("--args", default="", help="more options and data.*=value overrides, as one string")
+    return parser
+
+
+def _glue_args(argv: list[str] | None) -> list[str]:
+    """``--args "--check-images=exists"``: glue the value on, or argparse takes it for an option."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `--args "--check-images=exists"`: glue the value on, or argparse takes it for an option.
     for i, arg in enumerate(argv[:-1]):
         if arg == "--args":
             argv[i : i + 2] = [f"--args={argv[i + 1]}"]
             break
-    args = parser.parse_args(argv)
-    extra = shlex.split(args.args)
-    options = [a for a in extra if a.startswith("--")]
-    overrides = [a for a in extra if not a.startswith("--")]
-    if options:
-        parser.parse_args(options, namespace=args)
-    return args, overrides
+    return argv
 
 
 def generic_report(module: Any, split: str) -> SplitReport:
@@ -63,8 +61,9 @@ def generic_report(module: Any, split: str) -> SplitReport:
     report = SplitReport(missing_images=0)  # generated or loaded: no image file is missing
     counts: Counter[str] = Counter()
     ids: set[str] = set()
-    if callable(getattr(module, "specs", None)):
-        items = ((i, s.pair_id, s.captions, s.categories) for i, s in enumerate(module.specs(split)))
+    specs = module.specs(split)
+    if specs is not None:
+        items = ((i, s.pair_id, s.captions, s.categories) for i, s in enumerate(specs))
     else:
         items = _samples(module, split, report)
     for _, pair_id, captions, categories in items:
@@ -91,10 +90,7 @@ def _samples(module: Any, split: str, report: SplitReport) -> Any:
 
 def inspect_module(module: Any, split: str, check_images: str) -> dict[str, Any]:
     """``{"benchmark", "root", "splits": {split: report}}`` plus totals, for one (non-mixture) DataModule."""
-    if split:
-        splits = [split]
-    else:
-        splits = list(getattr(module, "splits", ("train", "val", "test")))
+    splits = [split] if split else list(module.splits)
     reports, absent = {}, {}
     for name in splits:
         if isinstance(module, RecordDataModule):
@@ -108,7 +104,12 @@ def inspect_module(module: Any, split: str, check_images: str) -> dict[str, Any]
             reports[name] = generic_report(module, name)
     if absent and not reports:
         raise MissingFile(next(iter(absent.values())))
-    info = summarize({"benchmark": module.benchmark, "root": str(module.root)}, reports)
+    for name, report in reports.items():
+        if not report.pairs:  # what make train / make eval would stop at (RecordDataModule.build_dataset)
+            report.problems.append(
+                f"{module.config.root or module.benchmark}: no usable pairs in split '{name}' ({EMPTY})"
+            )
+    info = summarize({"benchmark": module.benchmark, "root": str(module.config.root)}, reports)
     return {**info, "absent_splits": absent} if absent else info
 
 
@@ -137,19 +138,10 @@ def summarize(head: dict[str, Any], reports: dict[str, SplitReport]) -> dict[str
 
 
 def build(data: str, root: str, overrides: list[str]) -> Any:
-    from datamodules import build_datamodule
-    from experiments.common.config import load_config
+    from experiments.common.assembly import make_datamodule
 
-    if root:
-        overrides = [f"data.root={json.dumps(root)}", *overrides]
-    cfg = load_config(groups={"data": data} if data else None, overrides=overrides)
-    return build_datamodule(
-        cfg.data,
-        image_size=int(cfg.backbone.image_size),
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        seed=cfg.seed,
-    )
+    args = argparse.Namespace(backbone="", data=data, exp="", root=root, args="", overrides=overrides)
+    return make_datamodule(cli.compose(args))  # images at backbone.image_size, mean / std 0.5: no model
 
 
 def print_text(info: dict[str, Any], out: Any = None) -> None:
@@ -196,26 +188,19 @@ def print_text(info: dict[str, Any], out: Any = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, overrides = _parse(argv)
+    parser = _parser()
+    return cli.run(parser, lambda args: command(args, parser), _glue_args(argv), logging=False)
+
+
+def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    extra = cli.split_args(args.args)
+    parser.parse_args([a for a in extra if a.startswith("--")], namespace=args)
+    overrides = [a for a in extra if not a.startswith("--")]
     as_json = args.json.strip().lower() in ("1", "true", "yes", "on")
-    check_images = args.check_images or "decode"
     if args.root and not args.data:
-        print("error: ROOT= needs DATA=<benchmark> (e.g. DATA=spot_the_diff)", file=sys.stderr)
-        return EXIT_UNREADABLE
+        raise cli.UsageError("ROOT= needs DATA=<benchmark> (e.g. DATA=spot_the_diff)")
     try:
-        module = build(args.data, args.root, overrides)
-        if hasattr(module, "members"):  # a mixture: one report per member
-            members = {
-                name: inspect_module(m, args.split, check_images) for name, m in module.members.items()
-            }
-            reports = {
-                f"{name}/{s}": SplitReport(**_report(r))
-                for name, m in members.items()
-                for s, r in m["splits"].items()
-            }
-            info = {**summarize({"benchmark": "mixture", "root": None}, reports), "members": members}
-        else:
-            info = inspect_module(module, args.split, check_images)
+        info = inspect(args.data, args.root, overrides, args.split, args.check_images or "decode")
     except (DataError, ValueError, KeyError, OSError) as err:
         message = str(err).strip("'\"")
         if as_json:
@@ -231,6 +216,20 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_PROBLEMS if info["problem_count"] else EXIT_OK
+
+
+def inspect(data: str, root: str, overrides: list[str], split: str, check_images: str) -> dict[str, Any]:
+    """The report of ``make data-info``: one per member for a mixture."""
+    module = build(data, root, overrides)
+    if not isinstance(module, MixtureDataModule):
+        return inspect_module(module, split, check_images)
+    members = {name: inspect_module(m, split, check_images) for name, m in module.members.items()}
+    reports = {
+        f"{name}/{s}": SplitReport(**_report(r))
+        for name, m in members.items()
+        for s, r in m["splits"].items()
+    }
+    return {**summarize({"benchmark": "mixture", "root": None}, reports), "members": members}
 
 
 def _report(split_dict: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,15 @@
-"""Evaluate a checkpoint on a benchmark split: ``make eval CKPT=<ckpt> [DATA=..] [SPLIT=test] [OUT=<dir>]``.
+"""Evaluate a checkpoint, or a released model as it is (zero-shot), on a benchmark split:
+
+    make eval CKPT=<ckpt> [DATA=..] [SPLIT=test] [OUT=<dir>] [ARGS=..]
+    make eval MODEL=<model folder or cached hub id> [DATA=..] [SPLIT=test] [OUT=<dir>] [ARGS=..]
 
 Writes the COCO-format ground truth and predictions (the benchmark's own ids), ``metrics.json`` and
-``metrics.md`` to OUT (default: ``<run folder>/eval/<data>-<split>``). With ``ARGS="trainer.devices=2
-trainer.strategy=ddp"`` it runs on several processes; every pair is scored exactly once.
+``metrics.md`` to OUT (default: ``<run folder>/eval/<data>-<split>``; for MODEL=, the run folder is
+``logs/zero_shot/<backbone>``). MODEL= builds the captioner from the folder as a fine-tune would start
+(``experiments/common/zero_shot.py``: MDP at the identity, no adapters) for LLaVA-OneVision, and through
+transformers' own processor, chat template and ``generate`` for any other image-text-to-text model whose processor
+takes two images in one prompt (Qwen2-VL, Qwen2.5-VL, Idefics3 / SmolVLM, ...), and scores it the same way. With
+``ARGS="trainer.devices=2 trainer.strategy=ddp"`` it runs on several processes; every pair is scored exactly once.
 """
 
 from __future__ import annotations
@@ -10,66 +17,66 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.common import runner
-from experiments.common.checkpoints import (
-    CheckpointError,
-    CheckpointNotFoundError,
-    check_base_model,
-    check_overrides,
-    checkpoint_config,
-    read_checkpoint,
-)
-from experiments.common.config import apply_overrides, load_config
-from lightning_modules.captioner import CaptionerModule
-from lightning_modules.model.llava_onevision import InitFromError
+from experiments.common import assembly, cli, runs
+from experiments.common.checkpoints import check_overrides, checkpoint_config, load_module, read_checkpoint
+from experiments.common.config import apply_overrides, load_config, to_container
+from experiments.common.outputs import check_writable_folder
+from experiments.common.trainer import make_eval_callbacks, make_trainer
+from experiments.common.zero_shot import checkpoint_or_model, zero_shot_parts
 
 log = logging.getLogger("m3diff.eval")
 
 
-def load_module(ckpt: str | Path) -> CaptionerModule:
-    """Rebuild the captioner from the checkpoint alone (weights-only loading: no pickled code runs)."""
-    path = Path(ckpt)
-    if not path.is_file():
-        raise CheckpointNotFoundError(f"CKPT={ckpt}: no such checkpoint file")
-    # Read (memory-mapped) first for clear errors: refused pickled code, a damaged file, not a captioner, a base
-    # model folder missing or other than the one an adapter-only checkpoint was trained on.
-    checkpoint = read_checkpoint(path)
-    checkpoint_config(checkpoint, path)
-    check_base_model(checkpoint, path=path)
-    try:
-        return CaptionerModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except InitFromError as err:  # trained from a LLaVA-OneVision folder that is not there any more
-        raise CheckpointError(f"{path}: cannot rebuild its model: {err}") from None
-
-
-def eval_config(module: CaptionerModule, *, data: str, overrides: list[str]) -> DictConfig:
+def eval_config(saved: dict[str, Any], *, data: str, overrides: list[str]) -> DictConfig:
     """The checkpoint's config, with the data section replaced when DATA= is given, then ARGS applied."""
-    cfg = OmegaConf.create(module.config)
+    cfg = OmegaConf.create(saved)
     if data:
         cfg.data = load_config(groups={"data": data}).data
     return apply_overrides(cfg, overrides)
 
 
+SPLITS = ("val", "test")
+USAGE = "make eval CKPT=<checkpoint> | MODEL=<model folder> [DATA=..] [SPLIT=test] [OUT=..]"
+
+
 def evaluate(
-    ckpt: str | Path, *, data: str = "", split: str = "test", out: str = "", overrides: list[str] = ()
+    ckpt: str | Path = "",
+    *,
+    model: str | Path = "",
+    data: str = "",
+    split: str = "test",
+    out: str = "",
+    overrides: list[str] = (),
 ):
-    module = load_module(ckpt)
-    cfg = eval_config(module, data=data, overrides=list(overrides))
-    check_overrides(module.config, runner.to_container(cfg), path=ckpt)
-    runner.apply_num_threads(cfg)
-    if split not in ("val", "test"):
-        raise ValueError(f"SPLIT must be 'val' or 'test', got {split!r}")
-    module.config["generation"] = runner.to_container(cfg.generation)
-    out_dir = Path(out) if out else Path(ckpt).resolve().parent.parent / "eval" / f"{cfg.data.name}-{split}"
-    datamodule = runner.make_datamodule(cfg, module.image_spec)
-    callbacks = runner.make_eval_callbacks(cfg, out_dir)
-    trainer = runner.make_trainer(cfg, logger=False, callbacks=callbacks)
+    """Score ``ckpt`` (a trained checkpoint) or ``model`` (a released model folder, zero-shot) on DATA's split.
+
+    Everything a user can get wrong is checked before a model is built: SPLIT, the checkpoint file, DATA / ARGS
+    (applied to its saved config) and OUT (a folder that can be written)."""
+    checkpoint_or_model(str(ckpt), str(model), USAGE)
+    if split not in SPLITS:
+        raise cli.UsageError(f"SPLIT must be one of {list(SPLITS)}, got {split!r}")
+    if out:
+        check_writable_folder(Path(out))
+    if ckpt:
+        saved = checkpoint_config(read_checkpoint(ckpt), ckpt)
+        cfg = eval_config(saved, data=data, overrides=list(overrides))
+        check_overrides(saved, to_container(cfg), path=ckpt)
+        run_dir = Path(ckpt).resolve().parent.parent
+        if not out:
+            check_writable_folder(run_dir / "eval" / f"{cfg.data.name}-{split}")
+        module, datamodule = _from_checkpoint(ckpt, cfg)
+    else:
+        parts = zero_shot_parts(model, data=data, overrides=list(overrides))
+        module, cfg, datamodule = parts.module, parts.cfg, parts.datamodule
+        run_dir = runs.run_base(cfg)
+    out_dir = Path(out) if out else run_dir / "eval" / f"{cfg.data.name}-{split}"
+    trainer = make_trainer(cfg, logger=False, callbacks=make_eval_callbacks(cfg, out_dir))
     run = trainer.test if split == "test" else trainer.validate
     results = run(module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{split}/")}
@@ -79,33 +86,39 @@ def evaluate(
     return metrics, results
 
 
+def _from_checkpoint(ckpt: str | Path, cfg: DictConfig):
+    """The checkpoint's captioner, generating as ``cfg`` (its config with DATA= / ARGS= applied) says, and the
+    DataModule of ``cfg``."""
+    module = load_module(ckpt)
+    assembly.apply_num_threads(cfg)
+    module.config["generation"] = to_container(cfg.generation)
+    return module, assembly.make_datamodule(cfg, module.image_spec)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = cli.parser(__doc__)
+    parser.add_argument("--ckpt", default="", help="checkpoint file (CKPT=)")
+    parser.add_argument(
+        "--model", default="", help="a released model folder or cached hub id, evaluated zero-shot (MODEL=)"
     )
-    parser.add_argument("--ckpt", required=True, help="checkpoint file (CKPT=)")
-    parser.add_argument("--data", default="", help="benchmark (DATA=); default: the one it was trained on")
-    parser.add_argument("--root", default="", help="dataset folder, sets data.root (ROOT=)")
+    parser.add_argument(
+        "--data", default="", help="benchmark (DATA=); default: the one it was trained on (MODEL=: synthetic)"
+    )
     parser.add_argument("--split", default="", help="val or test (SPLIT=; default test)")
     parser.add_argument("--out", default="", help="output folder (OUT=)")
-    parser.add_argument("--args", default="", help="key=value overrides (ARGS=)")
-    args = parser.parse_args(argv)
-    if not args.ckpt:
-        parser.error("CKPT=<checkpoint> is required")
-    runner.configure_logging()
-    root = [f"data.root={args.root}"] if args.root else []
-    try:
-        evaluate(
-            args.ckpt,
-            data=args.data,
-            split=args.split or "test",
-            out=args.out,
-            overrides=root + shlex.split(args.args),
-        )
-    except runner.USER_ERRORS as err:
-        print(runner.error_line(err), file=sys.stderr)
-        return 2
-    return 0
+    cli.add_config_arguments(parser, groups=False)
+    return cli.run(parser, command, argv)
+
+
+def command(args: argparse.Namespace) -> None:
+    evaluate(
+        args.ckpt,
+        model=args.model,
+        data=args.data,
+        split=args.split or "test",
+        out=args.out,
+        overrides=cli.overrides(args),
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import resource
-import shlex
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from experiments.bench.measure import flop_counter
+from experiments.common import cli
+from experiments.common.flops import flop_counter
 
 DEFAULT_OUT = Path("bench_results") / "gpu_check.json"
 EXPERIMENT = "paper/m3diff_so400m_qwen2"
@@ -60,12 +60,6 @@ TOY_TEXT = dict(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidd
                 num_key_value_heads=2, tie_word_embeddings=False)  # fmt: skip
 TOY_TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=6, num_attention_heads=2, image_size=32,
                  patch_size=8, vision_use_head=False)  # fmt: skip
-CHAT_TEMPLATE = (  # Qwen2-Instruct's, which LLaVA-OneVision's tokenizer carries
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
-    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -75,41 +69,16 @@ def peak_tflops(device_name: str) -> float | None:
 # ---------------------------------------------------------------------------------------------- the folder
 def write_folder(folder: Path, captions: list[str], *, toy: bool) -> None:
     """A LLaVA-OneVision folder without weights: config.json, tokenizer with chat template, preprocessor."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlavaOnevisionConfig, PreTrainedTokenizerFast, Qwen2Config, SiglipVisionConfig
+    from experiments.common.llava_folder import write_llava_folder
+    from mdp import LLAVA_OV_TOWER
 
-    from mdp.zoo import _LLAVA_OV_TOWER
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        [*captions, "You are a helpful assistant. Describe the differences between the two images. system user"],
-        trainers.BpeTrainer(vocab_size=1000, special_tokens=specials, show_progress=False,
-                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
-    )  # fmt: skip
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        additional_special_tokens=["<image>", "<video>"], chat_template=CHAT_TEMPLATE,
-    )  # fmt: skip
-    tokenizer.save_pretrained(folder)
-    tower = TOY_TOWER if toy else _LLAVA_OV_TOWER
-    text = Qwen2Config(**(TOY_TEXT if toy else QWEN2_7B), eos_token_id=tokenizer.eos_token_id)
-    LlavaOnevisionConfig(
-        vision_config=SiglipVisionConfig(**tower),
-        text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
-    ).save_pretrained(folder)
-    size = tower["image_size"]
-    pre = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "size": {"height": size, "width": size}}
-    (folder / "preprocessor_config.json").write_text(json.dumps(pre))
+    write_llava_folder(
+        folder, captions, tower=TOY_TOWER if toy else LLAVA_OV_TOWER, text=TOY_TEXT if toy else QWEN2_7B
+    )
 
 
 def compose(folder: Path, logs: Path, *, toy: bool, fsdp: bool, steps: int, device: str) -> Any:
     from experiments.common.config import load_config
-    from experiments.common.runner import resolve_init_from
 
     overrides = [
         f"model.init_from={folder}",
@@ -135,7 +104,7 @@ def compose(folder: Path, logs: Path, *, toy: bool, fsdp: bool, steps: int, devi
                       "model.max_caption_tokens=16", "trainer.precision=32-true"]  # fmt: skip
     cfg = load_config(experiment=EXPERIMENT, groups={"data": "synthetic"}, overrides=overrides)
     cfg.data.train_size = max(int(cfg.data.batch_size) * (steps + 1), 64)
-    return resolve_init_from(cfg)
+    return cfg
 
 
 # ---------------------------------------------------------------------------------------------- one run
@@ -202,39 +171,22 @@ def model_flops(module: Any, batch: dict, *, precision: str) -> dict[str, float]
     }
 
 
-def build_parts(cfg: Any, device: str | torch.device) -> tuple[Any, Any]:
-    """``runner.make_parts``' order (backbone, DataModule with its spec, module around it), with the model's
-    parameters created on ``device``: random init of 8B weights straight on the GPU takes seconds, not minutes.
-    (The DataModule is built outside: its workers must not inherit CUDA tensors.)"""
-    from experiments.common import runner
-    from experiments.common.config import to_container
-    from experiments.common.token_limits import resolve_token_limits
-    from lightning_modules.captioner import CaptionerModule
-    from lightning_modules.model.build import build_backbone
-
-    config = to_container(runner.resolve_init_from(cfg))
-    with torch.device(device):
-        backbone = build_backbone(config)
-    datamodule = runner.make_datamodule(cfg, backbone.spec)
-    captions = runner.training_captions(datamodule, int(cfg.model.lm.tokenizer_captions))
-    config = resolve_token_limits(config, runner.caption_tokenizer(config, None), captions)
-    with torch.device(device):
-        module = CaptionerModule(config=config, backbone=backbone)
-    return datamodule, module
-
-
 def run_once(cfg: Any, *, device: str, label: str, peak: float | None) -> dict[str, Any]:
-    from experiments.common import runner
+    from experiments.common.assembly import assemble
+    from experiments.common.trainer import make_trainer
 
     torch.manual_seed(int(cfg.seed))
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    datamodule, module = build_parts(cfg, device)
+    # Parameters created on the GPU: random init of 8B weights there takes seconds, not minutes. (The DataModule's
+    # workers inherit no CUDA tensors: it holds none.)
+    parts = assemble(cfg, device=device)
+    cfg, datamodule, module = parts.cfg, parts.datamodule, parts.module
     build_s = time.perf_counter() - start
     timer = StepTimer()
-    trainer = runner.make_trainer(cfg, logger=False, callbacks=[timer])
+    trainer = make_trainer(cfg, logger=False, callbacks=[timer])
     trainer.fit(module, datamodule=datamodule)
     ckpt = Path(cfg.logs_dir) / f"{label}.ckpt"
     trainer.save_checkpoint(ckpt)
@@ -303,9 +255,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument("--toy", action="store_true", help="toy sizes, fp32, 2 steps (CPU without a GPU)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 20, toy 2)")
     parser.add_argument(
@@ -316,15 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--args", default="", help='these options as one string (make gpu-check ARGS="--toy")'
     )
-    args = parser.parse_args(argv)
-    if args.args:
-        args = parser.parse_args([*(sys.argv[1:] if argv is None else argv), *shlex.split(args.args)])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return cli.run(parser, lambda args: command(parser.parse_args([*argv, *cli.split_args(args.args)])), argv)
+
+
+def command(args: argparse.Namespace) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" and not args.toy:
-        print(
-            "error: make gpu-check needs a CUDA GPU (or --toy for the toy-size check on CPU)", file=sys.stderr
-        )
-        return 2
+        raise cli.UsageError("make gpu-check needs a CUDA GPU (or --toy for the toy-size check on CPU)")
     steps = args.steps or (2 if args.toy else 20)
     fsdp_steps = args.fsdp_steps if args.fsdp_steps is not None else (2 if args.toy else 8)
     peak = args.peak_tflops or (peak_tflops(torch.cuda.get_device_name(0)) if device == "cuda" else None)
@@ -332,11 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="m3diff-gpu-check-") as tmp:
         folder, logs = Path(tmp) / "llava-onevision-config", Path(tmp) / "logs"
         folder.mkdir()
-        from experiments.common import runner
-        from experiments.common.config import load_config
-
-        captions = runner.training_captions(runner.make_datamodule(load_config()), 500)
-        write_folder(folder, captions, toy=args.toy)
+        write_folder(folder, scene_captions(), toy=args.toy)
         plan = [("single", False, steps)] + ([("fsdp", True, fsdp_steps)] if fsdp_steps else [])
         for name, fsdp, n in plan:
             if fsdp and device != "cuda":
@@ -356,6 +301,14 @@ def main(argv: list[str] | None = None) -> int:
     print(render(results))
     print(f"written to {out}")
     return 1 if any("error" in r for r in results["runs"].values()) else 0
+
+
+def scene_captions() -> list[str]:
+    """Training captions of the embedded benchmark, for the folder's tokenizer."""
+    from experiments.common.assembly import make_datamodule, training_captions
+    from experiments.common.config import load_config
+
+    return training_captions(make_datamodule(load_config()), 500)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +24,15 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from callbacks.progress import progress_bar
+from datamodules.config import merge_checked
 from datamodules.images import ImageTransform
 from datamodules.synthetic.scene_text import SceneTexts
-from experiments.common.config import REPO_ROOT
-from experiments.common.console import configure_logging
+from experiments.common import cli
+from experiments.common.config import REPO_ROOT, parse_overrides
 from lightning_modules.scene_pretrainer import ScenePretrainer
 
 log = logging.getLogger("m3diff.pretrain")
@@ -62,9 +61,11 @@ class PretrainConfig:
 
 
 def load(args: list[str]) -> PretrainConfig:
-    schema = OmegaConf.structured(PretrainConfig)
-    OmegaConf.set_struct(schema, True)
-    return OmegaConf.to_object(OmegaConf.merge(schema, OmegaConf.from_dotlist(args)))
+    """``ARGS`` on :class:`PretrainConfig`, checked like every config of the kit (unknown keys, types)."""
+    cfg = OmegaConf.structured(PretrainConfig)
+    OmegaConf.set_struct(cfg, True)
+    merge_checked(cfg, parse_overrides(args), source="ARGS")
+    return OmegaConf.to_object(cfg)
 
 
 def loaders(cfg: PretrainConfig) -> tuple[DataLoader, DataLoader]:
@@ -129,20 +130,16 @@ def pretrain(cfg: PretrainConfig) -> tuple[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--args", default="", help='key=value overrides, e.g. "max_steps=200 out=/tmp/w.safetensors"'
     )
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        cfg = load(shlex.split(args.args))
-    except OmegaConfBaseException as err:
-        print(f"pretrain: config error: {err}".splitlines()[0], file=sys.stderr)
-        return 2
-    out, digest = pretrain(cfg)
+    return cli.run(parser, command, argv)
+
+
+def command(args: argparse.Namespace) -> None:
+    out, digest = pretrain(load(cli.split_args(args.args)))
     log.info("wrote %s (sha256 %s); use it with backbone.pretrained=%s", out, digest, out)
-    return 0
 
 
 if __name__ == "__main__":

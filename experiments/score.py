@@ -24,110 +24,11 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from evaluation import SUBSET_KINDS, CaptionScorer, ScoreReport, atomic_write_text, java_missing_reason
-
-log = logging.getLogger("m3diff.score")
-
-
-class ScoreInputError(ValueError):
-    """A GT / prediction / category file that cannot be scored; the message names the file and record."""
-
-
-def _read_json(path: str | Path, what: str) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise ScoreInputError(f"{what} file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as err:
-        raise ScoreInputError(
-            f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
-        ) from err
-    except UnicodeDecodeError as err:
-        raise ScoreInputError(f"{path}: not UTF-8 text ({err})") from err
-
-
-def load_ground_truth(path: str | Path) -> dict[str, list[str]]:
-    """COCO caption GT -> id (as str) -> references, in file order."""
-    data = _read_json(path, "GT")
-    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-        raise ScoreInputError(f"{path}: not a COCO caption file (needs an 'annotations' list)")
-    refs: dict[str, list[str]] = {}
-    raw: dict[str, Any] = {}
-    for n, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict) or "image_id" not in ann or not isinstance(ann.get("caption"), str):
-            raise ScoreInputError(
-                f"{path}: annotations[{n}] needs 'image_id' and a string 'caption', got {ann!r:.200}"
-            )
-        key = str(ann["image_id"])
-        if key in raw and raw[key] != ann["image_id"]:
-            raise ScoreInputError(f"{path}: ids {raw[key]!r} and {ann['image_id']!r} collide as strings")
-        raw[key] = ann["image_id"]
-        refs.setdefault(key, []).append(ann["caption"])
-    return refs
-
-
-def load_predictions(path: str | Path) -> dict[str, str]:
-    """COCO result list -> id (as str) -> caption; duplicate ids are an error (pycocoevalcap would assert)."""
-    data = _read_json(path, "PRED")
-    if not isinstance(data, list):
-        raise ScoreInputError(f"{path}: predictions must be a JSON list of {{'image_id', 'caption'}}")
-    preds: dict[str, str] = {}
-    for n, rec in enumerate(data):
-        if not isinstance(rec, dict) or "image_id" not in rec or not isinstance(rec.get("caption"), str):
-            raise ScoreInputError(
-                f"{path}: record [{n}] needs 'image_id' and a string 'caption', got {rec!r:.200}"
-            )
-        key = str(rec["image_id"])
-        if key in preds:
-            raise ScoreInputError(f"{path}: record [{n}]: a second prediction for id {rec['image_id']!r}")
-        preds[key] = rec["caption"]
-    return preds
-
-
-def load_subsets(path: str | Path, known_ids: set[str]) -> dict[str, dict[str, list[str]]]:
-    """A category mapping file -> ``{"categories": {name: ids}}`` (or the kinds of a kit ``subsets.json``)."""
-    data = _read_json(path, "CATEGORIES")
-    if not isinstance(data, dict) or not data:
-        raise ScoreInputError(f"{path}: expected a non-empty JSON object")
-    if all(isinstance(v, dict) for v in data.values()):  # the kit's own subsets.json
-        unknown = sorted(set(data) - set(SUBSET_KINDS))
-        if unknown:
-            log.info("%s: extra subset kinds %s are scored too", path, unknown)
-        return {kind: _name_to_ids(path, named, known_ids) for kind, named in data.items()}
-    return {"categories": _name_to_ids(path, data, known_ids)}
-
-
-def _name_to_ids(path: str | Path, data: Mapping[str, Any], known_ids: set[str]) -> dict[str, list[str]]:
-    """category -> ids, or id -> category / categories (told apart by which side holds the GT ids)."""
-    for key, value in data.items():
-        if not isinstance(value, (str, list)) or (
-            isinstance(value, list) and not all(isinstance(v, (str, int)) for v in value)
-        ):
-            raise ScoreInputError(
-                f"{path}: entry {key!r}: expected a string or a list of strings, got {value!r:.100}"
-            )
-    values = [str(v) for value in data.values() for v in (value if isinstance(value, list) else [value])]
-    keys_hit = sum(str(k) in known_ids for k in data) / len(data)
-    values_hit = sum(v in known_ids for v in values) / max(1, len(values))
-    if keys_hit == 0 and values_hit == 0:
-        raise ScoreInputError(
-            f"{path}: none of its ids match an id of the ground truth (e.g. {list(data)[:3]})"
-        )
-    out: dict[str, list[str]] = {}
-    if keys_hit > values_hit:  # id -> category(s)
-        for pair_id, cats in data.items():
-            for cat in cats if isinstance(cats, list) else [cats]:
-                out.setdefault(str(cat), []).append(str(pair_id))
-    else:  # category -> ids
-        for cat, ids in data.items():
-            out[str(cat)] = [str(i) for i in (ids if isinstance(ids, list) else [ids])]
-    return out
+from evaluation import CaptionScorer, ScoreReport, atomic_write_text, java_missing_reason
+from evaluation.coco_files import ScoreInputError, load_ground_truth, load_predictions, load_subsets
+from experiments.common import cli
 
 
 def score_files(
@@ -154,11 +55,7 @@ def score_files(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.score",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser(__doc__, prog="python -m experiments.score")
     parser.add_argument("--gt", default="", help="COCO-format ground truth JSON (GT=)")
     parser.add_argument("--pred", default="", help="predictions JSON [{image_id, caption}] (PRED=)")
     parser.add_argument("--out", default="", help="write the metrics JSON here (OUT=)")
@@ -166,27 +63,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spice", action="store_true", help="also SPICE, if its CoreNLP models are present")
     parser.add_argument("--no-meteor", action="store_true", help="skip METEOR (saves its ~8 s JVM start)")
     parser.add_argument("--quiet", action="store_true", help="no progress or log lines (warnings only)")
-    args = parser.parse_args(argv)
-    if not args.gt or not args.pred:
-        parser.error("both GT=<gt.json> and PRED=<pred.json> are required")
+    return cli.run(parser, score, argv, logging=False)
+
+
+def score(args: argparse.Namespace) -> int:
+    cli.require(args, ("gt", "pred"), "make score GT=<gt.json> PRED=<pred.json>")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
     if (reason := java_missing_reason()) is not None:
         # Published numbers need Java (PTB tokenizer, METEOR); training and `make eval` do without, labelled.
-        print(f"error: {reason}: make score needs Java for the COCO caption metrics", file=sys.stderr)
-        return 2
+        raise cli.UsageError(f"{reason}: make score needs Java for the COCO caption metrics")
     start = time.perf_counter()
-    try:
-        report = score_files(
-            args.gt,
-            args.pred,
-            args.categories or None,
-            spice=args.spice,
-            meteor=not args.no_meteor,
-            progress=not args.quiet,
-        )
-    except (ScoreInputError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    report = score_files(
+        args.gt,
+        args.pred,
+        args.categories or None,
+        spice=args.spice,
+        meteor=not args.no_meteor,
+        progress=not args.quiet,
+    )
     print(
         f"{args.pred} against {args.gt}: {report.num_pairs['overall']} pairs, {time.perf_counter() - start:.1f} s"
     )

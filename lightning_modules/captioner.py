@@ -8,8 +8,6 @@ generate captions and return them for the metrics callback (``callbacks/caption_
 
 from __future__ import annotations
 
-import hashlib
-import math
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -17,25 +15,27 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import Perplexity
-from torchmetrics.utilities.data import dim_zero_cat
 
 import mdp
 from lightning_modules.model import base_model
 from lightning_modules.model.build import build_model
 from lightning_modules.model.language_model import is_tiny_lm
 from lightning_modules.model.m3diff import heatmaps
-from lightning_modules.model.prompt import InstructionPrompts, Segments
+from lightning_modules.model.prompt import InstructionPrompts, Segments, prompt_for
 from lightning_modules.model.tokenizer import load_pretrained_tokenizer, tokenizer_from_json
+from lightning_modules.pair_metrics import PairCount, PairLoss
+from lightning_modules.schedules import warmup_cosine
 
 
 class CaptionerModule(L.LightningModule):
     """Args:
-    config: the run config (``backbone``, ``mdp``, ``model``, ``optim``, ``generation`` sections are read).
+    config: the resolved run config (``experiments/common/assembly.py``; ``backbone``, ``mdp``, ``model``,
+        ``optim``, ``generation`` sections are read). With ``model.init_from`` its ``model.lm.name`` is that
+        folder, whose tokenizer is the LM's.
     tokenizer_json: the caption tokenizer of a tiny LM (``None`` for a pretrained LM, which brings its own).
-    backbone: the backbone the runner already built from ``config`` (to prepare the data with its ``spec``);
+    backbone: the backbone the run assembly already built from ``config`` (to prepare the data with its ``spec``);
         ``None`` builds it from ``config`` (``load_from_checkpoint``). Not a hyper-parameter.
     """
 
@@ -51,9 +51,7 @@ class CaptionerModule(L.LightningModule):
         self.save_hyperparameters(ignore=["backbone"], logger=False)
         self.config = config
         model_cfg, lm_cfg = config["model"], config["model"]["lm"]
-        if model_cfg.get("init_from"):
-            self.tokenizer = load_pretrained_tokenizer(model_cfg["init_from"])
-        elif is_tiny_lm(lm_cfg["name"]):
+        if is_tiny_lm(lm_cfg["name"]):
             if tokenizer_json is None:
                 raise ValueError("a tiny LM needs tokenizer_json (train it on the training captions)")
             self.tokenizer = tokenizer_from_json(tokenizer_json)
@@ -61,14 +59,16 @@ class CaptionerModule(L.LightningModule):
             self.tokenizer = load_pretrained_tokenizer(lm_cfg["name"])
         self.model = build_model(config, self.tokenizer, backbone=backbone)
         # A sample's own instruction (``batch["instruction"]``) is its user turn's text with a chat template.
-        self.instruction_prompts = InstructionPrompts(self.tokenizer, default=model_cfg["prompt"])
+        self.instruction_prompts = InstructionPrompts(
+            prompt_for(config, self.tokenizer), default=model_cfg["prompt"]
+        )
         vocab = self.model.lm.get_input_embeddings().num_embeddings
         self.train_accuracy = MulticlassAccuracy(num_classes=vocab, ignore_index=-100, average="micro")
         self.train_perplexity = Perplexity(ignore_index=-100)
         self.eval_loss = torch.nn.ModuleDict({"val": PairLoss(), "test": PairLoss()})
         # Generated captions that ran into generation.max_new_tokens (logged as <stage>/cut_captions).
         self.cut_captions = torch.nn.ModuleDict({"val": PairCount(), "test": PairCount()})
-        # None: no cut (the runner sets both limits from the training captions; see runner.resolve_token_limits).
+        # None: no cut (a resolved config has both limits: experiments/common/assembly.py).
         self.max_caption_tokens = model_cfg["max_caption_tokens"]
         # Frozen tensors read from pretrained folders are left out of checkpoints (see on_save_checkpoint).
         self.base_sources = base_model.base_sources(config)
@@ -230,6 +230,10 @@ class CaptionerModule(L.LightningModule):
             return
         for source, entry in saved.items():
             current = self.base_fingerprints.get(source, {}).get("fingerprint")
+            if current and not current.startswith(
+                entry["fingerprint"].split(":")[0] + ":"
+            ):  # an older scheme
+                current = base_model.fingerprint_as(base_model.resolve_source(source), entry["fingerprint"])
             if current != entry["fingerprint"]:
                 raise base_model.BaseModelMismatchError(
                     f"the checkpoint was trained on base model {source} with fingerprint {entry['fingerprint']}, "
@@ -250,84 +254,57 @@ class CaptionerModule(L.LightningModule):
             groups[key].append(param)
         lrs = {"backbone": optim["lr_backbone"], "mdp": optim["lr_mdp"], "lm": optim["lr_lm"]}
         param_groups = [{"params": p, "lr": lrs[k], "name": k} for k, p in groups.items() if p]
-        # fused: one kernel per parameter instead of ~10 elementwise ops (8.5 vs 20 ms per step for the
-        # default model on one CPU thread; experiments/BENCHMARKS.md). CPU and CUDA only.
-        fused = all(p.device.type in ("cpu", "cuda") for ps in groups.values() for p in ps)
+        on_fused_devices = all(p.device.type in ("cpu", "cuda") for ps in groups.values() for p in ps)
+        implementation = adamw_implementation(
+            str(self.trainer.precision), self.trainer.gradient_clip_val, fused_supported=on_fused_devices
+        )
         optimizer = torch.optim.AdamW(
             param_groups,
             weight_decay=optim["weight_decay"],
             betas=tuple(optim["betas"]),
-            fused=fused or None,
+            **{implementation: True},
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup, floor = min(optim["warmup_steps"], total // 2), optim["min_lr_ratio"]
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        scheduler = warmup_cosine(
+            optimizer,
+            warmup_steps=min(optim["warmup_steps"], total // 2),
+            total_steps=total,
+            min_lr_ratio=optim["min_lr_ratio"],
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: Any,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Norm clipping under FSDP by FSDP's own ``clip_grad_norm_`` (the norm over every shard): Lightning's FSDP
+        precision plugin refuses ``gradient_clip_algorithm="norm"`` (a per-rank norm would be wrong). Elsewhere
+        Lightning's clipping, after its unscaling of fp16 gradients."""
+        from lightning.pytorch.strategies import FSDPStrategy
 
-class PairLoss(Metric):
-    """Token-level mean evaluation loss over unique pairs, the same on any number of processes.
-
-    With DDP, DistributedSampler pads the last batches by repeating pairs and each rank averages its own
-    batches, so Lightning's ``sync_dist`` mean of per-rank means is not the single-process number. This keeps
-    one (loss sum, token count) per pair, gathered from every rank, and counts each pair once.
-    """
-
-    full_state_update = False
-    is_differentiable = False
-    higher_is_better = False
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.add_state("keys", default=[], dist_reduce_fx="cat")
-        self.add_state("sums", default=[], dist_reduce_fx="cat")
-        self.add_state("tokens", default=[], dist_reduce_fx="cat")
-        self._add_empty()
-
-    def _add_empty(self) -> None:
-        # A rank without batches must still sync tensors of the right dtypes.
-        self.keys.append(torch.zeros(0, dtype=torch.int64, device=self.device))
-        self.sums.append(torch.zeros(0, dtype=torch.float64, device=self.device))
-        self.tokens.append(torch.zeros(0, dtype=torch.float64, device=self.device))
-
-    def reset(self) -> None:
-        super().reset()
-        self._add_empty()
-
-    def update(self, keys: Sequence[str], sums: torch.Tensor, tokens: torch.Tensor) -> None:
-        hashed = [
-            int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
-            for k in keys
-        ]
-        self.keys.append(torch.tensor(hashed, dtype=torch.int64, device=self.device))
-        self.sums.append(sums.detach().to(torch.float64))
-        self.tokens.append(tokens.detach().to(torch.float64))
-
-    def unique_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sum of ``sums``, sum of ``tokens``) over unique pairs, in float64."""
-        keys, sums, tokens = (
-            dim_zero_cat(x) if isinstance(x, list) else x for x in (self.keys, self.sums, self.tokens)
-        )
-        # Sorted by key, first occurrence kept: the summation order does not depend on how pairs were split.
-        keys, order = torch.sort(keys, stable=True)
-        first = torch.ones_like(keys, dtype=torch.bool)
-        first[1:] = keys[1:] != keys[:-1]
-        return sums[order][first].sum(), tokens[order][first].sum()
-
-    def compute(self) -> torch.Tensor:
-        total, tokens = self.unique_sums()
-        return (total / tokens.clamp_min(1)).float()
+        fsdp = isinstance(self.trainer.strategy, FSDPStrategy)
+        if fsdp and gradient_clip_val and (gradient_clip_algorithm or "norm") == "norm":
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
 
-class PairCount(PairLoss):
-    """How many unique pairs were flagged (``update(keys, flags, ones)``), the same on any number of processes."""
+# Lightning's mixed-precision plugins (16-mixed, bf16-mixed; FSDP's alike) clip after unscaling the gradients
+# themselves, and refuse to clip for an optimizer that unscales inside its own step (``_step_supports_amp_scaling``:
+# torch's fused AdamW): "does not allow for gradient clipping because it performs unscaling of gradients internally".
+MIXED_PRECISION = ("16-mixed", "bf16-mixed")
 
-    def compute(self) -> torch.Tensor:
-        return self.unique_sums()[0].float()
+
+def adamw_implementation(
+    precision: str, gradient_clip_val: float | None, *, fused_supported: bool = True
+) -> str:
+    """``"fused"`` or ``"foreach"``: torch's fused AdamW (one kernel per parameter instead of ~10 elementwise ops:
+    8.5 vs 20 ms per step for the default model on one CPU thread, experiments/BENCHMARKS.md) unless Lightning
+    cannot clip with it, i.e. mixed precision with gradient clipping on: then foreach (a few multi-tensor kernels
+    per step; the same arithmetic). Fused also needs every parameter on CPU or CUDA (``fused_supported``)."""
+    clipping = bool(gradient_clip_val)
+    if not fused_supported or (clipping and precision in MIXED_PRECISION):
+        return "foreach"
+    return "fused"

@@ -12,14 +12,13 @@ similar of all ``N`` (``val/i2t_R@1``), and for each description its own image (
 
 from __future__ import annotations
 
-import math
-
 import lightning as L
 import open_clip
 import torch
 from open_clip.loss import SigLipLoss
 from torch import Tensor
 
+from lightning_modules.schedules import warmup_cosine
 from mdp.open_clip_adapter import register_tiny_configs
 
 
@@ -88,13 +87,9 @@ class ScenePretrainer(L.LightningModule):
             betas=(0.9, 0.98),
         )
 
-        def schedule(step: int) -> float:
-            if step < hp.warmup_steps:
-                return (step + 1) / hp.warmup_steps
-            progress = min(1.0, (step - hp.warmup_steps) / max(1, hp.max_steps - hp.warmup_steps))
-            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        scheduler = warmup_cosine(
+            optimizer, warmup_steps=hp.warmup_steps, total_steps=hp.max_steps, min_lr_ratio=0.05
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 

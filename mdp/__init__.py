@@ -16,10 +16,11 @@ Example::
 """
 
 from . import zoo as _zoo  # noqa: F401  (registers the built-in backbone names)
-from .backbone import Backbone, BackboneWeightsError, ImageSpec
+from .backbone import Backbone, BackboneWeightsError, ImageProcessorError, ImageSpec, LayersError
 from .config import MDPConfig
 from .module import MDP, MDPOutput
 from .registry import build_backbone, list_backbones, register_backbone
+from .zoo import LLAVA_OV_TAPS, LLAVA_OV_TOWER
 
 __all__ = [
     "MDP",
@@ -31,4 +32,8 @@ __all__ = [
     "register_backbone",
     "list_backbones",
     "BackboneWeightsError",
+    "ImageProcessorError",
+    "LayersError",
+    "LLAVA_OV_TAPS",
+    "LLAVA_OV_TOWER",
 ]

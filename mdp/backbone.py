@@ -20,13 +20,31 @@ class BackboneWeightsError(RuntimeError):
     """Pretrained weights were asked for but cannot be found (offline, unknown tag, missing file)."""
 
 
+class ImageProcessorError(ValueError):
+    """A folder's image processor asks for preprocessing the kit does not reproduce (the message names the file)."""
+
+
+# ImageSpec.pipeline values: how an RGB image becomes the backbone's square input.
+PIPELINES = (
+    "kit",  # the kit's own: stretch to the square (Pillow bicubic), scale to [0, 1], normalise
+    "llava_onevision",  # LLaVA-OneVision's image processor for several images per prompt: pad to a square first
+    "processor",  # none: the 8-bit image as loaded, for a transformers model whose own processor prepares it
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImageSpec:
-    """How images must be prepared for a backbone: square side ``size`` and per-channel mean/std."""
+    """How images must be prepared for a backbone: square side ``size``, per-channel mean/std, and the
+    ``pipeline`` that gets them there (:data:`PIPELINES`; a transformers folder's image processor decides it)."""
 
     size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    pipeline: str = "kit"
+
+    def __post_init__(self) -> None:
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"ImageSpec.pipeline must be one of {list(PIPELINES)}, got {self.pipeline!r}")
 
     def normalize(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> normalised with this spec's mean/std (resizing is the caller's job)."""
@@ -35,24 +53,29 @@ class ImageSpec:
         return (images - mean) / std
 
 
+class LayersError(ValueError):
+    """The layers asked to be tapped do not fit the backbone (out of range, repeated, not a list of ints)."""
+
+
 def resolve_layers(layers: Sequence[int], depth: int, *, name: str) -> tuple[int, ...]:
-    """Block indices -> non-negative ones; negative indices count from the end (-1 = last block)."""
+    """Block indices -> non-negative ones; negative indices count from the end (-1 = last block).
+    Raises :class:`LayersError` for a list that does not fit a ``depth``-block backbone."""
     if isinstance(layers, int) or not isinstance(layers, Sequence) or not layers:
-        raise ValueError(
+        raise LayersError(
             f"backbone {name!r}: layers must be a non-empty list of block indices, got {layers!r}"
         )
     resolved = []
     for idx in layers:
         if isinstance(idx, bool) or not isinstance(idx, int):
-            raise ValueError(f"backbone {name!r}: layer indices must be ints, got {idx!r}")
+            raise LayersError(f"backbone {name!r}: layer indices must be ints, got {idx!r}")
         if not -depth <= idx < depth:
-            raise ValueError(
+            raise LayersError(
                 f"backbone {name!r} has {depth} blocks (indices 0..{depth - 1} or -{depth}..-1), "
                 f"cannot tap layer {idx}"
             )
         resolved.append(idx % depth)
     if len(set(resolved)) != len(resolved):
-        raise ValueError(f"backbone {name!r}: layers {list(layers)} name the same block twice ({resolved})")
+        raise LayersError(f"backbone {name!r}: layers {list(layers)} name the same block twice ({resolved})")
     return tuple(resolved)
 
 

@@ -11,6 +11,11 @@ key layouts are understood, so hub checkpoints and ones saved by any transformer
 ``vision_tower.vision_model.<key>`` (LLaVA checkpoints on the hub), ``vision_tower.<key>`` /
 ``model.vision_tower.<key>`` (newer saves), and ``vision_model.<key>`` (SigLIP / CLIP checkpoints, text
 tower ignored).
+
+The tower is built and kept in **float32** whatever the folder stores (``dtype=`` asks for another): released
+LLaVA-OneVision folders hold float16 weights (transformers' conversion script casts every tensor to float16 before
+``save_pretrained``), and a tower that is trained needs float32 master weights: at a learning rate of 2e-6 almost
+every half-precision update rounds away. Reading float16 / bfloat16 tensors into float32 is exact.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from .backbone import (
     SIGLIP_STD,
     Backbone,
     BackboneWeightsError,
+    ImageProcessorError,
     ImageSpec,
     resolve_layers,
 )
 from .timm_adapter import default_layers
-from .weights import is_default_request, wants_weights, weights_error
+from .weights import first_file, is_default_request, wants_weights, weights_error
 
 # Where a vision tower's tensors sit inside a checkpoint, most specific first.
 _TOWER_PREFIXES = ("model.vision_tower.", "vision_tower.", "")
@@ -97,6 +103,7 @@ def build_hf(
     std: tuple[float, float, float] | None = None,
     cache_dir: str | None = None,
     prune: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> HFVisionBackbone:
     """Build a transformers vision tower and wrap it.
 
@@ -107,11 +114,12 @@ def build_hf(
             else a local folder or a hub id (in the HF cache when offline) whose checkpoint holds the tower.
         image_size: square input side; None = the tower's own (position embeddings are interpolated at
             other sizes, with transformers' ``interpolate_pos_encoding``).
-        source: a folder or hub id with ``config.json`` (SigLIP, CLIP, or a LLaVA-style model); its
-            ``preprocessor_config.json``, when present, gives the mean / std.
+        source: a folder or hub id with ``config.json`` (SigLIP, CLIP, or a LLaVA-style model); its image
+            processor's settings (:func:`image_processor_config`), when present, give the mean / std and, for
+            LLaVA-OneVision's, the ``llava_onevision`` pipeline (pad to a square before resizing).
         config: a transformers vision config to build from instead of ``source`` (random-init sizes).
-        prune: drop layers after the deepest tap, the final norm and the pooling head (unused; DDP dislikes
-            unused parameters).
+        prune: drop layers after the deepest tap, the final norm and the pooling head (unused; DDP dislikes them).
+        dtype: the parameters' dtype whatever the folder stores (float32: exact from half precision, trainable).
     """
     transformers = require("transformers", backbone=name)
     folder = resolve_folder(source, backbone=name, cache_dir=cache_dir) if source else None
@@ -120,7 +128,8 @@ def build_hf(
     weights = _weights_folder(
         pretrained, folder, default_weights=default_weights, name=name, cache_dir=cache_dir
     )
-    model = transformers.AutoModel.from_config(config, attn_implementation="sdpa")
+    # dtype explicit, else from_config takes the config's (float16 in a folder saved by a half-precision model)
+    model = transformers.AutoModel.from_config(config, attn_implementation="sdpa", dtype=dtype)
     depth = config.num_hidden_layers
     taps = resolve_layers(default_layers(depth) if layers is None else layers, depth, name=name)
     if prune:
@@ -212,17 +221,64 @@ def spec_from_folder(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> ImageSpec:
-    """Input size (default: the config's) and the mean / std of the folder's ``preprocessor_config.json``
-    (else SigLIP's 0.5 or CLIP's, by model type)."""
+    """Input size (default: the config's), the mean / std of the folder's image processor (else SigLIP's 0.5 or
+    CLIP's, by model type) and its pipeline: LLaVA-OneVision's pads each image to a square before resizing."""
     siglip = config.model_type.startswith("siglip")
-    pre = {}
-    if folder is not None and (Path(folder) / "preprocessor_config.json").is_file():
-        pre = json.loads((Path(folder) / "preprocessor_config.json").read_text())
+    pre = image_processor_config(folder) if folder is not None else {}
     return ImageSpec(
         size=int(config.image_size) if size is None else size,
         mean=tuple(mean or pre.get("image_mean") or (SIGLIP_MEAN if siglip else OPENAI_CLIP_MEAN)),
         std=tuple(std or pre.get("image_std") or (SIGLIP_STD if siglip else OPENAI_CLIP_STD)),
+        pipeline=_pipeline(pre, folder),
     )
+
+
+def image_processor_config(folder: Path) -> dict[str, Any]:
+    """A transformers folder's image processor settings: ``preprocessor_config.json`` (released checkpoints,
+    transformers 4), else the ``image_processor`` entry of ``processor_config.json`` (what transformers 5's
+    ``processor.save_pretrained`` writes instead), else ``{}``. Each entry keeps its file name under ``"_file"``."""
+    folder = Path(folder)
+    if (folder / "preprocessor_config.json").is_file():
+        return {
+            **json.loads((folder / "preprocessor_config.json").read_text()),
+            "_file": "preprocessor_config.json",
+        }
+    if (folder / "processor_config.json").is_file():
+        nested = json.loads((folder / "processor_config.json").read_text()).get("image_processor")
+        if isinstance(nested, dict):
+            return {**nested, "_file": "processor_config.json"}
+    return {}
+
+
+# What LLaVA-OneVision's released image processor does, the settings the kit's "llava_onevision" pipeline
+# reproduces (datamodules/images.py): key -> (value when the key is absent, the values accepted).
+_LLAVA_ONEVISION_SETTINGS: dict[str, tuple[Any, tuple[Any, ...]]] = {
+    "resample": (3, (3,)),  # PIL's BICUBIC
+    "do_resize": (True, (True,)),
+    "do_rescale": (True, (True,)),
+    "do_normalize": (True, (True,)),
+    "do_convert_rgb": (True, (True, None)),
+    "do_center_crop": (None, (None, False)),
+}
+
+
+def _pipeline(pre: dict[str, Any], folder: Path | None) -> str:
+    """``llava_onevision`` for LLaVA-OneVision's image processor (checked to be the released settings), else ``kit``."""
+    if not str(pre.get("image_processor_type", "")).startswith("LlavaOnevisionImageProcessor"):
+        return "kit"
+    where = f"{folder}/{pre['_file']}"
+    for key, (default, accepted) in _LLAVA_ONEVISION_SETTINGS.items():
+        if pre.get(key, default) not in accepted:
+            raise ImageProcessorError(
+                f"{where}: {key}={pre[key]!r}; the kit reproduces LLaVA-OneVision's image processor as released "
+                f"({key}={accepted[0]!r})"
+            )
+    if abs(float(pre.get("rescale_factor", 1 / 255)) - 1 / 255) > 1e-12:
+        raise ImageProcessorError(
+            f"{where}: rescale_factor={pre['rescale_factor']!r}; the kit reproduces LLaVA-OneVision's image "
+            "processor as released (1/255)"
+        )
+    return "llava_onevision"
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -269,16 +325,12 @@ def resolve_folder(source: str, *, backbone: str, cache_dir: str | None = None) 
 def weight_files(folder: Path) -> dict[str, Path]:
     """Every tensor name in the folder's checkpoint -> the file that holds it (sharded or not)."""
     folder = Path(folder)
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = folder / index_name
-        if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            return {key: folder / file for key, file in weight_map.items()}
-    for file_name in ("model.safetensors", "pytorch_model.bin"):
-        path = folder / file_name
-        if path.is_file():
-            return {key: path for key in _keys(path)}
-    return {}
+    index = first_file(folder, ("model.safetensors.index.json", "pytorch_model.bin.index.json"))
+    if index is not None:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        return {key: folder / file for key, file in weight_map.items()}
+    path = first_file(folder, ("model.safetensors", "pytorch_model.bin"))
+    return {} if path is None else {key: path for key in _keys(path)}
 
 
 def _keys(path: Path) -> Iterable[str]:

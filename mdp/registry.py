@@ -65,9 +65,12 @@ def build_backbone(
             weights; or a tag, ``"hf-hub:org/repo"``, or a local file / folder. Weights that cannot be
             found raise :class:`~mdp.BackboneWeightsError`.
         image_size: square input side in pixels; None = the entry's default.
-        kwargs: passed to the factory (e.g. ``cache_dir=``, ``prune=False``, timm model kwargs).
+        kwargs: passed to the factory (e.g. ``cache_dir=``, ``prune=False``, timm model kwargs; transformers
+            towers (``hf:``, ``llava-ov-siglip-so400m``) take ``dtype=``).
     Returns:
-        a :class:`~mdp.Backbone`; ``backbone(images)`` -> list of (B, N, C), one per tapped layer.
+        a :class:`~mdp.Backbone`; ``backbone(images)`` -> list of (B, N, C), one per tapped layer. Its
+        parameters are float32 whatever dtype the weights are stored in (released LLaVA-OneVision folders are
+        float16): trainable as they are. Cast a frozen backbone yourself if you want it smaller.
     """
     if image_size is not None and (
         isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1

@@ -9,6 +9,7 @@ was looked for and how to point at a local copy.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +72,19 @@ def weights_error(
     )
 
 
+def first_file(folder: str | Path, names: Iterable[str]) -> Path | None:
+    """``folder / name`` for the first of ``names`` that is a file there, or None."""
+    return next((Path(folder) / n for n in names if (Path(folder) / n).is_file()), None)
+
+
 def local_checkpoint(path: str | Path, *, backbone: str, example_file: str) -> str | None:
     """An existing file, or the best checkpoint inside a folder; None if ``path`` is not a local path."""
     p = Path(path).expanduser()
     if p.is_file():
         return str(p)
     if p.is_dir():
-        for candidate in _CHECKPOINT_NAMES:
-            if (p / candidate).is_file():
-                return str(p / candidate)
+        if (named := first_file(p, _CHECKPOINT_NAMES)) is not None:
+            return str(named)
         found = sorted(f for f in p.iterdir() if f.suffix in _CHECKPOINT_SUFFIXES)
         if found:
             return str(found[0])

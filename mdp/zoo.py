@@ -57,7 +57,8 @@ for _name in _OPEN_CLIP:
 # 26" count from 1 (26 = that last layer), so the 0-based taps are 16, 19, 22, 25: the last tap is exactly what
 # the pretrained projector was trained on (and what the MDP-off baseline feeds it).
 LLAVA_OV_TAPS = (16, 19, 22, 25)
-_LLAVA_OV_TOWER = dict(
+# transformers' SiglipVisionConfig of that tower (as LLaVA-OneVision's conversion script writes it).
+LLAVA_OV_TOWER = dict(
     hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,
     image_size=384, patch_size=14, vision_use_head=False,
 )  # fmt: skip
@@ -89,7 +90,7 @@ def _hf_siglip_factory(name: str, sizes: dict[str, Any], taps: tuple[int, ...], 
 
 # pretrained: a LLaVA-OneVision folder / hub id (or a SigLIP one: the first 26 layers are taken).
 _hf_siglip_factory(
-    "llava-ov-siglip-so400m", _LLAVA_OV_TOWER, LLAVA_OV_TAPS, "llava-hf/llava-onevision-qwen2-7b-ov-hf"
+    "llava-ov-siglip-so400m", LLAVA_OV_TOWER, LLAVA_OV_TAPS, "llava-hf/llava-onevision-qwen2-7b-ov-hf"
 )
 _hf_siglip_factory("siglip-hf-tiny", _SIGLIP_HF_TINY, (1, 3, 5), None)
 

@@ -17,6 +17,40 @@ def llava_twin(tmp_path_factory):
     return write_llava_twin(tmp_path_factory.mktemp("llava_twin"))
 
 
+@pytest.fixture(scope="session")
+def llava_twin_processor(tmp_path_factory):
+    """The twin with LLaVA-OneVision's processor saved by ``save_pretrained`` (``chat_template.jinja`` with the
+    conversion script's processor template, ``processor_config.json``; tests/llava_twin.py)."""
+    from llava_twin import save_processor, write_llava_twin
+
+    return save_processor(write_llava_twin(tmp_path_factory.mktemp("llava_twin_processor")))
+
+
+# Tiny random twins of the transformers families zero-shot evaluation reads through Auto classes
+# (tests/vlm_twins.py): config.json, safetensors, generation_config.json and the processor, written once per session.
+VLM_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "idefics3")
+
+
+@pytest.fixture(scope="session")
+def vlm_twins(tmp_path_factory):
+    """family -> a function that writes that family's twin on first use and returns its folder."""
+    from vlm_twins import write_idefics3_twin, write_qwen2_vl_twin
+
+    writers = {
+        "qwen2_vl": lambda folder: write_qwen2_vl_twin(folder, family="qwen2_vl"),
+        "qwen2_5_vl": lambda folder: write_qwen2_vl_twin(folder, family="qwen2_5_vl"),
+        "idefics3": write_idefics3_twin,
+    }
+    folders = {}
+
+    def twin(family: str):
+        if family not in folders:
+            folders[family] = writers[family](tmp_path_factory.mktemp(f"{family}_twin"))
+        return folders[family]
+
+    return twin
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one thread is as fast, and 2 shared cores oversubscribed by OpenMP are ~10x slower.
@@ -29,3 +63,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def pytest_configure(config):
+    # Registered here, not in pyproject.toml: the Makefile's setup stamp hashes pyproject.toml (a change there
+    # reinstalls the environment).
+    config.addinivalue_line(
+        "markers",
+        "real_width: the ~35-minute, up to ~17 GiB real-width run (make real-width); needs --real-width",
+    )
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--real-width",
+        action="store_true",
+        help="run the tests marked real_width (make real-width at LLaVA-OneVision-0.5B's widths: ~35 min, up to ~17 GiB)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--real-width"):
+        return
+    skip = pytest.mark.skip(reason="the real-width run: pass --real-width (not part of make test)")
+    for item in items:
+        if "real_width" in item.keywords:
+            item.add_marker(skip)

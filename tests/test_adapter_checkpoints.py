@@ -86,12 +86,12 @@ def next_run_dir(logs: Path, proc: subprocess.Popen) -> Path:
 
 
 def trainable_names(twin: Path) -> tuple[set[str], set[str]]:
+    from experiments.common.assembly import resolve_static
     from experiments.common.config import load_config, to_container
-    from experiments.common.runner import resolve_init_from
     from lightning_modules.captioner import CaptionerModule
 
     overrides = [o for o in twin_run(twin) if not o.startswith("model.prompt")]
-    cfg = resolve_init_from(load_config(overrides=overrides))
+    cfg = resolve_static(load_config(overrides=overrides))
     module = CaptionerModule(config=to_container(cfg))
     names = dict(module.named_parameters(remove_duplicate=False))
     return {n for n, p in names.items() if p.requires_grad}, {
@@ -106,7 +106,7 @@ def test_checkpoints_hold_no_frozen_base_tensor(trained, twin):
     assert keys == trainable  # LoRA adapters, tower, MDP, projector, image_newline; nothing else
     assert not keys & frozen and any(".lm." in k and "lora_" in k for k in keys)
     assert set(checkpoint["base_model"]) == {str(twin)}
-    assert checkpoint["base_model"][str(twin)]["fingerprint"].startswith("sha256:")
+    assert checkpoint["base_model"][str(twin)]["fingerprint"].startswith("sha256-full:")
 
 
 def test_killed_lora_run_resumes_bit_identically(trained):

@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 
 import lightning as L
-import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from experiments.bench import cli, measure, report, score
+from experiments.bench import cli, mdp_base, measure, report, score
 from experiments.bench.rig import build_rig, caption_tokenizer
 from experiments.common.config import load_config
+from experiments.common.flops import flop_counter
 
 SECTION_KEYS = {
     "peak": {"gflops", "samples", "threads", "loadavg_1m"},
@@ -63,6 +63,10 @@ def test_quick_run_writes_every_section(tmp_path, capsys):
     generate = results["generate"]
     assert generate["identical"] is True
     assert generate["generated_lengths"] == [generate["new_tokens"]]
+    # The full run's path: captions longer than the data's longest (which sizes a tiny LM's position table).
+    assert generate["new_tokens"] == cli.GENERATE_TOKENS[True] > generate["data_caption_tokens"]
+    # The full run's base-scale model (backbone, its weights setting), at toy sizes.
+    assert results["mdp_base"]["overrides"] == [*mdp_base.BASE_OVERRIDES, *mdp_base.QUICK_BASE_OVERRIDES]
     score = results["score"]
     if "skipped" not in score:  # needs Java
         assert {"scorer_s", "naive_s", "naive_extrapolated", "speedup"} <= set(score)
@@ -72,15 +76,14 @@ def test_quick_run_writes_every_section(tmp_path, capsys):
 
 
 def test_unknown_section_is_an_error(capsys):
-    with pytest.raises(SystemExit) as err:
-        cli.main(["--sections", "nope"])
-    assert err.value.code == 2
-    assert "unknown sections" in capsys.readouterr().err
+    assert cli.main(["--sections", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown sections" in err[0]
 
 
 def test_flop_counter_counts_cpu_attention():
     q = torch.randn(2, 4, 16, 8, requires_grad=True)
-    counter = measure.flop_counter()
+    counter = flop_counter()
     with counter:
         F.scaled_dot_product_attention(q, q, q).sum().backward()
     # forward 2 bmm (4 * b*h * s*s*d) + backward 5 bmm (10 * b*h * s*s*d) as torch counts SDPA
@@ -143,3 +146,17 @@ def test_naive_order_measures_two_sizes_first():
         ("big", list("abcdef")),
     ]
     assert [label for label, _ in score.naive_order(jobs)] == ["small", "big", "mid", "overall"]
+
+
+def test_full_size_sections_build_what_they_measure():
+    """What `make bench` (no --quick) adds to the --quick paths: the base-scale backbone at 224 px, randomly
+    initialised (it inherited the default backbone's tiny weights file and open_clip refused it), and 80-token
+    captions, longer than the default data's (19 tokens with the default tokenizer)."""
+    from experiments.common.config import to_container
+    from lightning_modules.model.build import build_backbone
+
+    cfg = load_config(overrides=list(mdp_base.BASE_OVERRIDES))
+    assert cfg.backbone.pretrained is None and cfg.backbone.image_size == 224
+    backbone = build_backbone(to_container(cfg))
+    assert backbone.spec.size == 224 and backbone.width == 768
+    assert cli.GENERATE_TOKENS[False] == 80

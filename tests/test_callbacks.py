@@ -21,12 +21,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import Dataset
 
 from callbacks.caption_metrics import CaptionMetricsCallback, monitor_key
-from callbacks.caption_records import CaptionRecords, unique_pairs
 from callbacks.panels import PanelsCallback, compose_panel
 from callbacks.tensorboard import HparamsCallback, ScalarLayout, flatten_hparams, scalar_layout
-from datamodules.base import PairDataModule
+from datamodules.base import PairDataConfig, PairDataModule
 from evaluation import CaptionScorer, build_subsets
 from experiments.score import score_files
+from lightning_modules.pair_metrics import CaptionRecords, unique_pairs
 
 CATEGORIES = ["color", "move", "distractor"]
 GROUPS = {"semantic": ["color", "move"]}
@@ -56,10 +56,14 @@ class TinyDataModule(PairDataModule):
 
     benchmark = "tiny"
     benchmarks = ("tiny_a", "tiny_b")  # as a mixture declares its members (charted per benchmark)
+    baseline_names = ("ceiling", "trivial")
+    identifies_changes = True
 
-    def __init__(self, sizes: dict[str, int] | None = None, **kwargs) -> None:
-        kwargs = {"batch_size": 4, "eval_batch_size": 4, "num_workers": 0, "image_size": SIZE, **kwargs}
-        super().__init__(categories=CATEGORIES, groups=GROUPS, **kwargs)
+    def __init__(self, sizes: dict[str, int] | None = None) -> None:
+        config = PairDataConfig(
+            batch_size=4, eval_batch_size=4, num_workers=0, categories=list(CATEGORIES), groups=GROUPS
+        )
+        super().__init__(config, image_size=SIZE, mean=(0.5,) * 3, std=(0.5,) * 3, seed=0)
         self.sizes = {"train": 8, "val": 9, "test": 7, **(sizes or {})}
 
     def build_dataset(self, split: str) -> Dataset:

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from callbacks.caption_records import CaptionRecords, unique_pairs
+from lightning_modules.pair_metrics import CaptionRecords, unique_pairs
 
 
 def _free_port() -> int:

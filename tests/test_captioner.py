@@ -8,14 +8,14 @@ import torch
 from helpers import TINY_MODEL
 from torch.utils.data import Dataset
 
-from datamodules.base import PairDataModule
+from datamodules.base import PairDataConfig, PairDataModule
 from experiments.common.config import load_config, to_container
 from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.tokenizer import train_caption_tokenizer
 
 TINY = [
     *TINY_MODEL,
-    "model.max_caption_tokens=16",  # modules built here, not by the runner: no limits measured on data
+    "model.max_caption_tokens=16",  # modules built here, not by the run assembly: no limits measured on data
     "generation.max_new_tokens=8",
 ]
 CAPTIONS = [
@@ -81,7 +81,9 @@ def fit(module: CaptionerModule, steps: int, tmp_path) -> L.Trainer:
         limit_val_batches=0,
         default_root_dir=tmp_path,
     )
-    trainer.fit(module, datamodule=TinyPairsModule(batch_size=4, num_workers=0))
+    config = PairDataConfig(batch_size=4, num_workers=0)
+    datamodule = TinyPairsModule(config, image_size=224, mean=(0.5,) * 3, std=(0.5,) * 3, seed=0)
+    trainer.fit(module, datamodule=datamodule)
     return trainer
 
 

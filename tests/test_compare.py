@@ -157,3 +157,114 @@ def test_make_tb_serves_the_logs_folder_on_localhost(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_trained_zero_shot_and_imported_rows_in_one_table(tmp_path, vlm_twins):
+    """``make compare BACKBONES=siglip MODELS=<twin> PREDS="again=<pred.json> partial=<pred.json>" SPLIT=test``:
+    the trained run scored by its best checkpoint on test, the zero-shot model, and two prediction files, in one
+    table with the reference rows. Importing the zero-shot evaluation's own predictions gives its numbers exactly,
+    and every imported row is ``make score`` on the files in its folder; ids that do not match are listed."""
+    from experiments import evaluate, score
+
+    twin, zero_args = vlm_twins("qwen2_vl"), ["model.lm.dtype=float32", "num_threads=1"]
+    args = f"{TINY} data.test_size=5 logs_dir={tmp_path / 'logs'}"
+    # Another method's released predictions: here, the twin's own evaluation of the test split ...
+    evaluate.evaluate(
+        model=twin, split="test", out=str(tmp_path / "released"), overrides=[*args.split(), *zero_args]
+    )
+    released = json.loads((tmp_path / "released" / "pred.json").read_text())
+    # ... and a file with one id the split does not have and two pairs missing.
+    partial = [*released[:3], {"image_id": "test/999999", "caption": "a red cube appears."}]
+    (tmp_path / "partial.json").write_text(json.dumps(partial))
+    preds = f"again={tmp_path / 'released' / 'pred.json'} partial={tmp_path / 'partial.json'}"
+    argv = ["--backbones", "siglip", "--models", str(twin), "--preds", preds, "--split", "test"]
+    assert cli.main([*argv, "--args", f"{args} {' '.join(zero_args)}", "--name", "mixed"]) == 0
+
+    out = tmp_path / "logs" / "mixed"
+    table = (out / "compare.md").read_text()
+    overall = table.split("\n## ")[0]
+    rows = {line.split(" | ")[1]: line for line in overall.splitlines() if line.startswith("| ")}
+    assert "| default | siglip-tiny | ok | 2 |" in rows["siglip-tiny"]
+    assert rows[twin.name].startswith("| zero-shot |") and "| ok |" in rows[twin.name]
+    assert (
+        "| imported | again | ok |" in rows["again"] and "| imported | partial | partial |" in rows["partial"]
+    )
+    assert all(s in table for s in ("*ceiling*", "*trivial*", "(test split)", "## CIDEr by change category"))
+    assert "partial: 1 ids not in the split: 'test/999999'; 2 of 5 pairs not predicted" in table
+
+    report = {r["backbone"]: r for r in json.loads((out / "compare.json").read_text())["runs"]}
+    assert (
+        report["siglip-tiny"]["metrics"]["test/num_pairs"] == 5
+        and "val/CIDEr" in report["siglip-tiny"]["metrics"]
+    )
+    zero, again = report[twin.name]["metrics"], report["again"]["metrics"]
+    scored = {k: v for k, v in zero.items() if k != "test/cut_captions"}
+    assert (
+        again == scored and again["test/CIDEr"] == zero["test/CIDEr"]
+    )  # the same predictions, the same numbers
+    assert report["partial"]["unmatched"] == {
+        "not_in_split": ["test/999999"],
+        "not_predicted": ["test/000003", "test/000004"],
+    }
+    for name in ("again", "partial"):  # make score on the row's own files gives its numbers
+        folder = out / "imported" / name
+        common = ["--gt", str(folder / "gt.json"), "--pred", str(folder / "pred.json"), "--quiet"]
+        assert (
+            score.main(
+                [*common, "--categories", str(folder / "subsets.json"), "--out", str(tmp_path / "m.json")]
+            )
+            == 0
+        )
+        made = json.loads((tmp_path / "m.json").read_text())
+        mine = json.loads((folder / "metrics.json").read_text())
+        assert {k: mine[k] for k in made} == made
+    assert json.loads((out / "imported" / "partial" / "pred.json").read_text()) == released[:3]
+
+
+def test_rows_not_trained_here_are_checked_before_any_training(tmp_path, capsys):
+    """A PREDS item without a name, a prediction file that cannot be read, a model that is not there and SPLIT=train
+    are one line each (exit 2) before anything runs."""
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"image_id": 1}')
+    args = ["--backbones", "siglip", "--args", f"trainer.max_steps=1 logs_dir={tmp_path}"]
+    assert cli.main([*args, "--preds", str(bad)]) == 2
+    assert cli.main([*args, "--preds", f"x={bad}"]) == 2
+    assert cli.main([*args, "--models", str(tmp_path / "nothing")]) == 2
+    assert cli.main([*args, "--split", "train"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        len(err) == 4 and "is not name=<pred.json>" in err[0] and "predictions must be a JSON list" in err[1]
+    )
+    assert "no config.json there" in err[2] and "SPLIT must be val or test" in err[3]
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.json"]  # no run folder, no table
+
+
+def test_markdown_table_with_rows_not_trained_here():
+    cfg = load_config(overrides=["trainer.max_steps=10"])
+    trained = Run("", "siglip", "default", "siglip-tiny", "default/siglip-tiny", status="ok", steps=10)
+    trained.metrics = {
+        "test/CIDEr": 0.5,
+        "test/CIDEr/color": 0.25,
+        "val/CIDEr": 0.9,
+        "test/ceiling/CIDEr": 4.0,
+    }
+    zero = Run(
+        "", "m", "zero-shot", "Qwen2.5-VL-7B", "zero_shot/q", status="ok", kind="zero-shot", source="m"
+    )
+    zero.metrics, zero.seconds = {"test/CIDEr": 0.125, "test/CIDEr/color": 0.0625}, 30.0
+    imported = Run("", "p.json", "imported", "card", "imported/card", status="partial", kind="imported")
+    imported.source, imported.run_dir = "p.json", "logs/compare/imported/card"
+    imported.metrics, imported.error = {"test/CIDEr": 0.75}, "1 ids not in the split: 'x'"
+    text = report.render_markdown("demo", [trained, zero, imported], cfg, "make compare", "test")
+    lines = text.splitlines()
+    assert "| default | siglip-tiny | ok | 10 | – | 50.00 |" in lines
+    assert "| zero-shot | Qwen2.5-VL-7B | ok | – | 0.5 | 12.50 |" in lines
+    assert "| imported | card | partial | – | – | 75.00 |" in lines
+    assert any(line.startswith("| *ceiling* |") and "400.00" in line for line in lines)
+    assert "| zero-shot | Qwen2.5-VL-7B | 6.25 |" in lines  # CIDEr by category, test keys only
+    assert (
+        "- card: 1 ids not in the split: 'x' (every id: `logs/compare/imported/card/unmatched.json`)" in lines
+    )
+    assert "- imported / card: `logs/compare/imported/card` (from `p.json`)" in lines
+    assert "(test split)" in text and "best checkpoint" in text

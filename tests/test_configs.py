@@ -13,8 +13,9 @@ import torch
 from fixtures_data import BUILDERS, build_mini
 from omegaconf import DictConfig
 
-from experiments.common import runner
+from experiments.common import assembly, trainer
 from experiments.common.config import CONF_DIR, EXPERIMENTS_DIR, REPO_ROOT, ConfigError, load_config
+from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.language_model import is_tiny_lm
 
 GROUP_FILES = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml"))
@@ -63,11 +64,12 @@ def tiny(cfg: DictConfig, tmp_path: Path, *, lm: str | None = None) -> list[str]
     return out
 
 
-def build_and_step(cfg: DictConfig, *, backward: bool = True) -> runner.CaptionerModule:
+def build_and_step(cfg: DictConfig, *, backward: bool = True) -> CaptionerModule:
     """Build data + model and run one validation batch through the loss. With ``backward``, every trainable
     parameter must get a gradient (DDP without find_unused_parameters needs that)."""
     torch.manual_seed(0)
-    datamodule, module = runner.make_parts(cfg)
+    parts = assembly.assemble(cfg)
+    datamodule, module = parts.datamodule, parts.module
     datamodule.setup("fit")
     loaders = datamodule.val_dataloader()
     batch = next(iter(loaders[0] if isinstance(loaders, list) else loaders))
@@ -97,14 +99,14 @@ def test_group_file_composes_and_builds(group, name, tmp_path, llava_twin):
     if cfg.model.init_from:
         # A LLaVA-OneVision folder: without it, building says where it looked; with a tiny twin, it builds.
         with pytest.raises(ConfigError, match=str(cfg.model.init_from)):
-            runner.make_parts(compose(tmp_path, groups={group: name}))
+            assembly.assemble(compose(tmp_path, groups={group: name}))
         twin = [f"model.init_from={llava_twin}", "backbone.layers=[1,3,5]", "mdp.num_heads=2"]
         build_and_step(compose(tmp_path, groups={group: name}, overrides=twin))
         return
     if not is_tiny_lm(cfg.model.lm.name):
         # A pretrained LM is a local folder: without it, building says where it looked and what to do.
         with pytest.raises(FileNotFoundError, match="model.lm.name"):
-            runner.make_parts(compose(tmp_path, groups={group: name}))
+            assembly.assemble(compose(tmp_path, groups={group: name}))
         lm = "tiny-qwen2"
     # The gradient check belongs to model structure (model group, experiments); data and backbone files
     # only need to build and run.
@@ -123,7 +125,7 @@ def test_trainer_files_are_lightning_arguments(name):
     allowed = set(inspect.signature(L.Trainer.__init__).parameters)
     assert set(cfg.trainer) <= allowed
     if cfg.trainer.accelerator == "cpu":
-        runner.make_trainer(cfg, logger=False, callbacks=[])
+        trainer.make_trainer(cfg, logger=False, callbacks=[])
 
 
 def test_real_size_backbones_have_their_paper_settings():
@@ -145,7 +147,7 @@ def test_pretrained_tag_without_weights_says_where_to_put_them(tmp_path):
     cfg = load_config(groups={"backbone": "clip_b16"})
     overrides = [o for o in tiny(cfg, tmp_path) if o != "backbone.pretrained=null"]
     with pytest.raises(mdp.BackboneWeightsError, match="openai"):
-        runner.make_parts(load_config(groups={"backbone": "clip_b16"}, overrides=overrides))
+        assembly.assemble(load_config(groups={"backbone": "clip_b16"}, overrides=overrides))
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -184,7 +186,7 @@ def test_paper_config_builds_from_a_tiny_llava_onevision_twin(tmp_path, llava_tw
     assert cfg.model.init_from == "models/llava-onevision-qwen2-7b-ov-hf" and cfg.model.init_weights
     assert list(cfg.backbone.layers) == [16, 19, 22, 25] and not cfg.backbone.freeze and cfg.mdp.enabled
     assert cfg.mdp.identity_init is None and cfg.model.token_pool == 1  # identity: on with init_from
-    assert (cfg.model.lora.enabled, cfg.model.lora.r, cfg.model.lora.alpha) == (True, 128, 256)
+    assert (cfg.model.lora.enabled, cfg.model.lora.r, cfg.model.lora.alpha) == (True, 128, None)  # alpha = 2r
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.strategy == "ddp"
     assert (
         cfg.backbone.grad_checkpointing
@@ -208,7 +210,7 @@ def test_paper_config_builds_from_a_tiny_llava_onevision_twin(tmp_path, llava_tw
     ]
     assert cfg.data.sample_per == "caption" and cfg.data.weights is None
     with pytest.raises(ConfigError, match="llava-onevision-qwen2-7b-ov-hf"):
-        runner.make_parts(compose(tmp_path, experiment=name))
+        assembly.assemble(compose(tmp_path, experiment=name))
     # The same recipe on the tiny twin (6 tower layers: taps 1/3/5, the last = its projector's input).
     twin = [f"model.init_from={llava_twin}", "backbone.layers=[1,3,5]", "mdp.num_heads=2", "model.lora.r=4"]
     module = build_and_step(compose(tmp_path, experiment=name, overrides=twin))
@@ -225,10 +227,19 @@ def test_paper_config_builds_from_a_tiny_llava_onevision_twin(tmp_path, llava_tw
     }
 
 
+def test_lora_alpha_follows_a_changed_r_unless_set():
+    def resolved(*overrides: str) -> DictConfig:
+        return assembly.resolve_static(load_config(groups={"model": "qwen2_lora"}, overrides=list(overrides)))
+
+    assert resolved().model.lora.alpha == 256  # the paper's r=128 / alpha=256
+    assert resolved("model.lora.r=8").model.lora.alpha == 16  # the same scale alpha / r = 2
+    assert resolved("model.lora.r=8", "model.lora.alpha=8").model.lora.alpha == 8
+
+
 def test_fsdp_shards_per_transformer_block():
     from lightning.pytorch.strategies import FSDPStrategy
 
-    strategy = runner.make_strategy("fsdp")
+    strategy = trainer.make_strategy("fsdp")
     assert isinstance(strategy, FSDPStrategy)
     policy = strategy.kwargs["auto_wrap_policy"]
     module = build_tiny_module()
@@ -238,19 +249,20 @@ def test_fsdp_shards_per_transformer_block():
     assert wrapped == {"GPT2Block", "Block"}  # the LM's decoder layers and the (timm) ViT blocks
     assert strategy.kwargs["use_orig_params"]  # frozen and trained parameters in one unit (LoRA)
     with pytest.raises(ConfigError, match="model.lm.dtype=float32"):
-        runner.make_trainer(
+        trainer.make_trainer(
             load_config(overrides=["trainer.strategy=fsdp", "model.lm.dtype=bfloat16"]),
             logger=False,
             callbacks=[],
         )
-    assert runner.make_strategy("ddp") == "ddp"
+    assert trainer.make_strategy("ddp") == "ddp"
 
 
 def test_the_data_is_prepared_with_the_backbones_own_preprocessing():
     """Backbone -> its ImageSpec -> the DataModule's transform: CLIP's mean/std, not a guess patched later."""
     tiny_data = ["data.val_size=4", "data.train_size=16"]
     cfg = load_config(groups={"backbone": "clip"}, overrides=[*TINY, "backbone.image_size=32", *tiny_data])
-    datamodule, module = runner.make_parts(cfg)
+    parts = assembly.assemble(cfg)
+    datamodule, module = parts.datamodule, parts.module
     spec, transform = module.image_spec, datamodule.transform
     assert spec.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
     assert (transform.size, transform.mean, transform.std) == (
@@ -262,7 +274,7 @@ def test_the_data_is_prepared_with_the_backbones_own_preprocessing():
 
 def build_tiny_module():
     cfg = load_config(overrides=[*TINY, "backbone.image_size=32", "data.val_size=4", "data.train_size=16"])
-    return runner.make_parts(cfg)[1]
+    return assembly.assemble(cfg).module
 
 
 # --------------------------------------------------------------------------------------------- bad input

@@ -130,3 +130,21 @@ def test_header_and_missing_file_are_file_level_errors(tmp_path):
     tsv.unlink()
     with pytest.raises(DataError, match="birds-to-words-v1.0.tsv: annotation file not found"):
         make_dm("birds_to_words", mini.root).records("test")
+
+
+def test_a_row_repeated_verbatim_is_one_reference_and_a_data_info_problem(tmp_path, capsys):
+    """Issue 22, loss 5: a repeated row became a second, identical reference of the pair."""
+    mini = make_birds(tmp_path / "b2w")
+    tsv = mini.root / "birds-to-words-v1.0.tsv"
+    lines = tsv.read_text().splitlines()
+    repeated = next(i for i, line in enumerate(lines) if "animal2 has white wing bars" in line)
+    tsv.write_text("\n".join([*lines, lines[repeated]]) + "\n")
+    dm = make_dm("birds_to_words", mini.root)
+    refs = dm.reference_captions("test")["5005_6006"]
+    assert refs.count("animal2 has white wing bars .") == 1 and len(refs) == 3
+    code = data_info.main(["--data", "birds_to_words", "--root", str(mini.root), "--json", "1"])
+    info = json.loads(capsys.readouterr().out)
+    assert code == 1 and info["splits"]["test"]["references"] == 4  # counted once
+    assert info["problems"] == [
+        f"{tsv}: line {len(lines) + 1}: repeats line {repeated + 1} verbatim; read once"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from fixtures_clevr import make_clevr_dc
 from fixtures_data import build_mini
 from fixtures_records import make_spot
 
-from datamodules.base import PairDataModule
+from datamodules.base import PairDataConfig, PairDataModule
 from experiments import data_info
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,7 +170,9 @@ class Generated(PairDataModule):
 
 
 def test_generated_benchmarks_are_counted_by_iterating():
-    info = data_info.inspect_module(Generated(categories=["color", "size"]), "test", "decode")
+    config = PairDataConfig(categories=["color", "size"])
+    generated = Generated(config, image_size=4, mean=(0.5,) * 3, std=(0.5,) * 3, seed=0)
+    info = data_info.inspect_module(generated, "test", "decode")
     assert (info["pairs"], info["references"], info["categories"]) == (3, 6, {"color": 3, "size": 0})
 
 
@@ -184,3 +187,63 @@ def test_module_entry_point_exit_code(tmp_path):
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "256.png" in result.stdout and "image file not found" in result.stdout
+
+
+def test_empty_split_and_header_only_file_are_problems_worded_as_training_says(tmp_path, capsys):
+    """A tsv with only its header said "problems: none"; training refuses it. Now data-info lists the message
+    training stops with, and exits 1."""
+    from fixtures_records import BIRDS_COLUMNS, make_birds
+
+    from datamodules.errors import DataError
+    from experiments.common import assembly
+    from experiments.common.config import load_config
+
+    mini = make_birds(tmp_path / "b2w")
+    (mini.root / "birds-to-words-v1.0.tsv").write_text("\t".join(BIRDS_COLUMNS) + "\n")
+    code, out, _ = run(capsys, "--data", "birds_to_words", "--root", str(mini.root), "--json", "1")
+    info = json.loads(out)
+    assert code == 1 and info["pairs"] == 0 and info["problem_count"] == 3
+    expected = f"{mini.root}: no usable pairs in split 'train'"
+    assert any(p.startswith(expected) for p in info["problems"])
+    cfg = load_config(groups={"data": "birds_to_words"}, overrides=[f"data.root={mini.root}"])
+    with pytest.raises(DataError) as err:  # make train, before the model is built
+        assembly.assemble(cfg)
+    assert str(err.value) == expected
+    code, out, _ = run(capsys, "--data", "birds_to_words", "--root", str(mini.root))
+    assert code == 1 and "problems: 3" in out and "problems: none" not in out
+
+
+def test_documented_split_pattern_works_as_written(tmp_path, capsys):
+    """docs/datasets.md: data.annotations="{split}.jsonl" (the shell drops the quotes; not YAML, a string)."""
+    from fixtures_records import make_pairs
+
+    mini = make_pairs(tmp_path / "pairs", jsonl=True)
+    rows = [json.loads(line) for line in (mini.root / "pairs.jsonl").read_text().splitlines()]
+    for split in ("train", "val", "test"):
+        (mini.root / f"{split}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows if r["split"] == split)
+        )
+    (mini.root / "pairs.jsonl").unlink()
+    code, out, err = run(
+        capsys, "--data", "pairs", "--root", str(mini.root), "--json", "1",
+        "--args", 'data.annotations="{split}.jsonl"',
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["pairs"] == len(rows)
+
+
+@pytest.mark.slow  # make + a fresh interpreter
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_exit_statuses_through_make(tmp_path):
+    """GNU make exits 2 whenever a recipe fails; data-info's own status is the 'Error N' of make's last line,
+    as the Makefile and docs/datasets.md say (and python -m experiments.data_info returns it as is)."""
+    mini = make_spot(tmp_path / "spot")
+    (mini.root / "resized_images" / "256.png").unlink()
+    make = ["make", "--no-print-directory", "-C", str(REPO), "data-info", "DATA=spot_the_diff", "SPLIT=test"]
+    problems = subprocess.run([*make, f"ROOT={mini.root}"], capture_output=True, text=True, timeout=180)
+    assert problems.returncode == 2 and "256.png" in problems.stdout
+    assert problems.stderr.strip().splitlines()[-1].endswith("data-info] Error 1")
+    unreadable = subprocess.run([*make, f"ROOT={tmp_path}/nope"], capture_output=True, text=True, timeout=180)
+    last = unreadable.stderr.strip().splitlines()
+    assert unreadable.returncode == 2 and last[-1].endswith("data-info] Error 2")
+    assert last[-2].startswith("error: data cannot be read:") and "Traceback" not in unreadable.stderr

@@ -10,7 +10,7 @@ from fixtures_records import make_pairs, make_spot
 from torch.utils.data import DataLoader
 
 import datamodules.base
-from datamodules import DATAMODULES
+from datamodules import list_datamodules
 from datamodules.contract import collate_pairs
 from datamodules.samplers import worker_init_fn
 
@@ -42,7 +42,7 @@ def build(name: str, tmp_path):
     return make_dm(name, BUILDERS[name](tmp_path / name).root, **sizes)
 
 
-@pytest.mark.parametrize("name", sorted(DATAMODULES))
+@pytest.mark.parametrize("name", list_datamodules())
 def test_every_loader_comes_from_pair_loader(tmp_path, built_loaders, name):
     dm = build(name, tmp_path)
     dm.setup("fit")

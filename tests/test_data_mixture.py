@@ -34,7 +34,7 @@ def test_mixture_members_take_their_config_defaults(tmp_path):
     assert dm.members["clevr_change"].train_swap_prob == 0.5
     assert dm.categories == ["color", "texture", "add", "drop", "move", "distractor"]
     assert dm.groups == {"semantic": ["color", "texture", "add", "drop", "move"]}
-    assert dm.members["iedit"].num_workers == 0  # inherited from the mixture
+    assert dm.members["iedit"].config.num_workers == 0  # inherited from the mixture
 
 
 def test_mixture_weights_set_the_sampling_proportions(tmp_path):
@@ -209,7 +209,7 @@ PAPER = ("omnidiff", "spot_the_diff", "iedit", "birds_to_words", "clevr_change",
 
 def test_paper_mixture_counts_every_caption_and_prints_the_epoch(tmp_path):
     from experiments.common.config import load_config
-    from experiments.common.runner import epoch_summary
+    from experiments.common.trainer import epoch_summary
 
     cfg = load_config(groups={"data": "mixture_paper"})
     assert [m["name"] for m in cfg.data.members] == list(PAPER)

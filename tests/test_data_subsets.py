@@ -12,7 +12,6 @@ from fixtures_data import build_mini, make_dm
 from fixtures_files import write_json
 
 from callbacks.caption_metrics import CaptionMetricsCallback
-from callbacks.caption_records import CaptionRecords, unique_pairs
 from datamodules.contract import check_sample, collate_pairs
 from datamodules.errors import DataError
 from evaluation import CaptionScorer, build_subsets
@@ -20,6 +19,7 @@ from experiments import data_info
 from experiments.common.config import load_config
 from experiments.compare import report
 from experiments.compare.runs import Run, collect
+from lightning_modules.pair_metrics import CaptionRecords, unique_pairs
 
 
 def test_omnidiff_pairs_are_real_or_render_by_path(tmp_path, capsys):

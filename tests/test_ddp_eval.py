@@ -16,7 +16,7 @@ import torch
 from helpers import TINY_MODEL, free_port
 
 from datamodules.contract import collate_pairs
-from experiments.common import runner
+from experiments.common import assembly
 from experiments.common.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,8 @@ def checkpoint(tmp_path_factory) -> Path:
     and score above zero (a mismatch between a pair and its caption would show in the metrics)."""
     torch.manual_seed(0)
     cfg = load_config(overrides=TINY)
-    datamodule, module = runner.make_parts(cfg)
+    parts = assembly.assemble(cfg)
+    datamodule, module = parts.datamodule, parts.module
     data = datamodule.dataset("test")
     batch = collate_pairs([data[i] for i in range(len(data))])
     optimizer = torch.optim.AdamW(module.parameters(), lr=5e-3)

@@ -24,6 +24,7 @@ NOT_IMPORTED = {
     "tensorboard": "torch.utils.tensorboard writes through it; `make tb` runs its CLI",
     "pytest-timeout": "a pytest plugin (pyproject's `timeout`)",
     "ruff": "a command-line tool (`make lint`)",
+    "num2words": "SmolVLM / Idefics3's processor imports it when it is built (make eval MODEL=<smolvlm folder>)",
 }
 
 

@@ -109,7 +109,7 @@ def _entry_sources(name: str) -> str:
         [module.with_suffix(".py")] if module.with_suffix(".py").is_file() else sorted(module.glob("*.py"))
     )
     assert files, f"python -m experiments.{name}: no such entry point"
-    return "".join(_text(f) for f in [*files, REPO / "experiments" / "common" / "runner.py"])
+    return "".join(_text(f) for f in [*files, REPO / "experiments" / "common" / "cli.py"])
 
 
 @pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)

@@ -59,3 +59,31 @@ def test_make_clean_keeps_the_runs_and_help_says_make_runs_offline(tmp_path):
     assert not (tmp_path / "logs").exists()
     help_text = subprocess.run([*make, "help"], check=True, capture_output=True, text=True).stdout
     assert "make clean-logs" in help_text and "HF_HUB_OFFLINE=0" in help_text
+
+
+def test_unknown_backbone_lists_the_kits_own_names(tmp_path):
+    """45 lines of timm traceback ending in "close matches: []" before; one line naming BACKBONE= choices and
+    the registry's names now, before any run folder."""
+    code, err = run("experiments.train", "--backbone", "siglp", "--args", f"logs_dir={tmp_path}/logs")
+    assert code == 2 and len(err) == 1, err
+    line = err[0]
+    assert line.startswith("config error: backbone.name='timm:siglp'") and "timm has no model 'siglp'" in line
+    assert "BACKBONE= ['clip'," in line and "'siglip-tiny'" in line and "did you mean ['siglip'" in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_unclosed_quotes_and_damaged_checkpoints_are_one_line(tmp_path, capsys):
+    from experiments import data_info, evaluate, train
+
+    assert train.main(["--args", f"logs_dir={tmp_path} data.root='/x"]) == 2
+    assert data_info.main(["--args", "data.root='/x"]) == 2
+    noise = tmp_path / "noise.ckpt"
+    noise.write_bytes(os.urandom(5000))
+    assert evaluate.main(["--ckpt", str(noise)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 3, err
+    assert all("cannot split" in line and "No closing quotation" in line for line in err[:2])
+    assert err[2].startswith(
+        f"checkpoint error: {noise}: not a readable PyTorch checkpoint: the file is damaged"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["noise.ckpt"]

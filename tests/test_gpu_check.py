@@ -52,20 +52,21 @@ def test_toy_gpu_check_trains_measures_and_reports(tmp_path, capsys):
 def test_model_flops_count_recomputation_once(tmp_path):
     """Checkpointing repeats layers' forwards in backward; model FLOPs leave the repeats out, so they match the
     count of the same step without checkpointing."""
-    from experiments.common import runner
+    from experiments.common import assembly
     from experiments.common.config import load_config
 
     folder = tmp_path / "folder"
     folder.mkdir()
     gpu_check.write_folder(
-        folder, runner.training_captions(runner.make_datamodule(load_config()), 200), toy=True
+        folder, assembly.training_captions(assembly.make_datamodule(load_config()), 200), toy=True
     )
     counts = []
     for checkpointing in (True, False):
         cfg = gpu_check.compose(folder, tmp_path / "logs", toy=True, fsdp=False, steps=2, device="cpu")
         cfg.backbone.grad_checkpointing = cfg.model.lm.grad_checkpointing = checkpointing
         torch.manual_seed(0)
-        datamodule, module = gpu_check.build_parts(cfg, "cpu")
+        parts = assembly.assemble(cfg, device="cpu")
+        datamodule, module = parts.datamodule, parts.module
         datamodule.setup("fit")
         counts.append(
             gpu_check.model_flops(module, next(iter(datamodule.train_dataloader())), precision="32-true")
@@ -94,16 +95,17 @@ def test_activation_memory_counts_what_autograd_saves_and_checkpointing_keeps_le
 @pytest.mark.slow
 def test_real_size_model_builds_on_the_meta_device_with_the_documented_sizes(tmp_path):
     """make gpu-check's model, built without memory: the architecture docs/paper_scale.md's arithmetic uses."""
-    from experiments.common import runner
+    from experiments.common import assembly
     from experiments.common.config import load_config
 
     folder = tmp_path / "folder"
     folder.mkdir()
     gpu_check.write_folder(
-        folder, runner.training_captions(runner.make_datamodule(load_config()), 200), toy=False
+        folder, assembly.training_captions(assembly.make_datamodule(load_config()), 200), toy=False
     )
     cfg = gpu_check.compose(folder, tmp_path / "logs", toy=False, fsdp=False, steps=2, device="cpu")
-    model = gpu_check.build_parts(cfg, "meta")[1].model
+    parts = assembly.assemble(cfg, device="meta")
+    cfg, model = parts.cfg, parts.module.model  # the resolved config: the folder's tower and sizes
 
     def count(module, keep=lambda p: True):
         return sum(p.numel() for p in module.parameters() if keep(p))

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from experiments.common.assembly import resolve_static
 from experiments.common.config import ConfigError, load_config, to_container
-from experiments.common.runner import resolve_init_from
 from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.llava_onevision import InitFromError
 from mdp.hf_adapter import is_hf_checkpointing
@@ -22,20 +22,21 @@ INSTRUCTION = "Describe the differences between the two images."
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def twin_config(folder, *overrides):
+def twin_config(folder, *overrides, groups=None):
     cfg = load_config(
+        groups=groups,
         overrides=[
             f"model.init_from={folder}",
             f"model.prompt={INSTRUCTION}",
             "model.lora.enabled=true",
             "model.lora.r=4",
             "model.lora.alpha=8",
-            "model.max_caption_tokens=32",  # built here, not by the runner: no limits measured on data
+            "model.max_caption_tokens=32",  # built here, not by the run assembly: no limits measured on data
             "generation.max_new_tokens=12",
             *overrides,
-        ]
+        ],
     )
-    return resolve_init_from(cfg)
+    return resolve_static(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +52,9 @@ def hf(llava_twin):
     return LlavaOnevisionForConditionalGeneration.from_pretrained(llava_twin).eval()
 
 
-def hf_inputs(folder, instruction: str, seed: int) -> dict:
-    """Two random 32 px images and ``instruction`` through LLaVA-OneVision's own processor."""
+def hf_processor(folder):
+    """LLaVA-OneVision's processor around the folder's tokenizer and image processor (the twin has no processor
+    files of its own; tests/llava_twin.py's save_processor writes them)."""
     from transformers import (
         AutoImageProcessor,
         AutoTokenizer,
@@ -60,18 +62,24 @@ def hf_inputs(folder, instruction: str, seed: int) -> dict:
         LlavaOnevisionVideoProcessor,
     )
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    processor = LlavaOnevisionProcessor(
+    return LlavaOnevisionProcessor(
         image_processor=AutoImageProcessor.from_pretrained(folder),
-        tokenizer=tokenizer,
+        tokenizer=AutoTokenizer.from_pretrained(folder),
         video_processor=LlavaOnevisionVideoProcessor(),
         num_image_tokens=16,
         vision_feature_select_strategy="full",
     )
+
+
+def hf_inputs(folder, instruction: str, seed: int, text: str | None = None) -> dict:
+    """Two random 32 px images and ``instruction`` (or the rendered prompt ``text``) through LLaVA-OneVision's own
+    processor."""
+    processor = hf_processor(folder)
     rng = np.random.default_rng(seed)
     images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
-    user = {"role": "user", "content": f"<image>\n<image>\n{instruction}"}
-    text = tokenizer.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
+    if text is None:
+        user = {"role": "user", "content": f"<image>\n<image>\n{instruction}"}
+        text = processor.tokenizer.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
     return processor(text=[text], images=[images], return_tensors="pt")
 
 
@@ -188,9 +196,41 @@ def test_gradients_with_and_without_activation_checkpointing_agree(llava_twin):
 def test_bad_init_from_gives_clear_errors(llava_twin, tmp_path):
     with pytest.raises(ConfigError, match="no config.json"):
         twin_config(tmp_path)
-    cfg = twin_config(llava_twin, "backbone.layers=[1,3]")
-    with pytest.raises(InitFromError, match="end backbone.layers with 5"):
-        CaptionerModule(config=to_container(cfg))
+    with pytest.raises(ConfigError, match="end backbone.layers with 5"):  # found before the folder is read
+        twin_config(llava_twin, "backbone.layers=[1,3]")
+    config = to_container(twin_config(llava_twin))
+    config["backbone"]["layers"] = [1, 3]
+    with pytest.raises(InitFromError, match="end backbone.layers with 5"):  # and by the loader itself
+        CaptionerModule(config=config)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            "backbone.layers=[1,3,9]",
+            "config error: backbone.layers=[1, 3, 9]: backbone 'hf:",
+        ),  # 6-layer tower
+        ("backbone.layers=[1,3,4]", "config error: backbone.layers=[1, 3, 4] ends at layer 4, but"),
+    ],
+)
+def test_a_tap_list_that_does_not_fit_the_folder_is_one_line(llava_twin, capsys, overrides, message):
+    from experiments import train
+
+    assert train.main(["--args", f"model.init_from={llava_twin} {overrides}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_a_tap_list_that_does_not_fit_any_backbone_is_one_line(capsys):
+    from experiments import train
+
+    assert train.main(["--args", "backbone.layers=[1,3,9] data.train_size=8 data.val_size=4"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("config error: backbone.layers: backbone 'siglip-tiny' has 6 blocks")
+        and err.count("\n") == 1
+    )
 
 
 def test_a_missing_folder_is_a_one_line_config_error(tmp_path, capsys):

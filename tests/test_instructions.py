@@ -15,7 +15,6 @@ from datamodules import build_datamodule
 from datamodules.contract import collate_pairs
 from experiments.common.config import load_config, to_container
 from lightning_modules.captioner import CaptionerModule
-from lightning_modules.model.prompt import chat_segments
 
 # Instructions of three token lengths; None = none (model.prompt).
 INSTRUCTIONS = ["What changed?", None, "List every object that moved, appeared or disappeared in the scene."]
@@ -55,7 +54,7 @@ def contains(ids: list[int], part: list[int]) -> bool:
 def test_prompts_follow_each_sample_s_instruction_and_fall_back_to_model_prompt(module):
     prompts = module.prompts(INSTRUCTIONS)
     assert [list(s) for s in prompts[1]] == [s.tolist() for s in module.model.text_segments]
-    assert prompts[0] == chat_segments(module.tokenizer, INSTRUCTIONS[0])[0]
+    assert prompts[0] == module.instruction_prompts.chat_prompt.segments(INSTRUCTIONS[0])[0]
     assert len({len(p[2]) for p in prompts}) == 3  # three prompt lengths: the batch is padded
     # Every pair on model.prompt: the model's own segments, no padding, exactly as without instructions.
     assert module.prompts([None, INSTRUCTION]) is None and module.prompts(None) is None

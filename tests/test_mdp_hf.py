@@ -30,7 +30,7 @@ def test_llava_onevision_tower_taps_are_its_hidden_states(llava_twin, hf_llava):
     vision_feature_layer=-1 feeds its projector."""
     bb = mdp.build_backbone(f"hf:{llava_twin}", layers=[1, 3, 5], pretrained=True).eval()
     assert (bb.width, bb.grid, bb.num_tokens, bb.layers) == (32, (4, 4), 16, (1, 3, 5))
-    assert bb.spec == mdp.ImageSpec(size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    assert bb.spec == mdp.ImageSpec(size=32, mean=(0.5,) * 3, std=(0.5,) * 3, pipeline="llava_onevision")
     x = images()
     with torch.no_grad():
         taps = bb(x)
@@ -141,9 +141,9 @@ def test_paper_tower_entry_pins_the_taps_and_sizes():
     17/20/23/26 counted from 1); 25 is the last layer, the one LLaVA-OneVision's projector reads."""
     from transformers import SiglipVisionConfig
 
-    from mdp.zoo import _LLAVA_OV_TOWER, LLAVA_OV_TAPS
+    from mdp import LLAVA_OV_TAPS, LLAVA_OV_TOWER
 
-    config = SiglipVisionConfig(**_LLAVA_OV_TOWER)
+    config = SiglipVisionConfig(**LLAVA_OV_TOWER)
     assert (config.num_hidden_layers, config.hidden_size, config.image_size, config.patch_size) == (
         26,
         1152,

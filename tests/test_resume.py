@@ -17,8 +17,8 @@ import torch
 from helpers import TINY_MODEL, free_port
 
 from datamodules.samplers import ResumableSampler
+from experiments.common.checkpoint_io import AtomicCheckpointIO
 from experiments.common.checkpoints import read_checkpoint
-from experiments.common.runner import AtomicCheckpointIO
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -231,7 +231,7 @@ def test_resumed_sampler_continues_the_interrupted_order():
 # ------------------------------------------------------------------------------------------------ atomic saves
 SAVER = """
 import sys, torch
-from experiments.common.runner import AtomicCheckpointIO
+from experiments.common.checkpoint_io import AtomicCheckpointIO
 io, i = AtomicCheckpointIO(), 0
 while True:
     io.save_checkpoint({"i": i, "w": torch.full((3_000_000,), float(i))}, sys.argv[1])
@@ -270,11 +270,11 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     io = AtomicCheckpointIO()
     io.save_checkpoint({"i": 1, "w": torch.full((3_000_000,), 1.0)}, path)
 
-    def crash(self, checkpoint, target, storage_options=None):
-        Path(target).write_bytes(b"PK\x03\x04 half a checkpoint")
+    def crash(checkpoint, file):
+        file.write(b"PK\x03\x04 half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr("lightning.fabric.plugins.io.torch_io.TorchCheckpointIO.save_checkpoint", crash)
+    monkeypatch.setattr("experiments.common.checkpoints.torch.save", crash)
     with pytest.raises(OSError, match="disk full"):
         io.save_checkpoint({"i": 2, "w": torch.full((3_000_000,), 2.0)}, path)
     assert check_intact(path) == 1

@@ -319,6 +319,22 @@ def test_score_command_per_category(clevr_like, tmp_path):
     assert {k: v["num_pairs"] for k, v in written["categories"].items()} == {"distractor": 4, "color": 1}
 
 
+def test_a_kit_subsets_file_with_an_empty_group_rescores(tmp_path):
+    """An evaluation's subsets.json where no pair of the split has a group's categories (a small split): its
+    "Rescore with" line works; the empty group is left out, as the evaluation left it out."""
+    refs = {"a": ["the cube moved"], "b": ["the sphere is gone"]}
+    gt = _write(tmp_path / "gt.json", coco_ground_truth(refs))
+    pred = _write(tmp_path / "pred.json", coco_predictions({"a": "the cube moved", "b": "a sphere"}))
+    kinds = _write(
+        tmp_path / "subsets.json", {"categories": {"move": ["a"], "drop": []}, "groups": {"x": []}}
+    )
+    out = tmp_path / "out.json"
+    argv = ["--gt", str(gt), "--pred", str(pred), "--categories", str(kinds), "--out", str(out)]
+    assert score_cli.main([*argv, "--no-meteor", "--quiet"]) == 0
+    written = json.loads(out.read_text())
+    assert written["categories"]["move"]["num_pairs"] == 1 and "groups" not in written
+
+
 def test_score_command_errors_name_the_culprit(clevr_like, tmp_path, capsys):
     gt, _, _ = clevr_like
     stray = _write(

@@ -162,7 +162,8 @@ def test_exported_pairs_read_back_with_the_pairs_datamodule(tmp_path):
     pairs = pytest.importorskip("datamodules.pairs")
     dm = make_dm()
     export(dm, tmp_path, 2, ["val"])
-    reader = pairs.PairsDataModule(root=str(tmp_path), annotations="annotations.json", image_size=64)
+    config = pairs.PairsConfig(root=str(tmp_path), annotations="annotations.json")
+    reader = pairs.PairsDataModule(config, image_size=64, mean=(0.5,) * 3, std=(0.5,) * 3, seed=0)
     sample = reader.dataset("val")[0]
     original = dm.dataset("val")[0]
     assert sample["pair_id"] == original["pair_id"] and sample["captions"] == original["captions"]
@@ -170,7 +171,7 @@ def test_exported_pairs_read_back_with_the_pairs_datamodule(tmp_path):
 
 
 def test_benchmark_reports_rates():
-    from experiments.synth import benchmark
+    from datamodules.synthetic.throughput import generator_throughput
 
-    rates = benchmark(make_dm(), seconds=0.4)
+    rates = generator_throughput(make_dm(), seconds=0.4)
     assert rates["pairs_per_s"] > 0 and rates["captions_only_pairs_per_s"] > rates["pairs_per_s"]

@@ -5,10 +5,12 @@ Pair ``i`` of split ``s`` is a pure function of (``data_seed``, ``s``, ``i``) an
 for the caption grammar). Its evaluation id is ``"<split>/<index>"`` (e.g. ``"val/000123"``), from which the
 truth is regenerated, so the change-identification score needs nothing but the predictions.
 
-Beyond the shared :class:`~datamodules.base.PairDataModule` API, this DataModule offers:
+Of the optional hooks of :class:`~datamodules.base.PairDataModule` (the table in :mod:`datamodules.contract`),
+this DataModule answers:
 
 - :meth:`SyntheticDataModule.training_captions` — references of the first ``n`` training pairs, without
-  rendering any image (for the tiny LM's tokenizer); :meth:`~SyntheticDataModule.reference_captions` per split.
+  rendering any image (for the tiny LM's tokenizer); :meth:`~SyntheticDataModule.reference_captions` and
+  :meth:`~SyntheticDataModule.specs` per split, likewise without images.
 - :meth:`SyntheticDataModule.change_identification` — parse generated captions with the grammar and score
   category / attributes / location / exact match, overall and per category.
 - :meth:`SyntheticDataModule.category_confusion` — the kind of change each caption states beside the true one
@@ -23,6 +25,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -30,14 +33,14 @@ from torch.utils.data import Dataset
 
 from datamodules.base import PairDataConfig, PairDataModule
 from datamodules.contract import PairSample
+from datamodules.errors import ConfigError
 from datamodules.images import ImageTransform
+from datamodules.registry import register_datamodule
 from datamodules.synthetic.captions import NO_CHANGE, UNREADABLE, identify, parse_caption, read_back
 from datamodules.synthetic.changes import sample_pair
 from datamodules.synthetic.grammar import change_slots
 from datamodules.synthetic.render import background_canvas, render
 from datamodules.synthetic.spec import OPERATIONS, GeneratorConfig, PairSpec, parse_pair_id
-
-SPLITS = ("train", "val", "test")
 
 
 def render_pair(
@@ -140,73 +143,52 @@ class SyntheticConfig(PairDataConfig):
     jitter: float = 0.04  # each image's exposure and channel gains drawn in 1 +- jitter; 0 = none
     data_seed: int | None = 0  # fixed, so every run sees the same pairs; null = the run's seed
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            self.generator(run_seed=0)  # its checks are the keys' checks
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
+    def generator(self, *, run_seed: int) -> GeneratorConfig:
+        """Everything that decides the pairs; ``data_seed: null`` follows ``run_seed``."""
+        labels = tuple(self.categories)
+        unknown = sorted(set(self.category_weights) - set(labels))
+        if unknown:
+            raise ValueError(f"data.category_weights: unknown categories {unknown}; known: {list(labels)}")
+        return GeneratorConfig(
+            labels=labels,
+            caption_style=self.caption_style,
+            min_references=self.min_references,
+            max_references=self.max_references,
+            max_changes=self.max_changes,
+            no_change_fraction=self.no_change_fraction,
+            no_change_label=self.no_change_label or None,
+            weights=tuple(float(self.category_weights.get(label, 1.0)) for label in labels),
+            min_objects=self.min_objects,
+            max_objects=self.max_objects,
+            noise=float(self.noise),
+            jitter=float(self.jitter),
+            data_seed=run_seed if self.data_seed is None else int(self.data_seed),
+        )
+
+
+@register_datamodule("synthetic")
 class SyntheticDataModule(PairDataModule):
-    """The embedded procedural benchmark (``data.name: synthetic``).
-
-    Args (keyword-only; each is a key of ``conf/data/synthetic.yaml``), besides the base class's:
-        categories: the 12 category labels, one per change operation in the order of
-            :data:`~datamodules.synthetic.changes.OPERATIONS` (viewpoint ... count).
-        caption_style: ``short`` (one CLEVR-style sentence per change) or ``long`` (OmniDiff-style, tens of words).
-        min_references / max_references: references per pair (drawn uniformly in between).
-        max_changes: each changed pair has 1..max_changes changes (at most 3).
-        no_change_fraction: share of pairs with no change at all.
-        no_change_label: their category label (not one of the 12); ``None``: an empty category list.
-        category_weights: label -> relative sampling weight (missing labels: 1; 0 disables a category).
-        train_size / val_size / test_size: virtual pairs per split.
-        min_objects / max_objects: objects per scene (at most 8 of the 9 cells).
-        noise: std of Gaussian pixel noise (0-255 scale) added independently to each image; 0 = none.
-        jitter: photometric jitter per image: exposure and per-channel gain in ``1 ± jitter``; 0 = none.
-            With both at 0, a no-change pair's images are pixel-identical.
-        data_seed: the benchmark's seed; ``None`` follows the run's ``seed``. Fixed by default so that every
-            run trains and is scored on the same pairs.
-    """
+    """The embedded procedural benchmark (``data.name: synthetic``); ``config``: a :class:`SyntheticConfig`
+    (``conf/data/synthetic.yaml``). Pair ``i`` of a split is a pure function of the generator
+    (:meth:`SyntheticConfig.generator`: the keys that decide the data, with ``data_seed`` or the run's seed)."""
 
     benchmark = "synthetic"
     config_class = SyntheticConfig
+    config: SyntheticConfig
+    baseline_names = ("ceiling", "trivial")
+    identifies_changes = True
 
-    def __init__(
-        self,
-        *,
-        caption_style: str = "short",
-        min_references: int = 3,
-        max_references: int = 5,
-        max_changes: int = 1,
-        no_change_fraction: float = 0.1,
-        no_change_label: str | None = "no_change",
-        category_weights: Mapping[str, float] | None = None,
-        train_size: int = 100_000,
-        val_size: int = 512,
-        test_size: int = 1000,
-        min_objects: int = 3,
-        max_objects: int = 6,
-        noise: float = 3.0,
-        jitter: float = 0.04,
-        data_seed: int | None = 0,
-        **kwargs,
-    ) -> None:
-        super().__init__(**kwargs)
-        labels = tuple(self.categories)
-        weights = dict(category_weights or {})
-        unknown = sorted(set(weights) - set(labels))
-        if unknown:
-            raise ValueError(f"data.category_weights: unknown categories {unknown}; known: {list(labels)}")
-        self.generator = GeneratorConfig(
-            labels=labels,
-            caption_style=caption_style,
-            min_references=min_references,
-            max_references=max_references,
-            max_changes=max_changes,
-            no_change_fraction=no_change_fraction,
-            no_change_label=no_change_label or None,
-            weights=tuple(float(weights.get(label, 1.0)) for label in labels),
-            min_objects=min_objects,
-            max_objects=max_objects,
-            noise=float(noise),
-            jitter=float(jitter),
-            data_seed=self.seed if data_seed is None else int(data_seed),
-        )
-        self.sizes = {"train": int(train_size), "val": int(val_size), "test": int(test_size)}
+    def __init__(self, config: SyntheticConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.generator = config.generator(run_seed=self.seed)
+        self.sizes = {"train": config.train_size, "val": config.val_size, "test": config.test_size}
 
     # ------------------------------------------------------------------ datasets
     def build_dataset(self, split: str) -> SyntheticPairs:
@@ -226,11 +208,11 @@ class SyntheticDataModule(PairDataModule):
         return [sample_pair(self.generator, split, i) for i in range(self.sizes[split])]
 
     # ------------------------------------------------------------------ captions without images
-    def training_captions(self, n: int) -> list[str]:
-        """Every reference of the first ``n`` training pairs (no images are rendered)."""
+    def training_captions(self, limit: int) -> list[str]:
+        """Every reference of the first ``limit`` training pairs (no images are rendered)."""
         return [
             c
-            for i in range(min(n, self.sizes["train"]))
+            for i in range(min(limit, self.sizes["train"]))
             for c in sample_pair(self.generator, "train", i).captions
         ]
 

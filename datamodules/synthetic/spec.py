@@ -68,7 +68,7 @@ class GeneratorConfig:
                 "data.min_objects / max_objects: need 1 <= min <= max <= 8 (9 cells, one kept free)"
             )
         if len(self.weights) != len(OPERATIONS) or min(self.weights) < 0 or sum(self.weights) <= 0:
-            raise ValueError("category weights must be >= 0 with at least one > 0")
+            raise ValueError("data.category_weights must be >= 0 with at least one > 0")
 
     def label(self, op: str) -> str:
         return self.labels[OPERATIONS.index(op)]

@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from experiments.bench.measure import flop_counter, interleave, median
+from experiments.bench.measure import interleave, median
 from experiments.bench.rig import Rig
+from experiments.common.flops import flop_counter
 
 
 def _map_tensors(obj: Any, fn: Callable[[Tensor], Any]) -> Any:

@@ -28,6 +28,7 @@ from experiments.bench.rig import Rig, build_rig, caption_tokenizer
 from experiments.bench.score import section_score
 from experiments.bench.threads import section_threads
 from experiments.bench.train import section_train
+from experiments.common import cli
 
 DEFAULT_OUT = Path("bench_results") / "bench.json"
 SECTIONS = ("peak", "train", "threads", "mdp_base", "generate", "score", "data")
@@ -44,6 +45,10 @@ QUICK_OVERRIDES = (
     "data.batch_size=4",
     "mdp.num_heads=2",
 )
+# generate: new tokens per caption, full / --quick. Both are longer than the data's longest caption in tokens (19
+# with the default tokenizer, 86 with --quick's 128-token vocabulary), so --quick takes the full run's path: a
+# model whose position table is sized for them (generate_rig); tests/test_bench.py checks that it is longer.
+GENERATE_TOKENS = {False: 80, True: 100}
 MODEL_SECTIONS = ("train", "threads", "mdp_base", "generate", "data", "compile")
 
 log = logging.getLogger("m3diff.bench")
@@ -67,7 +72,14 @@ def _default_model(
             breakdown_repeats=1 if quick else 3,
         )
         return rig
-    return build_rig("default", user, tokenizer) if "generate" in sections else None
+    return None
+
+
+def generate_rig(user: Sequence[str], tokenizer: str | None, tokens: int) -> Rig:
+    """The default model with room for ``tokens`` generated tokens: a tiny LM's position table is sized by
+    ``generation.max_new_tokens`` (the data's longest caption when null), and the bench generates longer captions
+    than the data has. Only the table's length differs from ``make train``'s model."""
+    return build_rig("generate", [*user, f"generation.max_new_tokens={tokens}"], tokenizer)
 
 
 def _run_sections(results: dict[str, Any], user: list[str], sections: Sequence[str], quick: bool) -> None:
@@ -81,14 +93,18 @@ def _run_sections(results: dict[str, Any], user: list[str], sections: Sequence[s
         tokenizer = caption_tokenizer(load_config(overrides=user))
         results["tokenizer_s"] = round(time.perf_counter() - started, 1)
     rig = _default_model(results, user, sections, tokenizer, quick)
-    if "generate" in sections and rig is not None:
+    if "generate" in sections:
         log.info("generate: KV cache on/off")
+        tokens = GENERATE_TOKENS[quick]
         results["generate"] = section_generate(
-            rig, tokens=8 if quick else 80, batch=2 if quick else 8, repeats=2 if quick else 3
+            generate_rig(user, tokenizer, tokens),
+            tokens=tokens,
+            batch=2 if quick else 8,
+            repeats=2 if quick else 3,
         )
     if "mdp_base" in sections:
         log.info("mdp_base: base-scale model, MDP on/off")
-        base = QUICK_BASE_OVERRIDES if quick else BASE_OVERRIDES
+        base = [*BASE_OVERRIDES, *(QUICK_BASE_OVERRIDES if quick else ())]
         results["mdp_base"] = section_mdp_base(user, base, tokenizer, batch_size=2, repeats=1 if quick else 4)
     if "score" in sections:
         log.info("score: CaptionScorer vs COCOEvalCap per subset")
@@ -131,9 +147,7 @@ def run(*, user: Sequence[str], sections: Sequence[str], quick: bool, out_path: 
 def _parser() -> argparse.ArgumentParser:
     from experiments import bench
 
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.bench", description=bench.__doc__.split("\n\n")[0]
-    )
+    parser = cli.parser(bench.__doc__.split("\n\n")[0], prog="python -m experiments.bench")
     parser.add_argument("--out", default="", help=f"JSON file to write (OUT=, default {DEFAULT_OUT})")
     parser.add_argument(
         "--args", default="", help='config overrides of the model benchmarked, "key=value ..." (ARGS=)'
@@ -153,12 +167,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    ns = parser.parse_args(argv)
+    return cli.run(_parser(), command, argv, logging=False)
+
+
+def command(ns: argparse.Namespace) -> None:
     sections = [s.strip() for s in ns.sections.split(",") if s.strip()] or list(SECTIONS)
     unknown = sorted(set(sections) - set(SECTIONS) - set(EXTRA_SECTIONS))
     if unknown:
-        parser.error(f"unknown sections {unknown}; choose from {list(SECTIONS + EXTRA_SECTIONS)}")
+        raise cli.UsageError(f"unknown sections {unknown}; choose from {list(SECTIONS + EXTRA_SECTIONS)}")
+    user = cli.split_args(ns.args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("lightning", "lightning.pytorch", "transformers", "m3diff.scoring"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -169,14 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             # training_step's self.log() is off in the rig's barebones Trainer and warns once per call site.
             warnings.filterwarnings("ignore", message=".*self.log.*")
-            results = run(
-                user=shlex.split(ns.args or ""),
-                sections=sections,
-                quick=ns.quick,
-                out_path=Path(ns.out or DEFAULT_OUT),
-            )
+            results = run(user=user, sections=sections, quick=ns.quick, out_path=Path(ns.out or DEFAULT_OUT))
     finally:
         torch.set_num_threads(threads)
     print(results["table"])
     print(f"\nwrote {ns.out or DEFAULT_OUT}")
-    return 0

@@ -1,6 +1,6 @@
 """``data``: the embedded benchmark's pairs/s per DataLoader worker vs what the training step consumes.
 
-Measured with ``experiments.synth.benchmark`` (generate + render + preprocess, one torch thread, as in a
+Measured with ``datamodules.synthetic.throughput.generator_throughput`` (generate + render + preprocess, one torch thread, as in a
 worker). Workers generate in parallel with the step; with 0 workers the main process generates in series.
 """
 
@@ -13,9 +13,9 @@ from experiments.bench.measure import conditions
 
 
 def section_data(user: Sequence[str], consumption: float | None, *, seconds: float) -> dict[str, Any]:
-    from experiments.common import runner
+    from datamodules.synthetic.throughput import generator_throughput
+    from experiments.common import assembly
     from experiments.common.config import load_config
-    from experiments.synth import benchmark
 
     cfg = load_config(overrides=list(user))
     workers = int(cfg.data.num_workers)
@@ -24,7 +24,7 @@ def section_data(user: Sequence[str], consumption: float | None, *, seconds: flo
         out["skipped"] = f"data.name={cfg.data.name}: only the embedded benchmark is generated"
         return out
     with conditions(out):
-        rates = benchmark(runner.make_datamodule(cfg), seconds)
+        rates = generator_throughput(assembly.make_datamodule(cfg), seconds)
     out.update(
         per_worker_pairs_per_s=round(rates["pairs_per_s"], 1),
         per_worker_pairs_per_cpu_s=round(rates["pairs_per_cpu_s"], 1),

@@ -48,7 +48,9 @@ def section_generate(rig: Rig, *, tokens: int, batch: int, repeats: int) -> dict
     before, after = source["before"][:batch], source["after"][:batch]
     outputs: dict[str, list[list[int]]] = {}
     in_lm: dict[str, list[float]] = {"cached": [], "uncached": []}
-    out: dict[str, Any] = {"new_tokens": tokens, "batch": batch}
+    # The longest training caption in tokens (the data-driven limit): the bench generates past it.
+    limit = rig.module.config["model"]["max_caption_tokens"]
+    out: dict[str, Any] = {"new_tokens": tokens, "batch": batch, "data_caption_tokens": limit}
 
     def decode(name: str, clock: list[float]) -> Callable[[], None]:
         def fn() -> None:

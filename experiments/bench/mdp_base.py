@@ -20,6 +20,7 @@ from experiments.bench.train import mdp_on_off, mdp_variants
 BASE_OVERRIDES = (
     "model.token_pool=1",
     "backbone.name=siglip-b16",
+    "backbone.pretrained=null",  # random init: not the default backbone's weights file (another architecture)
     "backbone.image_size=224",
     "backbone.layers=[5,7,9,11]",
     "model.lm.name=tiny-gpt2",
@@ -27,7 +28,7 @@ BASE_OVERRIDES = (
     "model.lm.hidden_size=768",
     "model.lm.num_heads=12",
 )
-# --quick: the same structure at toy sizes.
+# --quick: BASE_OVERRIDES (the same backbone and weights setting, so the same code path), then toy sizes.
 QUICK_BASE_OVERRIDES = ("backbone.image_size=48", "model.lm.num_layers=2")
 
 

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop, sdpa_flop
 
 
 def _schedstat() -> tuple[int, int] | None:
@@ -102,28 +101,6 @@ def section_peak(n: int, bursts: int) -> dict[str, Any]:
         samples = [peak() for _ in range(bursts)]
     out.update(gflops=round(median(samples), 1), samples=[round(s, 1) for s in samples])
     return out
-
-
-def flop_counter() -> FlopCounterMode:
-    """torch's FLOP counter, plus the CPU flash-attention kernels SDPA dispatches to (torch counts the CUDA ones
-    only); dense attention, as torch counts it (causal masks not halved)."""
-    aten = torch.ops.aten
-
-    def raw(formula: Callable[..., int]) -> Callable[..., int]:
-        # torch's registered formulas already take tensors (shape-wrapped): mark them so they are not re-wrapped.
-        def count(*args: Any, **kwargs: Any) -> int:
-            return formula(*args, **kwargs)
-
-        count._get_raw = True  # type: ignore[attr-defined]
-        return count
-
-    return FlopCounterMode(
-        display=False,
-        custom_mapping={
-            aten._scaled_dot_product_flash_attention_for_cpu: raw(sdpa_flop),
-            aten._scaled_dot_product_flash_attention_for_cpu_backward: raw(sdpa_backward_flop),
-        },
-    )
 
 
 def machine() -> dict[str, Any]:

@@ -28,7 +28,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from experiments.bench.measure import flop_counter
+from experiments.common.flops import flop_counter
 
 # The LR schedule's length when the config sets no step budget (it changes learning rates, not speed).
 SCHEDULE_STEPS_WITHOUT_BUDGET = 10_000
@@ -98,11 +98,11 @@ def step_trainer(trainer_cfg: Any) -> L.Trainer:
 
 def caption_tokenizer(cfg: Any) -> str | None:
     """The tiny LM's caption tokenizer, trained on the DataModule's captions by ``make train``'s own
-    :func:`~experiments.common.runner.make_tokenizer` (None: a pretrained LM brings its own). Trained once per
+    :func:`~experiments.common.assembly.make_tokenizer` (None: a pretrained LM brings its own). Trained once per
     bench and shared by every model it builds."""
-    from experiments.common import runner
+    from experiments.common import assembly
 
-    return runner.make_tokenizer(cfg, runner.make_datamodule(cfg))
+    return assembly.make_tokenizer(cfg, assembly.make_datamodule(cfg))
 
 
 def first_batches(datamodule: Any, n: int) -> list[dict[str, Any]]:
@@ -117,12 +117,13 @@ def build_rig(name: str, overrides: Sequence[str], tokenizer_json: str | None, *
     The batches are drawn in this process (``data.num_workers=0``): the datasets are a pure function of the
     index, so workers would produce the same batches, and idle worker processes are not left beside the timing.
     """
-    from experiments.common import runner
+    from experiments.common.assembly import assemble
     from experiments.common.config import load_config
 
     cfg = load_config(overrides=[*overrides, "data.num_workers=0"])
     torch.manual_seed(int(cfg.seed))
-    datamodule, module = runner.make_parts(cfg, tokenizer_json=tokenizer_json)
+    parts = assemble(cfg, tokenizer_json=tokenizer_json)
+    cfg, datamodule, module = parts.cfg, parts.datamodule, parts.module
     module.train()
     trainer = step_trainer(cfg.trainer)
     module.trainer = trainer

@@ -34,7 +34,7 @@ def clevr_change_sized_set(
     """References, predictions and subsets (``categories`` + the ``semantic`` group) of ``2 * scenes`` pairs
     of the embedded benchmark, half without a change in expectation, 5-7 references after the held-out one."""
     from evaluation import build_subsets
-    from experiments.common import runner
+    from experiments.common import assembly
     from experiments.common.config import load_config
 
     others = [c for c in load_config().data.categories if c not in CHANGE_CATEGORIES]
@@ -50,7 +50,7 @@ def clevr_change_sized_set(
             "data.category_weights={" + ", ".join(f"{c}: 0.0" for c in others) + "}",
         ]
     )
-    datamodule = runner.make_datamodule(cfg)
+    datamodule = assembly.make_datamodule(cfg)
     refs, preds = datamodule.baseline_predictions("test")["ceiling"]
     pairs = {
         s.pair_id: {"categories": s.categories, "benchmark": "synthetic"} for s in datamodule.specs("test")

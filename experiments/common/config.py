@@ -25,9 +25,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import mdp
-from datamodules.config import ConfigError, data_config, merge_checked
-from datamodules.mixture import member_config
-from experiments.common.schema import MDP_DERIVED, MDP_KIT_DEFAULTS, RunConfig
+from datamodules.config import ConfigError, data_config, data_object, merge_checked
+from experiments.common.schema import MDP_DERIVED, MDP_KIT_DEFAULTS, RunConfig, check_values
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
@@ -93,10 +92,8 @@ def compose(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> DictConfig:
     except OmegaConfBaseException as err:
         raise ConfigError(f"cannot resolve an interpolation: {str(err).splitlines()[0]}") from None
     _check_mdp(cfg)
-    for i, member in enumerate(
-        cfg.data.get("members") or ()
-    ):  # a mixture's members: checked now, not at build
-        member_config(to_container(member), i, to_container(cfg.data))
+    check_values(to_container(cfg))
+    data_object(cfg.data)  # the data keys' value checks (a mixture's members too): now, not at build
     return cfg
 
 
@@ -109,14 +106,36 @@ def apply_overrides(
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
-    """``["a.b=1", "c=[1, 2]"]`` -> ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML by OmegaConf)."""
+    """``["a.b=1", "c=[1, 2]"]`` -> ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML by OmegaConf).
+
+    A value that is not valid YAML is taken as the text it is: ``data.annotations={split}.jsonl`` (a shell
+    removes the quotes of ``"{split}.jsonl"``) is the string ``{split}.jsonl``, not a YAML error; the key's
+    declared type still checks it.
+    """
+    out = OmegaConf.create()
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
+        key, value = item.split("=", 1)
+        try:
+            parsed = OmegaConf.from_dotlist([item])
+        except (yaml.parser.ParserError, yaml.scanner.ScannerError):  # not YAML syntax: the text as written
+            parsed = _literal(key, value)
+        except (yaml.YAMLError, OmegaConfBaseException) as err:  # e.g. a !!python tag: never constructed
+            raise ConfigError(
+                f"override {key}: cannot parse value {value!r}: {str(err).splitlines()[0]}"
+            ) from None
+        out = OmegaConf.merge(out, parsed)
+    return OmegaConf.to_container(out, resolve=False)
+
+
+def _literal(key: str, value: str) -> DictConfig:
     try:
-        return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)), resolve=False)
-    except (yaml.YAMLError, OmegaConfBaseException) as err:
-        raise ConfigError(f"override: cannot parse value: {str(err).splitlines()[0]}") from None
+        parsed = OmegaConf.create()
+        OmegaConf.update(parsed, key, value, merge=False)
+        return parsed
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"override {key}: cannot use {value!r}: {str(err).splitlines()[0]}") from None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -71,7 +71,9 @@ class LMConfig:
 class LoRAConfig:
     enabled: bool = False
     r: int = 128
-    alpha: int = 256
+    # LoRA's scale is alpha / r. null = 2 x r (256 at r=128, the paper's), so changing r alone keeps the scale;
+    # resolved at the run's start (experiments/common/assembly.py) and saved as a number.
+    alpha: int | None = None
     dropout: float = 0.05
     target_modules: list[str] | None = None  # null = the LM's attention and MLP projections
 
@@ -94,10 +96,17 @@ class ModelConfig:
     # sine-cosine, as large as the tokens) | learned (starts as sincos). The LM's own position embeddings are ~30x
     # smaller than a projected image token, so without it *where* barely reaches the caption (docs/experiments.md).
     image_positions: str = "none"
-    # The instruction: after both images (plain layout), or the user turn's text after "<image>\n<image>\n" when
-    # the tokenizer has a chat template (instruct LMs, init_from), where a sample's own `instruction` (DATA=llava)
-    # replaces it.
+    # The instruction: after both images (plain layout), or the user turn's text after its two images with a chat
+    # template (instruct LMs, init_from), where a sample's own `instruction` (DATA=llava) replaces it.
     prompt: str = ""
+    # Which chat template renders the prompt (lightning_modules/model/prompt.py; docs/paper_scale.md): null = the
+    # processor's when the folder has one (chat_template.jinja / chat_template.json / processor_config.json), else
+    # the tokenizer's; processor | tokenizer = that one. With init_from the run's config.yaml records the one used.
+    chat_template: str | None = None
+    # The system turn sent before the user turn with a chat template: LLaVA-OneVision was trained with this one
+    # (transformers' conversion check prompt writes it; Qwen2-Instruct's template adds it when none is sent).
+    # null: no system turn (a template's own default, if any, applies).
+    system_prompt: str | None = "You are a helpful assistant."
     # Captions longer than this many tokens (end token included) are cut in training; null = the longest training
     # reference, measured with the run's tokenizer at start (nothing is cut; the start log says how long).
     max_caption_tokens: int | None = None
@@ -160,6 +169,10 @@ class TrainerConfig:
     check_val_every_n_epoch: int | None = 1  # null: validate by val_check_interval (an int) alone
     limit_val_batches: int | float | None = None
     num_sanity_val_steps: int = 0
+    # Norm clipping (null / 0: off). AdamW is torch's fused kernel, except with clipping under 16-mixed / bf16-mixed
+    # (conf/trainer gpu, ddp, fsdp): Lightning then unscales and clips before the step, which the fused kernel
+    # does not allow, so the optimizer is foreach (lightning_modules/captioner.py adamw_implementation). Under FSDP
+    # the norm is FSDP's own clip_grad_norm_ over all shards.
     gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 10
@@ -185,3 +198,76 @@ class RunConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     data: PairDataConfig = field(default_factory=PairDataConfig)  # replaced by data.name's own schema
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+# ------------------------------------------------------------------------------------------------ values
+# Types are checked by OmegaConf; these ranges by check_values, when the config is composed, so a value that
+# cannot work is one line before anything is built or written (not a Lightning or DataLoader traceback later).
+POSITIVE = (
+    "data.batch_size",
+    "data.eval_batch_size",
+    "backbone.image_size",
+    "model.token_pool",
+    "model.lm.num_layers",
+    "model.lm.hidden_size",
+    "model.lm.num_heads",
+    "model.lm.vocab_size",
+    "model.lm.tokenizer_captions",
+    "generation.num_beams",
+    "trainer.accumulate_grad_batches",
+    "trainer.num_nodes",
+)
+POSITIVE_OR_NULL = ("model.max_caption_tokens", "generation.max_new_tokens", "num_threads", "data.epoch_size")
+NON_NEGATIVE = (
+    "data.num_workers",
+    "optim.warmup_steps",
+    "metrics.num_panels",
+    "trainer.log_every_n_steps",
+    "trainer.num_sanity_val_steps",
+)
+NON_NEGATIVE_OR_NULL = ("checkpoint.every_n_train_steps",)
+BUDGETS = ("trainer.max_steps", "trainer.max_epochs")  # -1 = no limit (max_epochs: also null)
+
+
+def check_values(config: dict[str, Any]) -> None:
+    """Raise :class:`~datamodules.config.ConfigError` naming the first key whose value is out of range:
+    :data:`POSITIVE` > 0, :data:`NON_NEGATIVE` and every ``data.*_size`` (a mixture's members' too) >= 0,
+    :data:`BUDGETS` -1 or > 0, ``checkpoint.save_top_k`` >= -1."""
+    from datamodules.config import ConfigError
+
+    rules: list[tuple[str, Any, str]] = []
+    rules += [(k, lambda v: v is not None and v > 0, "a whole number > 0") for k in POSITIVE]
+    rules += [(k, lambda v: v is None or v > 0, "null or a whole number > 0") for k in POSITIVE_OR_NULL]
+    rules += [(k, lambda v: v is not None and v >= 0, "a whole number >= 0") for k in NON_NEGATIVE]
+    rules += [(k, lambda v: v is None or v >= 0, "null or a whole number >= 0") for k in NON_NEGATIVE_OR_NULL]
+    rules += [(k, lambda v: v is None or v == -1 or v > 0, "-1 (no limit) or > 0") for k in BUDGETS]
+    rules.append(("checkpoint.save_top_k", lambda v: v is not None and v >= -1, "-1 (all), 0 or more"))
+    sizes = [("data", config.get("data") or {})]
+    sizes += [
+        (f"data.members[{i}]", m) for i, m in enumerate((config.get("data") or {}).get("members") or ())
+    ]
+    for prefix, section in sizes:
+        for key in section:
+            if key.endswith("_size") and key not in ("batch_size", "eval_batch_size", "epoch_size"):
+                rules.append((f"{prefix}.{key}", lambda v: v is None or v >= 0, "a whole number >= 0"))
+    for key, ok, what in rules:
+        value = _select(config, key)
+        if value is _MISSING or isinstance(value, bool) or not isinstance(value, int | type(None)):
+            continue  # absent here, or of another type (OmegaConf checked the declared type)
+        if not ok(value):
+            raise ConfigError(f"{key}={value}: must be {what}")
+
+
+_MISSING = object()
+
+
+def _select(config: dict[str, Any], key: str) -> Any:
+    value: Any = config
+    for part in key.replace("]", "").replace("[", ".").split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value

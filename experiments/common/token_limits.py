@@ -44,12 +44,3 @@ def resolve_token_limits(config: dict[str, Any], tokenizer: Any, captions: Seque
         generation["max_new_tokens"],
     )
     return {**config, "model": model, "generation": generation}
-
-
-def adopt_token_limits(cfg: Any, saved: dict[str, Any]) -> None:
-    """A resumed run's ``null`` limits become the checkpoint's (in place): a tiny LM's position table was sized
-    with them, and the run must go on with the limits it started with."""
-    if cfg.model.max_caption_tokens is None:
-        cfg.model.max_caption_tokens = saved.get("model", {}).get("max_caption_tokens")
-    if cfg.generation.max_new_tokens is None:
-        cfg.generation.max_new_tokens = saved.get("generation", {}).get("max_new_tokens")

@@ -16,8 +16,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from experiments.common.assembly import resolve_static
 from experiments.common.config import EXPERIMENTS_DIR, REPO_ROOT, ConfigError, load_config
-from experiments.common.runner import run_name
+from experiments.common.runs import run_name
 
 DEFAULT_BACKBONES = ("siglip", "clip")
 
@@ -31,7 +32,7 @@ class Run:
     experiment: str  # cfg.experiment
     backbone: str  # cfg.backbone.name
     run_name: str
-    status: str = "pending"  # pending | ok | failed | interrupted
+    status: str = "pending"  # pending | ok | partial (PREDS= with unmatched ids) | failed | interrupted
     error: str = ""
     seconds: float | None = None
     steps: int | None = None
@@ -40,6 +41,13 @@ class Run:
     metrics: dict[str, float] = field(default_factory=dict)
     subsets: list[str] = field(default_factory=list)  # the data's subsets (OmniDiff real / render), if any
     confusion: dict[str, Any] | None = None  # the final validation's confusion.json (change category), if any
+    kind: str = (
+        "trained"  # trained | zero-shot (MODELS=) | imported (PREDS=): experiments/compare/external.py
+    )
+    source: str = ""  # MODELS=: the model folder or hub id; PREDS=: the prediction file
+    unmatched: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # PREDS=: ids not in the split, pairs not predicted
 
 
 # ---------------------------------------------------------------------------------------------- planning
@@ -59,18 +67,19 @@ def expand_experiments(spec: str) -> list[str]:
 
 
 def plan_runs(
-    *, backbones: str, experiments: str, data: str = "", root: str = "", overrides: Sequence[str] = ()
+    *, backbones: str, experiments: str, data: str = "", overrides: Sequence[str] = ()
 ) -> list[tuple[Run, DictConfig]]:
-    """Compose every run's config up front, so a typo fails before hours of training."""
+    """Compose every run's config up front, so a typo fails before hours of training. ``overrides``: the
+    command line's (``data.root`` from ROOT= included), the same for every run."""
     exps = expand_experiments(experiments) or [""]
     bbs = backbones.split() or (list(DEFAULT_BACKBONES) if not experiments.split() else [""])
-    extra = [f"data.root={root}"] if root else []
     runs = []
     for exp in exps:
         for bb in bbs:
             cfg = load_config(
-                experiment=exp or None, groups={"backbone": bb, "data": data}, overrides=[*extra, *overrides]
+                experiment=exp or None, groups={"backbone": bb, "data": data}, overrides=overrides
             )
+            cfg = resolve_static(cfg)  # the backbone's name as the run will have it (model.init_from)
             run = Run(exp, bb, str(cfg.experiment), str(cfg.backbone.name), run_name(cfg))
             runs.append((run, cfg))
     names = [r.run_name for r, _ in runs]
@@ -140,20 +149,26 @@ def last_error(log: Path) -> str:
 
 def run_subprocess(run: Run, *, data: str, root: str, args: str, log: Path) -> int:
     """``python -m experiments.train`` for one run, output to ``log``; returns the exit status."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "experiments.train",
-        *("--exp", run.experiment_arg),
-        *("--backbone", run.backbone_arg),
-        *("--data", data),
-        *("--root", root),
-        *("--args", args),  # output to a file: the run prints plain progress lines, not a bar
-    ]
+    train = ["-m", "experiments.train", *("--exp", run.experiment_arg), *("--backbone", run.backbone_arg)]
+    # output to a file: the run prints plain progress lines, not a bar
+    return run_python([*train, *("--data", data), *("--root", root), *("--args", args)], log=log)
+
+
+def scoring_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint a trained run is scored by on another split: its best (by validation score), else its last."""
+    best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return best[-1] if best else last if last.is_file() else None
+
+
+def run_python(arguments: Sequence[str], *, log: Path, append: bool = False) -> int:
+    """``python <arguments>`` from the repository root, output to ``log`` (appended: a later step of the same row);
+    returns the exit status. Ctrl+C stops it gracefully (SIGINT, then a kill after 30 s) and is re-raised."""
+    cmd = [sys.executable, *arguments]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
+    with log.open("a" if append else "w") as out:
         out.write("$ " + shlex.join(cmd) + "\n")
         out.flush()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)

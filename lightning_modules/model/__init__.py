@@ -5,6 +5,6 @@
 - :mod:`.language_model`   the causal LM: tiny random-init or pretrained by name / path, LoRA, freezing
 - :mod:`.llava_onevision`  ``model.init_from``: LM, projector and image_newline of a LLaVA-OneVision folder
 - :mod:`.base_model`       an adapter-only checkpoint's base folder: its path and fingerprint
-- :mod:`.prompt`           the text around the two images: plain, or from the tokenizer's chat template
+- :mod:`.prompt`           the text around the two images: plain, or from the folder's chat template (one rule)
 - :mod:`.tokenizer`        caption tokenizers: the LM's own, or a byte-level BPE trained on the captions
 """

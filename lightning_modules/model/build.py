@@ -16,12 +16,13 @@ from lightning_modules.model.language_model import (
     freeze,
     keep_trainable_in_float32,
     lm_kwargs_from_config,
+    lora_alpha,
     set_grad_checkpointing,
     torch_dtype,
 )
 from lightning_modules.model.llava_onevision import LlavaParts, copy_projector, load_llava_onevision
 from lightning_modules.model.m3diff import M3Diff, build_mdp
-from lightning_modules.model.prompt import PromptLayout, build_layout
+from lightning_modules.model.prompt import PromptLayout, build_layout, prompt_for
 
 KIT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: lightning_modules/model/build.py -> ../..
 
@@ -29,14 +30,10 @@ KIT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: lightning_module
 def build_backbone(config: dict[str, Any]) -> mdp.Backbone:
     """The ``backbone`` section -> :class:`mdp.Backbone` (pretrained weights loaded; not frozen yet).
 
-    With ``model.init_from`` it is the folder's vision tower (``hf:<folder>``: only the tower's tensors are read),
-    at its own image size, whatever the backbone section says.
+    ``config`` is a resolved run config (``experiments/common/assembly.py``): with ``model.init_from`` its
+    backbone section already names the folder's tower (``hf:<folder>``), its weights and image size.
     """
-    bb_cfg, model_cfg = config["backbone"], config["model"]
-    if model_cfg.get("init_from"):
-        folder = str(model_cfg["init_from"])
-        weights = folder if model_cfg.get("init_weights", True) else None
-        return mdp.build_backbone(f"hf:{folder}", layers=list(bb_cfg["layers"]), pretrained=weights)
+    bb_cfg = config["backbone"]
     return mdp.build_backbone(
         bb_cfg["name"],
         layers=list(bb_cfg["layers"]),
@@ -57,15 +54,16 @@ def checkout_path(pretrained: Any) -> Any:
 
 
 def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbone | None = None) -> M3Diff:
-    """Config values + tokenizer -> :class:`M3Diff` (backbone, MDP, projector, LM; LoRA and freezing).
+    """Resolved config values + tokenizer -> :class:`M3Diff` (backbone, MDP, projector, LM; LoRA and freezing).
 
     ``backbone``: the one :func:`build_backbone` already made from this config (None: built here). With
-    ``model.init_from`` the projector, image_newline and LM come from a LLaVA-OneVision folder (its tokenizer is
-    ``tokenizer``); otherwise the LM is ``model.lm.name``.
+    ``model.init_from`` the projector, image_newline and LM come from that LLaVA-OneVision folder (its tokenizer
+    is ``tokenizer``): the one place the folder is read beyond what the resolved config names; otherwise the LM
+    is ``model.lm.name``.
     """
     bb_cfg, model_cfg, lm_cfg = config["backbone"], config["model"], config["model"]["lm"]
     backbone = build_backbone(config) if backbone is None else backbone
-    layout = build_layout(tokenizer, model_cfg["prompt"])
+    layout = build_layout(tokenizer, model_cfg["prompt"], prompt_for(config, tokenizer))
     init_from = model_cfg.get("init_from")
     if init_from:
         parts = _llava_parts(config, backbone)
@@ -73,9 +71,10 @@ def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbon
     else:
         parts = None
         lm = _fresh_language_model(config, tokenizer, backbone, layout)
-    identity = config["mdp"].get("identity_init")
+    # identity_init only decides the initial weights (a resolved config has true / false; null, in a checkpoint of
+    # an older kit, changes nothing: its trained weights are loaded over them).
     difference = build_mdp(
-        {**config["mdp"], "identity_init": bool(init_from) if identity is None else identity},
+        {**config["mdp"], "identity_init": bool(config["mdp"].get("identity_init"))},
         width=backbone.width,
         num_layers=len(backbone.layers),
     )
@@ -101,6 +100,9 @@ def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbon
         copy_projector(parts.projector, model.projector)
         with torch.no_grad():
             model.image_newline.copy_(parts.image_newline)
+    # Every trained tensor in float32, whatever a folder stored (float16 / bfloat16 releases): AdamW's master
+    # weights. mdp builds towers in float32 already; this also covers any other part read in half precision.
+    keep_trainable_in_float32(model)
     if bb_cfg.get("grad_checkpointing"):
         backbone.set_grad_checkpointing(True)
     if lm_cfg.get("grad_checkpointing"):
@@ -138,7 +140,7 @@ def _fresh_language_model(
     if caption_tokens is None or new_tokens is None:
         raise ValueError(
             "a tiny LM's position table needs model.max_caption_tokens and generation.max_new_tokens: the "
-            "runner sets them from the training captions (runner.resolve_token_limits); set both when "
+            "run assembly sets them from the training captions (experiments/common/assembly.py); set both when "
             "building the model yourself"
         )
     max_positions = 2 * grid_tokens + sum(len(s) for s in layout.segments) + caption_tokens + new_tokens
@@ -155,7 +157,7 @@ def _trainable_language_model(lm: nn.Module, model_cfg: dict[str, Any]) -> nn.Mo
         lm = apply_lora(
             lm,
             r=lora["r"],
-            alpha=lora["alpha"],
+            alpha=lora_alpha(lora),
             dropout=lora["dropout"],
             target_modules=lora["target_modules"],
         )

@@ -6,9 +6,12 @@ conversions, shards and dtypes) as ``LlavaOnevisionForConditionalGeneration``; t
 model: the SigLIP tower becomes the MDP backbone, ``multi_modal_projector`` (``linear_1`` → GELU → ``linear_2``)
 the projector, ``image_newline`` the end of each image block, the language model + ``lm_head`` the causal LM.
 
-Trainable parts are kept in float32 (AdamW's master weights); the LM is loaded in ``model.lm.dtype`` (bfloat16
-halves a frozen 7B base under LoRA: 15 instead of 30 GB). The layout is LLaVA-OneVision's for multi-image input:
-every base-resolution patch token (``model.token_pool`` 1), then ``image_newline``.
+Dtypes: released folders store half precision (transformers' conversion script casts every tensor to float16).
+The parts that are trained (tower, projector, ``image_newline``; MDP and LoRA are new) are float32 whatever the
+folder stores, read from its files and widened exactly (AdamW's master weights: at the tower's 2e-6 most
+half-precision updates round away); the frozen LM is loaded in ``model.lm.dtype`` (bfloat16 halves a 7B base under
+LoRA: 15 instead of 30 GB). The layout is LLaVA-OneVision's for multi-image input: every base-resolution patch
+token (``model.token_pool`` 1), then ``image_newline``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import transformers
 from torch import nn
 
 import mdp
-from mdp.hf_adapter import spec_from_folder, wrap_hf_tower
+from mdp.backbone import resolve_layers
+from mdp.hf_adapter import read_tensors, weight_files
 
 
 class InitFromError(ValueError):
@@ -64,6 +68,32 @@ def feature_layer(config: Any) -> int:
     return depth + layer if layer < 0 else layer - 1  # hidden_states[k + 1] is layer k's output
 
 
+def check_folder(config: Any, folder: str | Path, layers: list[int]) -> None:
+    """The folder is a LLaVA-OneVision the kit reads (SigLIP tower, every patch token) and ``layers`` fit its tower
+    and end on the layer its projector was trained on; else :class:`InitFromError` saying what to write."""
+    if (
+        config.vision_feature_select_strategy != "full"
+        or config.vision_config.model_type != "siglip_vision_model"
+    ):
+        raise InitFromError(
+            f"model.init_from={folder}: the kit reads LLaVA-OneVision with a SigLIP tower and "
+            f"vision_feature_select_strategy 'full' (got {config.vision_config.model_type!r}, "
+            f"{config.vision_feature_select_strategy!r})"
+        )
+    expected = feature_layer(config)
+    depth = config.vision_config.num_hidden_layers
+    try:
+        taps = resolve_layers(list(layers), depth, name=f"hf:{folder}")
+    except mdp.LayersError as err:
+        raise InitFromError(f"backbone.layers={list(layers)}: {err}") from None
+    if taps[-1] != expected:
+        raise InitFromError(
+            f"backbone.layers={list(layers)} ends at layer {taps[-1]}, but {folder}'s projector was trained on the "
+            f"output of tower layer {expected} (0-based; vision_feature_layer={config.vision_feature_layer}, "
+            f"{depth} layers): end backbone.layers with {expected}"
+        )
+
+
 def load_llava_onevision(
     folder: str | Path,
     *,
@@ -76,47 +106,55 @@ def load_llava_onevision(
 
     ``layers``: the tower layers MDP taps; the last one must be the layer the projector was trained on, so that
     the MDP-off baseline and an identity-initialised MDP feed it exactly what it expects. ``backbone``: the tower
-    already built from this folder (``mdp.build_backbone("hf:<folder>", ...)``); None: the loaded model's tower.
+    already built from this folder (``mdp.build_backbone("hf:<folder>", ...)``); None: built here that way (float32).
     """
     config = read_config(folder)
-    if (
-        config.vision_feature_select_strategy != "full"
-        or config.vision_config.model_type != "siglip_vision_model"
-    ):
-        raise InitFromError(
-            f"model.init_from={folder}: the kit reads LLaVA-OneVision with a SigLIP tower and "
-            f"vision_feature_select_strategy 'full' (got {config.vision_config.model_type!r}, "
-            f"{config.vision_feature_select_strategy!r})"
-        )
-    expected = feature_layer(config)
-    depth = config.vision_config.num_hidden_layers
-    last = layers[-1] % depth if -depth <= layers[-1] < depth else layers[-1]
-    if last != expected:
-        raise InitFromError(
-            f"backbone.layers={list(layers)} ends at layer {last}, but {folder}'s projector was trained on the output "
-            f"of tower layer {expected} (0-based; vision_feature_layer={config.vision_feature_layer}, "
-            f"{depth} layers): end backbone.layers with {expected}"
-        )
+    check_folder(config, folder, layers)
     cls = transformers.LlavaOnevisionForConditionalGeneration
     if load_weights:
-        # One dtype for all (transformers drops per-module dtypes); the trained parts are cast to float32 below,
-        # which is exact from a bfloat16 checkpoint.
+        # One dtype for all (transformers drops per-module dtypes): the LM's. The trained parts are read again from
+        # the files below, in the dtype stored there: lm_dtype may be narrower than the folder (bfloat16 from float16).
         model = cls.from_pretrained(folder, dtype=lm_dtype, attn_implementation="sdpa")
     else:
         model = cls._from_config(config, dtype=lm_dtype, attn_implementation="sdpa")
     inner = model.model
-    tower = inner.vision_tower.float()
-    backbone = wrap_hf_tower(
-        tower, name=f"hf:{folder}", layers=layers, spec=spec_from_folder(tower.config, Path(folder))
-    )
-    lm = _causal_lm(config.text_config, inner.language_model, model.lm_head).to(lm_dtype)
+    projector, newline = inner.multi_modal_projector.float(), inner.image_newline.detach().float()
+    if load_weights:
+        _load_stored(Path(folder), projector, newline)
+    if backbone is None:  # the tower from the files as stored, in float32 (not via lm_dtype)
+        backbone = mdp.build_backbone(
+            f"hf:{folder}", layers=layers, pretrained=str(folder) if load_weights else None
+        )
+    inner.vision_tower = None  # the kit's tower is ``backbone``: free this copy
+    # Already in lm_dtype. No .to(lm_dtype) here: it would also cast the rotary embedding's float32 inv_freq buffer,
+    # and a bfloat16 RoPE is not the LM transformers loads (logits off by ~0.1 in bf16 on the twin).
+    lm = _causal_lm(config.text_config, inner.language_model, model.lm_head)
     return LlavaParts(
         backbone=backbone,
-        projector=inner.multi_modal_projector.float(),
+        projector=projector,
         projector_act=config.projector_hidden_act,
-        image_newline=inner.image_newline.detach().float(),
+        image_newline=newline,
         lm=lm,
     )
+
+
+def _load_stored(folder: Path, projector: nn.Module, newline: torch.Tensor) -> None:
+    """``multi_modal_projector`` and ``image_newline`` from the folder's files into float32 ``projector`` /
+    ``newline``: exact whatever the stored dtype (under any of the key layouts transformers has used)."""
+    files = weight_files(folder)
+    wanted = {"image_newline": "image_newline"} | {
+        k: f"multi_modal_projector.{k}" for k in projector.state_dict()
+    }
+    found = {}
+    for target, name in wanted.items():
+        key = next((k for k in files if k == name or k.endswith("." + name)), None)
+        if key is None:
+            raise InitFromError(f"model.init_from={folder}: no tensor {name!r} in its weights")
+        found[target] = key
+    state = read_tensors(files, found)
+    with torch.no_grad():
+        newline.copy_(state.pop("image_newline"))
+    projector.load_state_dict(state, strict=True)
 
 
 def _causal_lm(text_config: Any, body: nn.Module, head: nn.Module) -> nn.Module:
