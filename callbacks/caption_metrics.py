@@ -240,7 +240,9 @@ class CaptionMetricsCallback(L.Callback):
         own_ids = {rec["pair_id"]: rec["prediction"] for rec in pairs.values()}
         change_id = {str(k): float(v) for k, v in dm.change_identification(split, own_ids).items()}
         readout = dm.category_confusion(split, own_ids)
-        confusion = confusion_matrix(readout["classes"], readout["truth"], readout["read"]) if readout else None
+        confusion = (
+            confusion_matrix(readout["classes"], readout["truth"], readout["read"]) if readout else None
+        )
         return change_id, confusion
 
     def _baselines(self, dm: PairDataModule, split: str) -> dict[str, dict[str, float]]:

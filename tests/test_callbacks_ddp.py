@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the spawned processes import the tiny parts from here
 
-from test_callbacks import TinyCaptioner, TinyDataModule  # noqa: E402
+from support.tiny_eval import TinyCaptioner, TinyDataModule  # noqa: E402
 
 from callbacks.caption_metrics import CaptionMetricsCallback  # noqa: E402
 

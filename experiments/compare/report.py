@@ -121,7 +121,9 @@ def confusion_tables(runs: Sequence[Run]) -> list[str]:
             ]
             lines += [
                 "",
-                f"Evaluation at step {r.steps}; counts (row %)." if r.steps is not None else "Counts (row %).",
+                f"Evaluation at step {r.steps}; counts (row %)."
+                if r.steps is not None
+                else "Counts (row %).",
                 "",
                 matrix.to_markdown().rstrip(),
             ]
