@@ -27,7 +27,8 @@ from typing import Any
 
 import lightning as L
 
-from callbacks.tensorboard import log_bar_charts
+from callbacks.confusion import ConfusionMatrix, confusion_matrix
+from callbacks.tensorboard import log_bar_charts, tensorboard_writers
 from datamodules.base import PairDataModule
 from evaluation import (
     METRICS,
@@ -83,7 +84,10 @@ class CaptionMetricsCallback(L.Callback):
         spice: compute SPICE if its models are present (``metrics.spice``); else reported unavailable.
         meteor: compute METEOR (one JVM, kept for the whole run and stopped at teardown).
         change_id: log the DataModule's ``change_identification(split, predictions)`` as
-            ``<stage>/change_id/<key>`` when it has one (``metrics.change_id``).
+            ``<stage>/change_id/<key>`` when it has one (``metrics.change_id``), and draw the category confusion
+            matrix from its ``category_confusion(split, predictions)`` when it has that
+            (:mod:`callbacks.confusion`): ``confusion.json``, a table in ``metrics.md``, and the image
+            ``<stage>/confusion`` in TensorBoard.
         baselines: score the DataModule's ``baseline_predictions(split)`` once and log
             ``<stage>/<name>/CIDEr`` and ``Bleu_4`` at every evaluation.
         output_dir: where evaluation files go; default ``<trainer.log_dir>/eval``.
@@ -210,22 +214,36 @@ class CaptionMetricsCallback(L.Callback):
             for m in REFERENCE_METRICS:
                 if m in scores:
                     scalars[f"{stage}/{name}/{m}"] = scores[m]
-        change_id: dict[str, float] = {}
-        if self.change_id:
-            # The DataModule knows its pairs by their own ids (not the benchmark-prefixed keys of a mixture).
-            own_ids = {rec["pair_id"]: rec["prediction"] for rec in pairs.values()}
-            change_id = {str(k): float(v) for k, v in dm.change_identification(split, own_ids).items()}
-            scalars.update({f"{stage}/change_id/{k}": v for k, v in change_id.items()})
+        change_id, confusion = self._change_identification(dm, split, pairs)
+        scalars.update({f"{stage}/change_id/{k}": v for k, v in change_id.items()})
 
         folder = self._folder(trainer, stage)
-        self._write(folder, trainer, stage, pairs, subsets, report, baselines, change_id)
+        self._write(folder, trainer, stage, pairs, subsets, report, baselines, change_id, confusion)
         if self.bar_charts:
             log_bar_charts(trainer, stage, report)
+        if confusion is not None:
+            log_confusion(trainer, stage, confusion)
         for line in report.notes:
             log.warning("%s: %s", stage, line)
         log.info("%s scores (files in %s):\n%s", stage, folder, report.to_markdown())
         self.last_dir = folder
         return {k: v for k, v in scalars.items() if math.isfinite(v)}
+
+    def _change_identification(
+        self, dm: PairDataModule, split: str, pairs: dict[str, dict[str, Any]]
+    ) -> tuple[dict[str, float], ConfusionMatrix | None]:
+        """The DataModule's change-identification scores and category confusion matrix (both hooks' neutral
+        defaults, ``{}``, mean: nothing to report)."""
+        if not self.change_id:
+            return {}, None
+        # The DataModule knows its pairs by their own ids (not the benchmark-prefixed keys of a mixture).
+        own_ids = {rec["pair_id"]: rec["prediction"] for rec in pairs.values()}
+        change_id = {str(k): float(v) for k, v in dm.change_identification(split, own_ids).items()}
+        readout = dm.category_confusion(split, own_ids)
+        confusion = (
+            confusion_matrix(readout["classes"], readout["truth"], readout["read"]) if readout else None
+        )
+        return change_id, confusion
 
     def _baselines(self, dm: PairDataModule, split: str) -> dict[str, dict[str, float]]:
         """The DataModule's reference baselines (``ceiling``, ``trivial``), scored once per split."""
@@ -251,8 +269,10 @@ class CaptionMetricsCallback(L.Callback):
         report: ScoreReport,
         baselines: dict[str, dict[str, float]],
         change_id: dict[str, float],
+        confusion: ConfusionMatrix | None = None,
     ) -> None:
-        """gt.json, pred.json, subsets.json, metrics.json, metrics.md (each written atomically)."""
+        """gt.json, pred.json, subsets.json, metrics.json, metrics.md, and confusion.json when there is a
+        confusion matrix (each written atomically)."""
         dump = lambda obj: json.dumps(obj, indent=1, ensure_ascii=False) + "\n"  # noqa: E731
         atomic_write_text(
             folder / "gt.json", dump(coco_ground_truth({p: r["references"] for p, r in pairs.items()}))
@@ -278,8 +298,30 @@ class CaptionMetricsCallback(L.Callback):
         if change_id:
             md.append("\n| change identification | score |\n|---|---:|\n")
             md.extend(f"| {k} | {v:.4f} |\n" for k, v in change_id.items())
+        if confusion is not None:
+            atomic_write_text(folder / "confusion.json", dump(confusion.to_json()))
+            md.append(
+                "\n## Change category: true (rows) vs read from the caption (columns)\n\n"
+                "Counts (row %); each row is one true category, read back with the benchmark's own grammar.\n\n"
+            )
+            md.append(confusion.to_markdown())
         md.append(
             f"\nRescore with: `make score GT={folder / 'gt.json'} PRED={folder / 'pred.json'} "
             f"CATEGORIES={folder / 'subsets.json'}`\n"
         )
         atomic_write_text(folder / "metrics.md", "".join(md))
+
+
+def log_confusion(trainer: L.Trainer, stage: str, confusion: ConfusionMatrix) -> None:
+    """The confusion matrix as a TensorBoard image, ``<stage>/confusion``, one per evaluation."""
+    writers = tensorboard_writers(trainer)
+    if not writers:
+        return
+    fig = confusion.figure(
+        f"{stage} step {trainer.global_step}: change category, true vs read from the caption"
+    )
+    for writer in writers:
+        writer.add_figure(f"{stage}/confusion", fig, global_step=trainer.global_step, close=False)
+    import matplotlib.pyplot as plt  # after figure(): it picks the Agg backend first
+
+    plt.close(fig)

@@ -264,3 +264,9 @@ class PairDataModule(L.LightningDataModule):
         """Scores of generated captions (pair id -> caption) against each pair's true change, name -> value in
         [0, 1] (when ``identifies_changes``). None by default."""
         return {}
+
+    def category_confusion(self, split: str, predictions: Mapping[str, str]) -> dict[str, list[str]]:
+        """The change category each caption states beside the true one, for the confusion matrix
+        (``callbacks/confusion.py``): ``{"classes": [...], "truth": [...], "read": [...]}``, one ``truth`` / ``read``
+        entry per true change (``read`` may be ``"unreadable"``). ``{}`` by default: nothing to count."""
+        return {}

@@ -78,6 +78,9 @@ hook                           returns                             neutral defau
 ``change_identification``      ``(split, pair id -> caption)`` ->  ``{}``                  caption metrics
                                name -> score in [0, 1] against
                                each pair's true change
+``category_confusion``         ``(split, pair id -> caption)`` ->  ``{}``                  caption metrics,
+                               ``classes`` / ``truth`` / ``read``                          compare
+                               (change category per true change)                           (confusion matrix)
 =============================  ==================================  ======================  ==================
 
 A new hook goes in this table and on the base class, with its neutral default, in the same change.

@@ -8,7 +8,6 @@ included, is tests/test_scoring.py's job.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import lightning as L
@@ -17,138 +16,15 @@ import torch
 from helpers import read_layout, unmatched_tags
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from support.tiny_eval import CATEGORIES, SIZE, TinyCaptioner, TinyDataModule
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from torch.utils.data import Dataset
 
 from callbacks.caption_metrics import CaptionMetricsCallback, monitor_key
 from callbacks.panels import PanelsCallback, compose_panel
 from callbacks.tensorboard import HparamsCallback, ScalarLayout, flatten_hparams, scalar_layout
-from datamodules.base import PairDataConfig, PairDataModule
 from evaluation import CaptionScorer, build_subsets
 from experiments.score import score_files
 from lightning_modules.pair_metrics import CaptionRecords, unique_pairs
-
-CATEGORIES = ["color", "move", "distractor"]
-GROUPS = {"semantic": ["color", "move"]}
-REFERENCES = {
-    "color": ["the {o} turned red", "the {o} changed its color to red", "the color of the {o} changed"],
-    "move": ["the {o} moved to the left", "the {o} changed its location", "the {o} is in a different place"],
-    "distractor": ["no change was made", "the scene remains the same", "nothing has changed"],
-}
-OBJECTS = ["cube", "ball", "cylinder", "block"]
-SIZE = 16
-
-
-# ---------------------------------------------------------------------------------------------- tiny parts
-class ListDataset(Dataset):
-    def __init__(self, samples: list[dict]) -> None:
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.samples[i]
-
-
-class TinyDataModule(PairDataModule):
-    """Random 16x16 pairs in three categories, two benchmarks, with the optional DataModule extras."""
-
-    benchmark = "tiny"
-    benchmarks = ("tiny_a", "tiny_b")  # as a mixture declares its members (charted per benchmark)
-    baseline_names = ("ceiling", "trivial")
-    identifies_changes = True
-
-    def __init__(self, sizes: dict[str, int] | None = None) -> None:
-        config = PairDataConfig(
-            batch_size=4, eval_batch_size=4, num_workers=0, categories=list(CATEGORIES), groups=GROUPS
-        )
-        super().__init__(config, image_size=SIZE, mean=(0.5,) * 3, std=(0.5,) * 3, seed=0)
-        self.sizes = {"train": 8, "val": 9, "test": 7, **(sizes or {})}
-
-    def build_dataset(self, split: str) -> Dataset:
-        gen = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split])
-        samples = []
-        for i in range(self.sizes[split]):
-            category = CATEGORIES[i % 3]
-            obj = OBJECTS[i % 4]
-            before = torch.rand(3, SIZE, SIZE, generator=gen) * 2 - 1
-            after = before.clone()
-            if category != "distractor":
-                after[:, 4:9, 4:9] = 1.0
-            samples.append(
-                {
-                    "pair_id": f"{split}{i:03d}.png",
-                    "before": before,
-                    "after": after,
-                    "captions": [r.format(o=obj) for r in REFERENCES[category]],
-                    "categories": [category],
-                    "benchmark": "tiny_a" if i % 2 else "tiny_b",
-                }
-            )
-        return ListDataset(samples)
-
-    def references(self, split: str) -> dict[str, list[str]]:
-        return {s["pair_id"]: s["captions"] for s in self.dataset(split).samples}
-
-    def change_identification(self, split: str, predictions: dict[str, str]) -> dict[str, float]:
-        said_change = [("no change" not in c) for c in predictions.values()]
-        truth = [
-            s["categories"] != ["distractor"]
-            for s in self.dataset(split).samples
-            if s["pair_id"] in predictions
-        ]
-        return {"accuracy": sum(a == b for a, b in zip(said_change, truth)) / len(truth)}
-
-    def baseline_predictions(self, split: str) -> dict[str, tuple[dict, dict]]:
-        refs = self.references(split)
-        common = Counter(c for cs in refs.values() for c in cs).most_common(1)[0][0]
-        return {
-            "ceiling": ({k: v[1:] for k, v in refs.items()}, {k: v[0] for k, v in refs.items()}),
-            "trivial": (refs, {k: common for k in refs}),
-        }
-
-
-def known_caption(pair_id: str, references: list[str]) -> str:
-    """A deterministic function of the pair id: right for 2 pairs out of 3, "no change" otherwise."""
-    n = int(pair_id[-7:-4])
-    return references[0] if n % 3 != 1 else "no change was made"
-
-
-class TinyCaptioner(L.LightningModule):
-    """Emits known captions; explain() gives |after - before| heatmaps at a quarter of the resolution."""
-
-    def __init__(self, backbone: str = "tiny-test", mdp_enabled: bool = True) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.layer = torch.nn.Linear(3, 1)
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self.layer(batch["before"].mean((2, 3))).pow(2).mean()
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.01)
-
-    def _step(self, batch: dict) -> dict:
-        return {
-            "pair_id": batch["pair_id"],
-            "prediction": [known_caption(p, r) for p, r in zip(batch["pair_id"], batch["captions"])],
-            "references": batch["captions"],
-            "categories": batch["categories"],
-            "benchmark": batch["benchmark"],
-        }
-
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._step(batch)
-
-    def test_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._step(batch)
-
-    def explain(self, batch: dict) -> dict:
-        diff = (batch["after"] - batch["before"]).abs().mean(1, keepdim=True)
-        heat = torch.nn.functional.avg_pool2d(diff, 4)[:, 0]
-        heat = heat / heat.amax((1, 2), keepdim=True).clamp(min=1e-6)
-        return {"captions": self._step(batch)["prediction"], "heatmaps": heat}
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +133,7 @@ def test_run_folder_files_rescore_to_the_same_numbers(run):
         "subsets.json",
         "metrics.json",
         "metrics.md",
+        "confusion.json",
     }
     gt = json.loads((folder / "gt.json").read_text())
     assert gt["type"] == "captions" and {"info", "licenses", "images", "annotations"} <= set(gt)
@@ -282,6 +159,19 @@ def test_run_folder_files_rescore_to_the_same_numbers(run):
         metrics["categories"]["distractor"]["CIDEr"], abs=1e-12
     )
     assert (run["test_dir"] / "metrics.json").exists() and run["test_dir"].name.startswith("test-step")
+
+
+def test_confusion_matrix_in_files_and_tensorboard(run):
+    """Known captions: color and distractor pairs read right, the 3 "move" pairs get "no change" (distractor)."""
+    confusion = json.loads((run["val_dir"] / "confusion.json").read_text())
+    assert confusion["rows"] == CATEGORIES and confusion["columns"] == [*CATEGORIES, "unreadable"]
+    assert confusion["counts"] == [[3, 0, 0, 0], [0, 0, 3, 0], [0, 0, 3, 0]]
+    assert confusion["row_shares"][1] == [0.0, 0.0, 1.0, 0.0] and confusion["items"] == 9
+    md = (run["val_dir"] / "metrics.md").read_text()
+    assert "| move | 3 |  |  | 3 (100 %) |  |" in md and "| color | 3 | **3 (100 %)** |" in md
+    images = run["acc"].Images("val/confusion")
+    assert len(images) == 3 and images[-1].width >= 300  # one per validation (2 fit epochs + validate)
+    assert {"test/confusion"} <= set(run["acc"].Tags()["images"])
 
 
 def test_bar_charts_panels_and_text_in_event_files(run):

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the spawned processes import the tiny parts from here
 
-from test_callbacks import TinyCaptioner, TinyDataModule  # noqa: E402
+from support.tiny_eval import TinyCaptioner, TinyDataModule  # noqa: E402
 
 from callbacks.caption_metrics import CaptionMetricsCallback  # noqa: E402
 
@@ -46,5 +46,8 @@ def test_ddp_two_processes_score_each_pair_once(tmp_path):
     for name, scores in one["categories"].items():
         assert two["categories"][name] == pytest.approx(scores, abs=1e-12)
     assert set(two_logged) == set(one_logged) and "val/CIDEr/move" in two_logged
+    # the change-category confusion matrix counts each pair once too
+    confusion = [json.loads((tmp_path / name / "confusion.json").read_text()) for name in ("one", "two")]
+    assert confusion[0] == confusion[1] and confusion[0]["items"] == 11
     for key, value in one_logged.items():
         assert two_logged[key] == pytest.approx(value, rel=1e-6), key

@@ -199,3 +199,32 @@ def test_lm_positions_cover_a_pooled_grid_that_does_not_divide():
     assert prefix.shape[1] == 2 * 4
     needed = prefix.shape[1] + cfg["model"]["max_caption_tokens"] + cfg["generation"]["max_new_tokens"]
     assert module.model.lm.config.n_positions >= needed
+
+
+@pytest.mark.parametrize("kind", ["sincos", "learned"])
+def test_image_positions_tell_the_cells_apart_and_reload(kind, tmp_path):
+    """model.image_positions: the same 2-D signal on both images' tokens, as large as the tokens themselves;
+    learned: a trained parameter that starts from the sine-cosine table and is saved in the checkpoint."""
+    from lightning_modules.model.m3diff import sincos_2d
+
+    module = make_module(f"model.image_positions={kind}")  # 32 px, patch 16: a 2x2 grid
+    table = module.model.image_pos
+    assert table.shape == (4, 64) and torch.equal(table.detach(), sincos_2d(2, 2, 64))
+    assert torch.cdist(table, table).fill_diagonal_(float("inf")).min() > 0.5  # every cell its own vector
+    assert table.pow(2).mean().sqrt().item() == pytest.approx(0.5**0.5, rel=1e-6)
+    plain = make_module("model.image_positions=none")
+    plain.model.load_state_dict(module.model.state_dict(), strict=False)
+    x = torch.zeros(1, 3, 32, 32)
+    with torch.no_grad():
+        with_pos, without = module.model.encode(x, x), plain.model.encode(x, x)
+    for i in range(2):
+        assert torch.allclose(with_pos.images[i] - without.images[i], table.detach(), atol=1e-5)
+    assert ("model.image_pos" in module.state_dict()) == (kind == "learned")
+    trainer = fit(module, 2, tmp_path)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    again = CaptionerModule.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu", weights_only=True)
+    assert torch.equal(again.model.image_pos, module.model.image_pos)
+    if kind == "learned":
+        assert not torch.equal(module.model.image_pos.detach(), sincos_2d(2, 2, 64))  # it was trained
+    with pytest.raises(ValueError, match="image_positions"):
+        make_module("model.image_positions=rope")

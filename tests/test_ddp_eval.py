@@ -92,6 +92,9 @@ def test_two_processes_score_every_pair_once_with_the_single_process_metrics(tmp
     # Caption metrics: identical. The loss: one value per pair, so equal up to float rounding.
     files = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two")]
     assert files[0] == files[1] and files[0]["num_pairs"] == 7
+    # The category confusion matrix counts each pair once, on any number of processes.
+    confusion = [json.loads((tmp_path / name / "confusion.json").read_text()) for name in ("one", "two")]
+    assert confusion[0] == confusion[1] and confusion[0]["items"] == 7
     assert one.keys() == two.keys()
     assert one["test/CIDEr"] > 0 and one["test/num_pairs"] == 7
     assert {k: v for k, v in one.items() if k != "test/loss"} == {

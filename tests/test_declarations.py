@@ -122,7 +122,7 @@ def test_every_hook_is_on_the_base_class_with_a_neutral_default():
     assert (dm.sample_per, dm.baseline_names, dm.identifies_changes) == (None, (), False)
     assert dm.missing_split("val") is None and dm.has_split("val") and dm.specs("val") is None
     assert dm.epoch_parts() == {} and dm.baseline_predictions("val") == {}
-    assert dm.change_identification("val", {"val0": "a"}) == {}
+    assert dm.change_identification("val", {"val0": "a"}) == {} == dm.category_confusion("val", {"val0": "a"})
     assert dm.reference_captions("train") == {f"train{i}": ["a", "b"] for i in range(3)}
     assert dm.training_captions(1) == ["a", "b"] * 2 + ["a"]  # <= limit * 5 references
 

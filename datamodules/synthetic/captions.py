@@ -252,7 +252,9 @@ def identify(
 
     Returns per true change ``(op, {"category", "attributes", "location", "exact"})`` and the pair's exact
     match (every true change stated exactly, nothing else claimed). For viewpoint / illumination the
-    "attributes" are the change's details (camera move / light) and "location" follows "category".
+    "attributes" are the change's details (camera move / light) and "location" follows "category". An
+    object-level change also gets ``"cell"``: some change the caption states names its cell, whatever kind
+    of change it names (is *where* right, even when *what* is not).
     """
     if not truth:
         ok = parsed.no_change and not parsed.changes
@@ -260,14 +262,46 @@ def identify(
     items = []
     for t in truth:
         same_op = [p for p in parsed.changes if p["op"] == t["op"]]
+        scores = {"category": bool(same_op)}
         if "kind" in t:
             keys = [k for k in ATTRIBUTE_SLOTS if k in t]
-            attributes = any(all(p.get(k) == t[k] for k in keys) for p in same_op)
-            location = any(p.get("loc") == t["loc"] for p in same_op)
+            scores["attributes"] = any(all(p.get(k) == t[k] for k in keys) for p in same_op)
+            scores["location"] = any(p.get("loc") == t["loc"] for p in same_op)
+            scores["cell"] = any(p.get("loc") == t["loc"] for p in parsed.changes)
         else:
-            attributes = any(p == t for p in same_op)
-            location = bool(same_op)
-        items.append((t["op"], {"category": bool(same_op), "attributes": attributes, "location": location,
-                                "exact": t in same_op}))  # fmt: skip
+            scores["attributes"] = any(p == t for p in same_op)
+            scores["location"] = bool(same_op)
+        scores["exact"] = t in same_op
+        items.append((t["op"], scores))
     exact = all(s["exact"] for _, s in items) and len(parsed.changes) == len(truth)
     return items, exact
+
+
+NO_CHANGE = "no_change"  # what read_back says a caption stated for a change when it says nothing changed
+UNREADABLE = "unreadable"  # ... when no (further) change can be read from it
+
+
+def read_back(parsed: ParsedCaption, truth: Sequence[dict]) -> list[tuple[str | None, str]]:
+    """The kind of change a caption states for each true change: the rows and columns of a confusion matrix.
+
+    Per true change ``(op, read)`` (one item ``(None, read)`` for a no-change pair), where ``read`` is ``op``
+    itself when the caption states a change of that kind; else the kind of the first stated change that no
+    other true change of the pair claims; else :data:`NO_CHANGE` when the caption says nothing changed; else
+    :data:`UNREADABLE` (the grammar reads nothing, or nothing more, from it). With one change per pair (the
+    default) ``read`` is simply what the caption says happened; ``read == op`` exactly when
+    :func:`identify` scores the category right.
+    """
+    ops = [t["op"] for t in truth] or [None]
+    stated = [p["op"] for p in parsed.changes]
+    spare = [op for op in stated if op not in ops]  # stated kinds no true change claims, in caption order
+    out = []
+    for op in ops:
+        if op is not None and op in stated:
+            out.append((op, op))
+        elif spare:
+            out.append((op, spare.pop(0)))
+        elif parsed.no_change and not stated:
+            out.append((op, NO_CHANGE))
+        else:
+            out.append((op, UNREADABLE))
+    return out

@@ -13,6 +13,8 @@ this DataModule answers:
   :meth:`~SyntheticDataModule.specs` per split, likewise without images.
 - :meth:`SyntheticDataModule.change_identification` — parse generated captions with the grammar and score
   category / attributes / location / exact match, overall and per category.
+- :meth:`SyntheticDataModule.category_confusion` — the kind of change each caption states beside the true one
+  (the metrics callback draws the category confusion matrix from it).
 - :meth:`SyntheticDataModule.baseline_predictions` — the "ceiling" (one reference against the others) and
   the "trivial" baseline (the most common training caption for every pair), for the metrics callback to score.
 """
@@ -34,7 +36,7 @@ from datamodules.contract import PairSample
 from datamodules.errors import ConfigError
 from datamodules.images import ImageTransform
 from datamodules.registry import register_datamodule
-from datamodules.synthetic.captions import identify, parse_caption
+from datamodules.synthetic.captions import NO_CHANGE, UNREADABLE, identify, parse_caption, read_back
 from datamodules.synthetic.changes import sample_pair
 from datamodules.synthetic.grammar import change_slots
 from datamodules.synthetic.render import background_canvas, render
@@ -229,8 +231,10 @@ class SyntheticDataModule(PairDataModule):
         ``category``, ``attributes`` (the object's naming attributes: size, colour, shape / word / count; for
         viewpoint and illumination: the camera move / light), ``location`` (its cell) — over true changes,
         a no-change pair counting as one item that is right when the caption says nothing changed — and
-        ``exact`` (per pair: every change stated exactly and nothing else). Per category: ``category/<label>``,
-        ``attributes/<label>``, ``location/<label>``, ``exact/<label>`` (no-change pairs under their label).
+        ``exact`` (per pair: every change stated exactly and nothing else); ``cell``: over object-level
+        changes only (not viewpoint / illumination), the caption names the change's cell, whatever kind of
+        change it says happened there. Per category: ``category/<label>``, ``attributes/<label>``,
+        ``location/<label>``, ``cell/<label>``, ``exact/<label>`` (no-change pairs under their label).
         """
         del split  # the ids carry their split
         totals: dict[str, list[float]] = {}
@@ -246,7 +250,9 @@ class SyntheticDataModule(PairDataModule):
             for op, scores in items:
                 label = self.generator.label(op) if op else no_change_key
                 labels.add(label)
-                for name in ("category", "attributes", "location"):
+                for name in ("category", "attributes", "location", "cell"):
+                    if name not in scores:  # "cell": object-level changes only
+                        continue
                     totals.setdefault(name, []).append(scores[name])
                     totals.setdefault(f"{name}/{label}", []).append(scores[name])
             for label in labels:
@@ -254,10 +260,31 @@ class SyntheticDataModule(PairDataModule):
         n = max(1, len(predictions))
         result = {"parsed": parsed_count / n, "exact": exact_count / n}
         result.update({k: sum(v) / len(v) for k, v in totals.items()})
-        head = ("parsed", "category", "attributes", "location", "exact")
+        head = ("parsed", "category", "attributes", "location", "cell", "exact")
         return {
             k: float(result[k]) for k in (*head, *sorted(k for k in result if k not in head)) if k in result
         }
+
+    def category_confusion(self, split: str, predictions: Mapping[str, str]) -> dict[str, list[str]]:
+        """The kind of change each caption states, read back with the grammar, beside the true one.
+
+        Returns ``classes`` (the 12 category labels, then the no-change label), and two lists with one entry
+        per true change (one per no-change pair): ``truth`` (a class) and ``read`` (a class, or
+        ``"unreadable"`` when the grammar reads no — or no further — change from the caption); see
+        :func:`~datamodules.synthetic.captions.read_back` for how a caption's changes are matched to a pair's.
+        ``read == truth`` exactly where :meth:`change_identification` counts the category right.
+        """
+        del split  # the ids carry their split
+        no_change = self.generator.no_change_label or NO_CHANGE
+        name = {None: no_change, NO_CHANGE: no_change, UNREADABLE: UNREADABLE}
+        truth: list[str] = []
+        read: list[str] = []
+        for pid, caption in predictions.items():
+            spec = self.spec(pid)
+            for op, said in read_back(parse_caption(caption), [change_slots(c) for c in spec.changes]):
+                truth.append(name[op] if op is None else self.generator.label(op))
+                read.append(name[said] if said in name else self.generator.label(said))
+        return {"classes": [*self.generator.labels, no_change], "truth": truth, "read": read}
 
     def baseline_predictions(self, split: str) -> dict[str, tuple[dict[str, list[str]], dict[str, str]]]:
         """name -> (references by pair_id, one prediction by pair_id), for the metrics callback to score.

@@ -92,6 +92,10 @@ class ModelConfig:
     # pool (4x fewer prefix tokens, a 1.5x faster CPU step, experiments/BENCHMARKS.md) blurs the small objects
     # the local changes are about: the default run's CIDEr 0.96 -> 1.34, right category 30.7 -> 41.6 % with 1.
     token_pool: int = 1
+    # A 2-D position signal added to each projected image token (both images alike): none | sincos (fixed 2-D
+    # sine-cosine, as large as the tokens) | learned (starts as sincos). The LM's own position embeddings are ~30x
+    # smaller than a projected image token, so without it *where* barely reaches the caption (docs/experiments.md).
+    image_positions: str = "none"
     # The instruction: after both images (plain layout), or the user turn's text after its two images with a chat
     # template (instruct LMs, init_from), where a sample's own `instruction` (DATA=llava) replaces it.
     prompt: str = ""

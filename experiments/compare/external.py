@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 
 import mdp
 from callbacks.caption_metrics import log_keys
+from callbacks.confusion import confusion_matrix
 from evaluation import (
     METRICS,
     REFERENCE_METRICS,
@@ -95,10 +96,12 @@ def zero_shot_command(row: Run, *, data: str, root: str, args: str, split: str, 
 
 
 def read_evaluation(row: Run, folder: Path, stage: str) -> None:
-    """An evaluation folder's metrics (and subsets) into the row."""
+    """An evaluation folder's metrics, subsets and change-category confusion matrix (where written) into the row."""
     row.metrics = eval_metrics(folder / "metrics.json", stage)
     subsets = json.loads((folder / "subsets.json").read_text()) if (folder / "subsets.json").is_file() else {}
     row.subsets = list(subsets.get("subsets", {}))
+    if (folder / "confusion.json").is_file():
+        row.confusion = json.loads((folder / "confusion.json").read_text())
 
 
 def eval_metrics(path: Path, stage: str) -> dict[str, float]:
@@ -205,6 +208,10 @@ def score_imported(row: Run, truth: SplitTruth, out_dir: Path, *, spice: bool = 
     )
     metrics = {**report.to_json(), "stage": truth.split, "baselines": baselines, "change_id": change_id}
     atomic_write_text(folder / "metrics.json", dump({**metrics, "source": row.source}))
+    readout = dm.category_confusion(truth.split, own_ids)
+    if readout:
+        confusion = confusion_matrix(readout["classes"], readout["truth"], readout["read"])
+        atomic_write_text(folder / "confusion.json", dump(confusion.to_json()))
     markdown = imported_markdown(row, report, baselines, change_id, folder, total=len(truth.pairs))
     atomic_write_text(folder / "metrics.md", markdown)
     read_evaluation(row, folder, truth.split)

@@ -1,6 +1,7 @@
 """The comparison's table: ``compare.md`` (scores x100: a row per run, zero-shot model and imported prediction file,
-CIDEr by category, subset and benchmark) and ``compare.json`` (every row with its metrics on the compared split),
-rewritten after every row. ``stage`` is that split (``val``, or ``test``), the prefix of every metric key read."""
+CIDEr by category, subset and benchmark, each row's change-category confusion matrix where it has one) and
+``compare.json`` (every row with its metrics on the compared split), rewritten after every row. ``stage`` is that
+split (``val``, or ``test``), the prefix of every metric key read."""
 
 from __future__ import annotations
 
@@ -13,9 +14,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from callbacks.confusion import ConfusionMatrix
 from evaluation import HEADLINE_METRICS
 from experiments.compare.runs import Run, budget
 
+# Change identification (the embedded benchmark), as logged under <stage>/change_id/<key>: column title per key.
+CHANGE_ID = {
+    "category": "right category",
+    "location": "location",
+    "cell": "right cell",
+    "exact": "change-id exact",
+}
 BASELINES = {"ceiling": "one reference vs the others", "trivial": "most common training caption"}
 
 
@@ -80,6 +89,7 @@ def render_markdown(name: str, runs: Sequence[Run], cfg: DictConfig, command: st
             for r in runs:
                 cells = [fmt(r.metrics.get(key.format(n))) for n in names]
                 lines.append(f"| {r.experiment} | {r.backbone} | " + " | ".join(cells) + " |")
+    lines += confusion_tables(runs)
     problems = [r for r in runs if r.status in ("failed", "interrupted")]
     if problems:
         lines += ["", "## Failed runs", ""]
@@ -97,6 +107,27 @@ def render_markdown(name: str, runs: Sequence[Run], cfg: DictConfig, command: st
         lines.append(f"- {r.experiment} / {r.backbone}: `{r.run_dir or '(no run folder)'}`{source}")
     lines += ["", f"TensorBoard, side by side: `make tb` (or `tensorboard --logdir {cfg.logs_dir}`)."]
     return "\n".join(lines) + "\n"
+
+
+def confusion_tables(runs: Sequence[Run]) -> list[str]:
+    """Per run with a confusion matrix: the change category read from its captions against the true one."""
+    lines: list[str] = []
+    for r in runs:
+        if r.confusion:
+            matrix = ConfusionMatrix.from_json(r.confusion)
+            lines += [
+                "",
+                f"## Change category, true (rows) vs read from the caption: {r.experiment} / {r.backbone}",
+            ]
+            lines += [
+                "",
+                f"Evaluation at step {r.steps}; counts (row %)."
+                if r.steps is not None
+                else "Counts (row %).",
+                "",
+                matrix.to_markdown().rstrip(),
+            ]
+    return lines
 
 
 def scope_line(runs: Sequence[Run], cfg: DictConfig, stage: str) -> str:
@@ -123,7 +154,7 @@ def overall_table(runs: Sequence[Run], stage: str = "val") -> list[str]:
     """A row per run: status, steps, minutes, the overall scores (and change identification when logged),
     then the reference baselines' rows from the first run that scored them."""
     overall = [m for m in HEADLINE_METRICS if any(f"{stage}/{m}" in r.metrics for r in runs)] or ["CIDEr"]
-    change_id = any(f"{stage}/change_id/exact" in r.metrics for r in runs)
+    change_id = [k for k in CHANGE_ID if any(f"{stage}/change_id/{k}" in r.metrics for r in runs)]
     head = [
         "experiment",
         "backbone",
@@ -131,7 +162,7 @@ def overall_table(runs: Sequence[Run], stage: str = "val") -> list[str]:
         "steps",
         "minutes",
         *overall,
-        *(["change-id exact"] * change_id),
+        *(CHANGE_ID[k] for k in change_id),
     ]
     lines = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * (len(head) - 3)]
     for r in runs:
@@ -142,7 +173,7 @@ def overall_table(runs: Sequence[Run], stage: str = "val") -> list[str]:
             "–" if r.steps is None else str(r.steps),
             "–" if r.seconds is None else f"{r.seconds / 60:.1f}",
             *(fmt(r.metrics.get(f"{stage}/{m}")) for m in overall),
-            *([fmt(r.metrics.get(f"{stage}/change_id/exact"))] * change_id),
+            *(fmt(r.metrics.get(f"{stage}/change_id/{k}")) for k in change_id),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     reference = next((r for r in runs if any(f"{stage}/{b}/CIDEr" in r.metrics for b in BASELINES)), None)
@@ -150,7 +181,7 @@ def overall_table(runs: Sequence[Run], stage: str = "val") -> list[str]:
         if f"{stage}/{base}/CIDEr" in reference.metrics:
             cells = [f"*{base}*", f"*{what}*", "reference", "", ""]
             cells += [fmt(reference.metrics.get(f"{stage}/{base}/{m}")) for m in overall]
-            lines.append("| " + " | ".join(cells + [""] * change_id) + " |")
+            lines.append("| " + " | ".join(cells + [""] * len(change_id)) + " |")
     return lines
 
 

@@ -40,6 +40,7 @@ class Run:
     log: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     subsets: list[str] = field(default_factory=list)  # the data's subsets (OmniDiff real / render), if any
+    confusion: dict[str, Any] | None = None  # the final validation's confusion.json (change category), if any
     kind: str = (
         "trained"  # trained | zero-shot (MODELS=) | imported (PREDS=): experiments/compare/external.py
     )
@@ -129,9 +130,11 @@ def collect(run: Run, logs_dir: Path, before: set[str]) -> None:
     steps = [json.loads(p.read_text()).get("step") for p in (folder / "eval").glob("val-step*/metrics.json")]
     steps = [s for s in steps if isinstance(s, int)]
     run.steps = max(steps) if steps else None
-    if run.steps is not None and (folder / "eval" / f"val-step{run.steps}" / "subsets.json").is_file():
-        kinds = json.loads((folder / "eval" / f"val-step{run.steps}" / "subsets.json").read_text())
-        run.subsets = list(kinds.get("subsets", {}))
+    final = folder / "eval" / f"val-step{run.steps}"
+    if run.steps is not None and (final / "subsets.json").is_file():
+        run.subsets = list(json.loads((final / "subsets.json").read_text()).get("subsets", {}))
+    if run.steps is not None and (final / "confusion.json").is_file():
+        run.confusion = json.loads((final / "confusion.json").read_text())
 
 
 def last_error(log: Path) -> str:

@@ -91,6 +91,8 @@ def build_model(config: dict[str, Any], tokenizer: Any, *, backbone: mdp.Backbon
         projector_act=parts.projector_act if parts else "gelu",
         segment_embeddings=parts is None,
         image_newline=parts is not None,
+        image_positions=model_cfg.get("image_positions", "none"),
+        grid=getattr(backbone, "grid", None),
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=layout.end_token_id,
     )

@@ -64,6 +64,11 @@ class M3Diff(nn.Module):
         projector_act: its activation, ``"gelu"`` (exact, LLaVA's) or ``"gelu_pytorch_tanh"``.
         segment_embeddings: add a learned before / after embedding to each image block.
         image_newline: end each image block with a learned embedding (LLaVA-OneVision's ``image_newline``).
+        image_positions: a 2-D position signal added to every projected image token, the same for both
+            images: ``"none"``, ``"sincos"`` (fixed 2-D sine-cosine table, rms 1/sqrt(2) per channel: as large as
+            the projected tokens themselves, where the LM's own position embeddings are ~30x smaller) or
+            ``"learned"`` (that table as the starting point of a trained one). Needs ``grid``.
+        grid: the backbone's token grid ``(h, w)`` (pooled by ``token_pool`` here).
         pad_token_id / eos_token_id: padding, and the token that ends a caption (EOS, or the chat template's
             end of turn).
     """
@@ -80,6 +85,8 @@ class M3Diff(nn.Module):
         projector_act: str = "gelu",
         segment_embeddings: bool = True,
         image_newline: bool = False,
+        image_positions: str = "none",
+        grid: tuple[int, int] | None = None,
         pad_token_id: int,
         eos_token_id: int,
     ) -> None:
@@ -105,6 +112,7 @@ class M3Diff(nn.Module):
         # Tells the LM which half of the prefix is "before" and which is "after".
         self.segment = nn.Parameter(torch.randn(2, width) * 0.02) if segment_embeddings else None
         self.image_newline = nn.Parameter(torch.zeros(width)) if image_newline else None
+        self.image_pos = _image_positions(image_positions, grid, token_pool, width)
         for i, ids in enumerate(text_segments):
             self.register_buffer(f"text_{i}", torch.tensor(list(ids), dtype=torch.long), persistent=False)
 
@@ -134,6 +142,8 @@ class M3Diff(nn.Module):
         blocks = []
         for i, tokens in enumerate((tokens_1, tokens_2)):
             block = self.projector(self._pool(tokens, grid))
+            if self.image_pos is not None:
+                block = block + self.image_pos.to(block.dtype)
             if self.segment is not None:
                 block = block + self.segment[i]
             if self.image_newline is not None:
@@ -325,6 +335,32 @@ class M3Diff(nn.Module):
             if bool(done.all()):
                 break
         return tokens
+
+
+def sincos_2d(height: int, width: int, dim: int) -> torch.Tensor:
+    """``(height * width, dim)`` 2-D sine-cosine positions (row-major, as MAE's): half the channels encode the
+    row, half the column, each as sin / cos of ``dim / 4`` frequencies; every value in [-1, 1]."""
+    if dim % 4:
+        raise ValueError(f"2-D sine-cosine positions need a width divisible by 4, got {dim}")
+    freqs = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    parts = []
+    for coord in (rows.flatten(), cols.flatten()):
+        angles = coord[:, None].double() * freqs[None, :]
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, dim=1).float()
+
+
+def _image_positions(kind: str, grid: tuple[int, int] | None, pool: int, width: int) -> torch.Tensor | None:
+    """The ``image_positions`` table ``(N', D)`` for the pooled grid: a buffer (sincos), a parameter (learned)."""
+    if kind == "none":
+        return None
+    if kind not in ("sincos", "learned"):
+        raise ValueError(f"image_positions must be 'none', 'sincos' or 'learned', got {kind!r}")
+    if grid is None:
+        raise ValueError("image_positions needs a backbone with a token grid")
+    table = sincos_2d(math.ceil(grid[0] / pool), math.ceil(grid[1] / pool), width)
+    return nn.Parameter(table) if kind == "learned" else nn.Buffer(table, persistent=False)
 
 
 def positions(mask: torch.Tensor) -> torch.Tensor:
