@@ -10,6 +10,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# pytest processes for make test / test-fast (pytest-xdist; a test file stays on one process, so its module-scoped
+# set-up is built once). Two: the 2-core machine the suite's time is measured on (docs/development.md).
+TEST_WORKERS ?= 2
 # Each stamp is keyed on everything that decides its install: change one of these files and the
 # next `make` reinstalls; otherwise it is a no-op. `make setup` installs what the kit runs on; the dev
 # tools (pytest, ruff) come with the targets that use them.
@@ -67,10 +70,10 @@ $(DEV_STAMP): $(STAMP) $(DEV_FILES)
 test: setup-dev ## run the whole test suite (lint + pytest, slow tests included)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup-dev ## run the fast tests only
-	$(PY) -m pytest tests -m "not slow"
+	$(PY) -m pytest tests -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup-dev ## ruff lint and format check
 	$(PY) -m ruff check .

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_resume import finish, losses, start_training, wait_for
+from support.events import losses
+from support.processes import finish, start_training, wait_for
 
 from experiments.common.checkpoints import read_checkpoint
 

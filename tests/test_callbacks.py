@@ -13,9 +13,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import read_layout, unmatched_tags
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from support.events import read_layout, unmatched_tags
 from support.tiny_eval import CATEGORIES, SIZE, TinyCaptioner, TinyDataModule
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import torch
 from PIL import Image
-from test_captioner import fit, make_module
+from support.captioner import fit, make_module
 
 from experiments import caption, synth
 

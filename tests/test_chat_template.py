@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from test_init_from import INSTRUCTION, hf_inputs, twin_config
+from support.llava_inputs import INSTRUCTION, hf_inputs, twin_config
 
 from experiments import train
 from experiments.common.config import ConfigError, to_container
@@ -23,7 +23,7 @@ SYSTEM_TURN = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 def released(llava_twin, tmp_path_factory):
     """The layout of folders released with transformers 4: the processor's template in chat_template.json, the
     tokenizer's own (Qwen2-Instruct's) in tokenizer_config.json."""
-    from llava_twin import save_processor
+    from support.llava_twin import save_processor
 
     folder = tmp_path_factory.mktemp("released")
     shutil.copytree(llava_twin, folder, dirs_exist_ok=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_data import BUILDERS, build_mini
 from omegaconf import DictConfig
+from support.data import BUILDERS, build_mini
 
 from experiments.common import assembly, trainer
 from experiments.common.config import CONF_DIR, EXPERIMENTS_DIR, REPO_ROOT, ConfigError, load_config

@@ -4,8 +4,8 @@ the true category with torchmetrics, written as JSON / Markdown and shown in ``m
 from __future__ import annotations
 
 import pytest
-from fixtures_synthetic import LABELS, make_dm, only
 from omegaconf import OmegaConf
+from support.synthetic import LABELS, make_dm, only
 
 from callbacks.confusion import UNREADABLE, ConfusionMatrix, confusion_matrix
 from datamodules.synthetic.captions import NO_CHANGE, identify, parse_caption, read_back

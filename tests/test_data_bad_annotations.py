@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_bad_input import ALL_LOADERS, LOADERS, assert_skipped, edit_json, mini_with_dm
-from fixtures_data import build_mini, make_dm
-from fixtures_files import write_image
-from fixtures_records import make_pairs
+from support.bad_input import ALL_LOADERS, LOADERS, assert_skipped, edit_json, mini_with_dm
+from support.data import build_mini, make_dm
+from support.files import write_image
+from support.records import make_pairs
 
 from datamodules.contract import check_sample
 from datamodules.errors import DataError

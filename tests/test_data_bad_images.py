@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_bad_input import ALL_LOADERS, assert_skipped, mini_with_dm, noise_png, pair_ids
-from fixtures_data import make_dm
-from fixtures_files import write_image
-from fixtures_records import make_pairs
 from PIL import Image
+from support.bad_input import ALL_LOADERS, assert_skipped, mini_with_dm, noise_png, pair_ids
+from support.data import make_dm
+from support.files import write_image
+from support.records import make_pairs
 
 from datamodules.contract import check_sample
 from datamodules.errors import DataError

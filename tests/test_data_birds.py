@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from fixtures_data import make_dm
-from fixtures_records import BIRDS_COLUMNS, birds_row, make_birds
+from support.data import make_dm
+from support.records import BIRDS_COLUMNS, birds_row, make_birds
 
 from datamodules.birds_to_words import COLUMNS
 from datamodules.contract import check_sample

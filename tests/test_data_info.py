@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_clevr import make_clevr_dc
-from fixtures_data import build_mini
-from fixtures_records import make_spot
+from support.clevr import make_clevr_dc
+from support.data import build_mini
+from support.records import make_spot
 
 from datamodules.base import PairDataConfig, PairDataModule
 from experiments import data_info
@@ -192,7 +192,7 @@ def test_module_entry_point_exit_code(tmp_path):
 def test_empty_split_and_header_only_file_are_problems_worded_as_training_says(tmp_path, capsys):
     """A tsv with only its header said "problems: none"; training refuses it. Now data-info lists the message
     training stops with, and exits 1."""
-    from fixtures_records import BIRDS_COLUMNS, make_birds
+    from support.records import BIRDS_COLUMNS, make_birds
 
     from datamodules.errors import DataError
     from experiments.common import assembly
@@ -215,7 +215,7 @@ def test_empty_split_and_header_only_file_are_problems_worded_as_training_says(t
 
 def test_documented_split_pattern_works_as_written(tmp_path, capsys):
     """docs/datasets.md: data.annotations="{split}.jsonl" (the shell drops the quotes; not YAML, a string)."""
-    from fixtures_records import make_pairs
+    from support.records import make_pairs
 
     mini = make_pairs(tmp_path / "pairs", jsonl=True)
     rows = [json.loads(line) for line in (mini.root / "pairs.jsonl").read_text().splitlines()]

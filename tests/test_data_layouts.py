@@ -1,5 +1,5 @@
 """Hand-made mini copies of each benchmark's released layout, loaded end to end through the DataModule into
-contract batches (the tiny copies of tests/fixtures_data.py)."""
+contract batches (the tiny copies of tests/support/data.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
-from fixtures_clevr import CLEVR_SPLITS, make_clevr_change, make_clevr_dc
-from fixtures_data import BUILDERS, build_mini, make_dm
-from fixtures_records import LONG_CAPTION, make_iedit, make_pairs, make_spot, pairs_records
+from support.clevr import CLEVR_SPLITS, make_clevr_change, make_clevr_dc
+from support.data import BUILDERS, build_mini, make_dm
+from support.records import LONG_CAPTION, make_iedit, make_pairs, make_spot, pairs_records
 
 from datamodules.contract import check_sample
 from datamodules.records import RecordDataModule

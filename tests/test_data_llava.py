@@ -7,10 +7,10 @@ import json
 import logging
 
 import pytest
-from fixtures_data import make_dm
-from fixtures_files import write_json
-from fixtures_records import LLAVA, LONG_CAPTION, llava_record, make_llava
-from helpers import TINY_MODEL
+from support.data import make_dm
+from support.files import write_json
+from support.records import LLAVA, LONG_CAPTION, llava_record, make_llava
+from support.tiny import TINY_MODEL
 
 from datamodules.contract import check_sample, collate_pairs
 from datamodules.errors import DataError, MissingFile

@@ -5,8 +5,8 @@ once lacked it)."""
 from __future__ import annotations
 
 import pytest
-from fixtures_data import BUILDERS, make_dm
-from fixtures_records import make_pairs, make_spot
+from support.data import BUILDERS, make_dm
+from support.records import make_pairs, make_spot
 from torch.utils.data import DataLoader
 
 import datamodules.base

@@ -11,9 +11,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from fixtures_data import build_mini, make_dm
-from fixtures_files import write_json
-from fixtures_records import LLAVA, make_llava
+from support.data import build_mini, make_dm
+from support.files import write_json
+from support.records import LLAVA, make_llava
 
 from datamodules.mixture import MixtureDataModule
 

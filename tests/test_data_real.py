@@ -8,8 +8,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from fixtures_data import make_dm
-from fixtures_files import BENCHMARKS, copy_real, placeholder_images
+from support.data import make_dm
+from support.files import BENCHMARKS, copy_real, placeholder_images
 
 from datamodules.contract import check_sample
 from evaluation import coco_ground_truth

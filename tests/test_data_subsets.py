@@ -8,8 +8,8 @@ import json
 import lightning as L
 import pytest
 import torch
-from fixtures_data import build_mini, make_dm
-from fixtures_files import write_json
+from support.data import build_mini, make_dm
+from support.files import write_json
 
 from callbacks.caption_metrics import CaptionMetricsCallback
 from datamodules.contract import check_sample, collate_pairs

@@ -13,7 +13,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import TINY_MODEL, free_port
+from support.processes import free_port
+from support.tiny import TINY_MODEL
 
 from datamodules.contract import collate_pairs
 from experiments.common import assembly

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from helpers import TINY_MODEL, free_port
+from support.processes import free_port
+from support.tiny import TINY_MODEL
 
 from experiments.common.config import REPO_ROOT
 

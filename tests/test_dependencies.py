@@ -16,13 +16,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 KIT = ("lightning_modules", "datamodules", "callbacks", "evaluation", "experiments")
-# This repository's own modules: its packages, and the tests' helper modules (tests/ is on sys.path).
-LOCAL = {p.parent.name for p in REPO.glob("*/__init__.py")} | {p.stem for p in REPO.glob("tests/*.py")}
+# This repository's own modules: its packages, and the tests' own (tests/ is on sys.path: conftest, support/).
+LOCAL = (
+    {p.parent.name for p in REPO.glob("*/__init__.py")}
+    | {p.stem for p in REPO.glob("tests/*.py")}
+    | {"support"}
+)
 # Declared but never imported, on purpose.
 NOT_IMPORTED = {
     "setuptools": "the build backend of `make setup`'s editable mdp install (--no-build-isolation)",
     "tensorboard": "torch.utils.tensorboard writes through it; `make tb` runs its CLI",
     "pytest-timeout": "a pytest plugin (pyproject's `timeout`)",
+    "pytest-xdist": "a pytest plugin (`make test` runs the suite on two processes: -n)",
     "ruff": "a command-line tool (`make lint`)",
     "num2words": "SmolVLM / Idefics3's processor imports it when it is built (make eval MODEL=<smolvlm folder>)",
 }

@@ -1,4 +1,4 @@
-"""Half-precision base folders, as released: LLaVA-OneVision twins stored in float16 and bfloat16 (tests/llava_twin.py,
+"""Half-precision base folders, as released: LLaVA-OneVision twins stored in float16 and bfloat16 (tests/support/llava_twin.py,
 ``dtype=``). What is trained (tower, MDP, projector, image_newline, LoRA) keeps float32 master weights; the frozen LM
 follows ``model.lm.dtype`` and computes what transformers' own model loaded in that dtype computes. End to end (slow):
 the paper experiment trains on each twin with its own precision and clipping, its checkpoint holds float32 tensors,
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module", params=HALF)
 def half_twin(request, tmp_path_factory) -> Path:
-    from llava_twin import write_llava_twin
+    from support.llava_twin import write_llava_twin
 
     return write_llava_twin(tmp_path_factory.mktemp(f"twin_{request.param}") / "llava", dtype=request.param)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fixtures_data import make_dm
 from PIL import Image
+from support.data import make_dm
 
 from datamodules import images, records
 from datamodules.images import ImageTransform, load_image

@@ -5,38 +5,16 @@ same folder: the projected visual tokens of a two-image input, the prompt's toke
 turn and greedy captions. MDP starts as the identity and LoRA's B is zero, so nothing differs at step 0.
 """
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from support.llava_inputs import INSTRUCTION, hf_inputs, twin_config
 
-from experiments.common.assembly import resolve_static
-from experiments.common.config import ConfigError, load_config, to_container
+from experiments.common.config import ConfigError, to_container
 from lightning_modules.captioner import CaptionerModule
 from lightning_modules.model.llava_onevision import InitFromError
 from mdp.hf_adapter import is_hf_checkpointing
 
-INSTRUCTION = "Describe the differences between the two images."
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def twin_config(folder, *overrides, groups=None):
-    cfg = load_config(
-        groups=groups,
-        overrides=[
-            f"model.init_from={folder}",
-            f"model.prompt={INSTRUCTION}",
-            "model.lora.enabled=true",
-            "model.lora.r=4",
-            "model.lora.alpha=8",
-            "model.max_caption_tokens=32",  # built here, not by the run assembly: no limits measured on data
-            "generation.max_new_tokens=12",
-            *overrides,
-        ],
-    )
-    return resolve_static(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -52,37 +30,6 @@ def hf(llava_twin):
     return LlavaOnevisionForConditionalGeneration.from_pretrained(llava_twin).eval()
 
 
-def hf_processor(folder):
-    """LLaVA-OneVision's processor around the folder's tokenizer and image processor (the twin has no processor
-    files of its own; tests/llava_twin.py's save_processor writes them)."""
-    from transformers import (
-        AutoImageProcessor,
-        AutoTokenizer,
-        LlavaOnevisionProcessor,
-        LlavaOnevisionVideoProcessor,
-    )
-
-    return LlavaOnevisionProcessor(
-        image_processor=AutoImageProcessor.from_pretrained(folder),
-        tokenizer=AutoTokenizer.from_pretrained(folder),
-        video_processor=LlavaOnevisionVideoProcessor(),
-        num_image_tokens=16,
-        vision_feature_select_strategy="full",
-    )
-
-
-def hf_inputs(folder, instruction: str, seed: int, text: str | None = None) -> dict:
-    """Two random 32 px images and ``instruction`` (or the rendered prompt ``text``) through LLaVA-OneVision's own
-    processor."""
-    processor = hf_processor(folder)
-    rng = np.random.default_rng(seed)
-    images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
-    if text is None:
-        user = {"role": "user", "content": f"<image>\n<image>\n{instruction}"}
-        text = processor.tokenizer.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
-    return processor(text=[text], images=[images], return_tensors="pt")
-
-
 @pytest.fixture(scope="module")
 def processed(llava_twin):
     """Two 32 px images and the instruction through LLaVA-OneVision's processor, as HF would feed the model."""
@@ -93,6 +40,7 @@ def test_config_is_resolved_from_the_folder(module, llava_twin):
     cfg = module.config
     assert cfg["backbone"]["name"] == f"hf:{llava_twin}" and cfg["backbone"]["image_size"] == 32
     assert cfg["model"]["lm"]["name"] == str(llava_twin) and cfg["model"]["token_pool"] == 1
+    assert cfg["model"]["image_positions"] == "none"  # the default tiny model's sincos would change step 0
     assert module.image_spec.size == 32 and module.image_spec.mean == (0.5, 0.5, 0.5)
     assert module.model.mdp.config.identity_init  # on by default with init_from
     assert module.model.segment is None and module.model.image_newline is not None

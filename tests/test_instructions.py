@@ -6,10 +6,10 @@ logits and greedy caption are the ones it gets alone, and alone they equal trans
 
 import pytest
 import torch
-from fixtures_records import make_llava
-from test_captioner import batch_of
-from test_captioner import make_module as make_tiny_module
-from test_init_from import INSTRUCTION, hf_inputs, twin_config
+from support.captioner import batch_of
+from support.captioner import make_module as make_tiny_module
+from support.llava_inputs import INSTRUCTION, hf_inputs, twin_config
+from support.records import make_llava
 
 from datamodules import build_datamodule
 from datamodules.contract import collate_pairs

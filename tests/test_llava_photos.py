@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_init_from import INSTRUCTION, twin_config
+from support.llava_inputs import INSTRUCTION, twin_config
 
 from datamodules.contract import collate_pairs
 from experiments.common.assembly import assemble
@@ -65,7 +65,7 @@ def folder(request, llava_twin, llava_twin_processor, tmp_path_factory):
         return llava_twin
     if request.param == "processor":
         return llava_twin_processor
-    from llava_twin import save_processor
+    from support.llava_twin import save_processor
 
     released = tmp_path_factory.mktemp("llava_twin_released")
     shutil.copytree(llava_twin, released, dirs_exist_ok=True)
@@ -85,7 +85,7 @@ def reference(folder, photos, record: dict, *, system: str | None = "You are a h
     """transformers on the files: the folder's processor (the tokenizer-only twin: one built as the tests of
     test_init_from build it), its chat template, ``processor.apply_chat_template`` with typed content (the
     tokenizer's Qwen2 template: text content), then the processor on the two PIL images."""
-    from test_init_from import hf_processor
+    from support.llava_inputs import hf_processor
     from transformers import AutoProcessor
 
     has_processor = (folder / "processor_config.json").is_file()

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import TINY_MODEL
+from support.tiny import TINY_MODEL
 from test_safety import run_make, save_module
 
 from experiments import caption, evaluate, export, synth

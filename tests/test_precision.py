@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TINY_MODEL
+from support.tiny import TINY_MODEL
 
 from experiments.common import assembly
 from experiments.common.config import CONF_DIR, load_config

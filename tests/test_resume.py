@@ -14,71 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_MODEL, free_port
+from support.events import losses
+from support.processes import REPO, finish, start_training, wait_for
 
 from datamodules.samplers import ResumableSampler
 from experiments.common.checkpoint_io import AtomicCheckpointIO
 from experiments.common.checkpoints import read_checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    *TINY_MODEL,
-    "model.lm.tokenizer_captions=200",
-    "data.val_size=8",
-    "data.batch_size=4",
-    "generation.max_new_tokens=8",
-    "metrics.change_id=false",
-    "trainer.enable_progress_bar=false",
-    "trainer.log_every_n_steps=1",
-]
-
-
-def start_training(logs: Path, *overrides: str, resume: str = "", **popen) -> subprocess.Popen:
-    """``python -m experiments.train`` (what ``make train`` runs); output goes to files next to ``logs``, so a
-    child is never blocked on a full pipe while the test waits."""
-    args = " ".join([*TINY, f"logs_dir={logs}", *overrides])
-    cmd = [sys.executable, "-m", "experiments.train", "--args", args] + (
-        ["--resume", resume] if resume else []
-    )
-    # One thread per process: the cores are shared, and oversubscribed OpenMP threads make tiny steps slow.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MASTER_PORT": str(free_port())}
-    tag = f"{logs.name}-{'resume' if resume else 'run'}"
-    out, err = (open(logs.parent / f"{tag}.{kind}", "w") for kind in ("out", "err"))  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, text=True, **popen)
-    proc.logs = (Path(out.name), Path(err.name))  # type: ignore[attr-defined]
-    return proc
-
-
-def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
-    proc.wait(timeout=timeout)
-    out, err = (p.read_text() for p in proc.logs)  # type: ignore[attr-defined]
-    return proc.returncode, out, err
-
-
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            log = proc.logs[1].read_text()[-3000:] if hasattr(proc, "logs") else ""
-            raise AssertionError(f"the process ended before {path} appeared:\n{log}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear in {timeout} s")
-        time.sleep(0.05)
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    """``train/loss`` by step; where event files overlap (the killed run's and the resumed run's), the
-    newest file's value wins."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-
-    out: dict[int, float] = {}
-    for path in sorted(run_dir.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
-        for event in EventFileLoader(str(path)).Load():
-            for value in event.summary.value:
-                if value.tag == "train/loss":
-                    out[event.step] = value.simple_value
-    return out
-
 
 # ------------------------------------------------------------------------------------------------ resume
 RUN = [

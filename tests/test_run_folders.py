@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_MODEL
+from support.tiny import TINY_MODEL
 
 from experiments import synth, train
 from experiments.common import runs

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
-from helpers import TINY_MODEL
+from support.tiny import TINY_MODEL
 
 from callbacks.safety import NonFiniteError, NonFiniteGuard
 from experiments import caption, evaluate, train

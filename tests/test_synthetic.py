@@ -7,8 +7,8 @@ import hashlib
 import json
 
 import pytest
-from fixtures_synthetic import LABELS, data_config, make_dm
 from PIL import Image
+from support.synthetic import LABELS, data_config, make_dm
 
 from datamodules import build_datamodule
 from datamodules.contract import check_sample

@@ -8,7 +8,7 @@ import random
 import re
 
 import pytest
-from fixtures_synthetic import LABELS, only
+from support.synthetic import LABELS, only
 
 from datamodules.synthetic.captions import expand, fill, identify, parse_caption
 from datamodules.synthetic.changes import sample_pair

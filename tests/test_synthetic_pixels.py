@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from fixtures_synthetic import LABELS, make_dm, only
 from PIL import Image
+from support.synthetic import LABELS, make_dm, only
 
 from datamodules.synthetic.captions import parse_caption
 from datamodules.synthetic.changes import sample_pair

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from helpers import TINY_MODEL
+from support.tiny import TINY_MODEL
 
 from experiments.common.config import load_config, to_container
 from experiments.common.token_limits import caption_lengths, resolve_token_limits

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import TINY_MODEL, read_layout, unmatched_tags
 from lightning.pytorch.callbacks import TQDMProgressBar
+from support.events import read_layout, unmatched_tags
+from support.tiny import TINY_MODEL
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from callbacks.progress import ProgressLines, format_duration, progress_bar

@@ -1,5 +1,5 @@
 """``make eval MODEL=`` / ``make caption MODEL=`` for transformers image-text-to-text models other than LLaVA-OneVision,
-on tiny random Qwen2-VL, Qwen2.5-VL and Idefics3 twins saved with ``save_pretrained`` (tests/vlm_twins.py): the kit's
+on tiny random Qwen2-VL, Qwen2.5-VL and Idefics3 twins saved with ``save_pretrained`` (tests/support/vlm_twins.py): the kit's
 captions are ``model.generate`` on the processor's output for the same files and prompt, token for token, batched or
 not; the evaluation writes the files a checkpoint's evaluation writes, scored per category and subset; a model whose
 processor cannot take two images in one prompt is refused in one line; a cached hub id is its snapshot folder."""
@@ -189,7 +189,7 @@ def test_caption_model_from_a_cached_hub_id_equals_generate(vlm_twins, pairs, tm
 
 def test_models_that_cannot_caption_a_pair_are_refused_in_one_line(vlm_twins, tmp_path, capsys):
     """Exit 2 and one line naming what the folder is or takes, before any weights are read."""
-    from vlm_twins import write_one_image_processor
+    from support.vlm_twins import write_one_image_processor
 
     not_vlm = tmp_path / "siglip"
     not_vlm.mkdir()
@@ -237,7 +237,7 @@ def test_the_processor_pipeline_keeps_images_as_loaded():
 def test_two_processes_score_every_pair_once_with_the_single_process_files(vlm_twins, tmp_path):
     """``ARGS="trainer.devices=2 trainer.strategy=ddp"`` (gloo on CPU): 5 pairs of the embedded benchmark dealt to
     2 processes (DistributedSampler repeats one); the same predictions and metrics files as one process."""
-    from helpers import free_port
+    from support.processes import free_port
 
     folder = vlm_twins("qwen2_vl")
     args = "model.lm.dtype=float32 generation.max_new_tokens=8 data.test_size=5 data.eval_batch_size=2 "

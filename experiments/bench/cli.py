@@ -29,22 +29,15 @@ from experiments.bench.score import section_score
 from experiments.bench.threads import section_threads
 from experiments.bench.train import section_train
 from experiments.common import cli
+from experiments.common.config import experiment_overrides
 
 DEFAULT_OUT = Path("bench_results") / "bench.json"
 SECTIONS = ("peak", "train", "threads", "mdp_base", "generate", "score", "data")
 # Opt-in (not in the default run: compiling costs minutes of the 10-minute budget).
 EXTRA_SECTIONS = ("compile",)
-# --quick: toy sizes (the tests' captioner), so every section runs in seconds.
-QUICK_OVERRIDES = (
-    "backbone.image_size=32",
-    "model.lm.num_layers=1",
-    "model.lm.hidden_size=64",
-    "model.lm.num_heads=2",
-    "model.lm.vocab_size=128",
-    "model.lm.tokenizer_captions=200",
-    "data.batch_size=4",
-    "mdp.num_heads=2",
-)
+# --quick: the tiny model (experiments/tiny.yaml, as the tests and `make train EXP=tiny`), so every section runs in
+# seconds.
+QUICK_OVERRIDES = (*experiment_overrides("tiny"), "model.lm.tokenizer_captions=200", "data.batch_size=4")
 # generate: new tokens per caption, full / --quick. Both are longer than the data's longest caption in tokens (19
 # with the default tokenizer, 86 with --quick's 128-token vocabulary), so --quick takes the full run's path: a
 # model whose position table is sized for them (generate_rig); tests/test_bench.py checks that it is longer.

@@ -106,7 +106,8 @@ def resolve_static(cfg: DictConfig) -> DictConfig:
     - ``model.init_from``: the backbone and LM are the folder's, so the config says so (run folder name, saved
       config, TensorBoard hparams): ``backbone.name=hf:<folder>``, its weights (``model.init_weights``) and
       image size, ``model.lm.name=<folder>``; LLaVA-OneVision's multi-image layout feeds every patch token
-      (``model.token_pool=1``); ``model.chat_template`` says which of the folder's chat templates renders the prompt
+      (``model.token_pool=1``) with no position signal of the kit's own (``model.image_positions=none``: the
+      released projector's outputs go to the LM unchanged, so step 0 is the released model); ``model.chat_template`` says which of the folder's chat templates renders the prompt
       (null: the processor's, else the tokenizer's; lightning_modules/model/prompt.py), and a folder with none is an
       error.
     - ``mdp.identity_init: null`` -> on with ``model.init_from`` (the pretrained projector first sees the
@@ -130,6 +131,7 @@ def resolve_static(cfg: DictConfig) -> DictConfig:
             "backbone.image_size": int(tower.image_size),
             "model.lm.name": str(folder),
             "model.token_pool": 1,
+            "model.image_positions": "none",
             "model.chat_template": template,
         }
     if cfg.mdp.identity_init is None:

@@ -166,6 +166,23 @@ def resolve_experiment(experiment: str | Path) -> Path:
     raise ConfigError(f"no experiment '{experiment}' (looked for {candidate}){hint}; known: {known}")
 
 
+def experiment_overrides(experiment: str) -> list[str]:
+    """An experiment YAML's keys as ``key=value`` overrides (its ``experiment`` name left out), for adding its
+    settings to another experiment: ``experiment_overrides("tiny")`` -> ``["backbone.image_size=32", ...]``."""
+    data = read_yaml(resolve_experiment(experiment))
+    data.pop("experiment", None)
+    data.pop("defaults", None)
+
+    def leaves(node: Any, prefix: str) -> list[str]:
+        if isinstance(node, dict):
+            return [item for key, value in node.items() for item in leaves(value, f"{prefix}{key}.")]
+        return [
+            f"{prefix[:-1]}={yaml.safe_dump(node, default_flow_style=True).strip().removesuffix('...').strip()}"
+        ]
+
+    return leaves(data, "")
+
+
 def save_config(cfg: DictConfig, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(OmegaConf.to_yaml(cfg))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fixtures_files import DEFAULT, NONSEMANTIC, SEMANTIC, Mini, write_image, write_json
+from support.files import DEFAULT, NONSEMANTIC, SEMANTIC, Mini, write_image, write_json
 
 # ------------------------------------------------------------------------------------------------ CLEVR-Change
 CLEVR_TYPES = ["color", "material", "add", "drop", "move"]  # type of scene id = CLEVR_TYPES[id % 5]

@@ -1,11 +1,11 @@
 """Builders of tiny, hand-made copies of each benchmark's released layout, one per DataModule, and the
 DataModule a test builds on them.
 
-Every builder writes into a folder and returns a :class:`~fixtures_files.Mini` that says where things are, so
+Every builder writes into a folder and returns a :class:`~support.files.Mini` that says where things are, so
 one test can be parametrised over all loaders: ``mini.first_image(split)`` is an image of the first pair of a
 split, ``mini.annotation(split)`` the file that lists that split's records. The builders:
-:mod:`fixtures_clevr` (split files of ids) and :mod:`fixtures_records` (record lists); what they are made of:
-:mod:`fixtures_files`.
+:mod:`support.clevr` (split files of ids) and :mod:`support.records` (record lists); what they are made of:
+:mod:`support.files`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fixtures_clevr import make_clevr_change, make_clevr_dc
-from fixtures_files import Mini
-from fixtures_records import make_birds, make_iedit, make_llava, make_omnidiff, make_pairs, make_spot
+from support.clevr import make_clevr_change, make_clevr_dc
+from support.files import Mini
+from support.records import make_birds, make_iedit, make_llava, make_omnidiff, make_pairs, make_spot
 
 
 def make_dm(name: str, root: Path | str, **overrides: Any):

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fixtures_files import DEFAULT, SEMANTIC, Mini, write_image, write_json
 from PIL import Image
+
+from support.files import DEFAULT, SEMANTIC, Mini, write_image, write_json
 
 # ------------------------------------------------------------------------------------------------ Spot-the-Diff
 SPOT = {

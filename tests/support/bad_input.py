@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fixtures_data import build_mini, make_dm
 from PIL import Image
+
+from support.data import build_mini, make_dm
 
 LOADERS = ["clevr_change", "clevr_dc", "spot_the_diff", "iedit", "omnidiff", "pairs"]  # JSON annotations
 ALL_LOADERS = [*LOADERS, "birds_to_words", "llava"]  # image and file-level checks apply to every loader
