@@ -18,8 +18,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 import pytest  # noqa: E402
 
-# The rule for `slow` (docs/development.md): a test that starts a fresh Python interpreter or `make` (a command
-# run as a user runs it, a DDP process) is marked slow; everything else runs in the pytest process and is not.
+# The rule for `slow` (docs/development.md): a test that starts another process running the kit (python, make,
+# DDP workers) or takes over 30 s alone on the 2-core machine is marked slow. The first half is enforced here.
 
 
 @pytest.fixture(autouse=True)

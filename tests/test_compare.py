@@ -125,6 +125,7 @@ def test_markdown_table_from_rows():
     assert "- default / timm:x: exit 1: ValueError: no x" in text
 
 
+@pytest.mark.slow
 def test_make_tb_serves_the_logs_folder_on_localhost(tmp_path):
     dry = subprocess.run(
         ["make", "-n", "tb", "PORT=7007; echo pwned"],

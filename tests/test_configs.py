@@ -318,6 +318,7 @@ def test_unknown_group_choice_and_experiment_list_the_options():
         load_config(experiment="ablations/no_gat")
 
 
+@pytest.mark.slow
 def test_cli_prints_config_errors_without_a_traceback():
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.train", "--args", "optim.lr_lmm=1"],

@@ -150,6 +150,7 @@ def test_every_benchmark_module_is_imported_by_the_registry():
     assert files == listed
 
 
+@pytest.mark.slow
 def test_importing_the_package_or_the_generator_needs_no_lightning():
     code = "import sys, datamodules, datamodules.synthetic.changes; print('lightning' in sys.modules)"
     out = subprocess.run(

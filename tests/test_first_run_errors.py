@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -23,6 +25,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
     return proc.returncode, [line for line in proc.stderr.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_missing_backbone_weights(tmp_path):
     code, err = run("experiments.train", "--args", f"backbone.pretrained=/missing.bin logs_dir={tmp_path}")
     assert code == 2 and len(err) == 1, err
@@ -30,6 +33,7 @@ def test_missing_backbone_weights(tmp_path):
     assert not (tmp_path / "default").exists()  # failed before any run folder was made
 
 
+@pytest.mark.slow
 def test_wrong_data_root(tmp_path):
     code, err = run(
         "experiments.train", "--data", "spot_the_diff", "--root", "/missing", "--args", f"logs_dir={tmp_path}"
@@ -38,6 +42,7 @@ def test_wrong_data_root(tmp_path):
     assert err[0].startswith("data error: /missing: dataset folder not found") and "ROOT=" in err[0]
 
 
+@pytest.mark.slow
 def test_score_without_java(tmp_path):
     # A PATH without java (the interpreter is started by its full path).
     code, err = run(
@@ -47,6 +52,7 @@ def test_score_without_java(tmp_path):
     assert "java not found" in err[0] and "openjdk" in err[0]
 
 
+@pytest.mark.slow
 def test_make_clean_keeps_the_runs_and_help_says_make_runs_offline(tmp_path):
     for folder in ("logs/default/siglip-tiny/version_0", ".pytest_cache"):
         (tmp_path / folder).mkdir(parents=True)
@@ -61,6 +67,7 @@ def test_make_clean_keeps_the_runs_and_help_says_make_runs_offline(tmp_path):
     assert "make clean-logs" in help_text and "HF_HUB_OFFLINE=0" in help_text
 
 
+@pytest.mark.slow
 def test_unknown_backbone_lists_the_kits_own_names(tmp_path):
     """45 lines of timm traceback ending in "close matches: []" before; one line naming BACKBONE= choices and
     the registry's names now, before any run folder."""

@@ -52,6 +52,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_import_mdp_without_lightning_or_omegaconf():
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
     proc = subprocess.run(
@@ -106,6 +107,7 @@ MISSING = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_missing_backbone_library_names_the_extra_to_install():
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     proc = subprocess.run(

@@ -201,6 +201,7 @@ def test_synth_force_replaces_its_own_export_only(tmp_path, capsys):
     assert "no annotations.json" in one_line(capsys)
 
 
+@pytest.mark.slow
 def test_make_passes_force(tmp_path):
     for target in ("export", "caption", "synth"):
         argv = run_make(tmp_path, target, {"FORCE": "1", "OUT": "o"}, via_env=False)

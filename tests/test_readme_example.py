@@ -98,6 +98,7 @@ def test_readme_install_lines_name_this_distribution_and_its_extras(wheel):
     assert any("m3diff-mdp" in line and "git+" in line for line in installs)
 
 
+@pytest.mark.slow
 def test_readme_example_runs_from_the_wheel_in_another_project(wheel, tmp_path):
     target = tmp_path / "site"
     pip("install", "--no-deps", "--target", str(target), str(wheel), cwd=tmp_path)

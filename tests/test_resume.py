@@ -186,6 +186,7 @@ def check_intact(path: Path) -> int:
     return checkpoint["i"]
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_save_never_leaves_a_corrupt_checkpoint(tmp_path):
     path = tmp_path / "last.ckpt"
     proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], cwd=REPO)

@@ -197,6 +197,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_a_killed_save_is_cleaned_up_when_the_run_starts_again(synthetic_run, tmp_path, caplog):
     """kill -9 during a save leaves .<name>.tmp-<pid> beside the checkpoint (never in $TMPDIR); RESUME removes it
     before anything else, and the run continues in its own folder."""

@@ -329,6 +329,7 @@ def run_make(tmp_path: Path, target: str, variables: dict[str, str], *, via_env:
     return json.loads(record.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 @pytest.mark.parametrize("via_env", [False, True], ids=["command-line", "environment"])
 def test_makefile_variables_never_run_as_shell(tmp_path, via_env):

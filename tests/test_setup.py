@@ -37,6 +37,7 @@ def test_make_setup_stops_with_pips_error_when_an_install_fails(tmp_path):
     assert not list((tmp_path / ".venv").glob(".setup-*")), "a failed setup must not leave its stamp"
 
 
+@pytest.mark.slow
 def test_the_venv_holds_mdp_and_nothing_else_of_the_kit(tmp_path):
     """From outside the checkout (-I: no current folder, no PYTHONPATH) `mdp` imports and the kit's folders do
     not: they run from the checkout only, so a project's own `callbacks` or `experiments` is never shadowed."""
