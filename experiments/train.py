@@ -203,7 +203,7 @@ def summary(metrics: dict[str, float]) -> str:
     if reference:
         lines.append("  reference points: " + " | ".join(reference))
     if "val/change_id/exact" in metrics:
-        keys = ("category", "attributes", "location", "exact")
+        keys = ("category", "attributes", "location", "cell", "exact")
         lines.append(
             "  change identification: "
             + " | ".join(
