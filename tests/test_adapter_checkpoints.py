@@ -5,12 +5,11 @@ and safetensors that load onto the base with transformers / peft / mdp alone, as
 
 from __future__ import annotations
 
+import importlib
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -121,11 +120,10 @@ def test_killed_lora_run_resumes_bit_identically(trained):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
-    )
+def run_cli(module: str, *args: str, capsys) -> tuple[int, str]:
+    """An entry point's ``main`` in this process, as ``python -m <module>`` runs it: (exit status, stderr)."""
+    code = importlib.import_module(module).main(list(args))
+    return code, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -138,23 +136,23 @@ def pair(tmp_path_factory):
     return folder / "before.png", folder / "after.png"
 
 
-def test_caption_and_eval_rebuild_the_base(trained, pair, tmp_path):
+def test_caption_and_eval_rebuild_the_base(trained, pair, tmp_path, capsys):
     ckpt = trained["full"] / "checkpoints" / "last.ckpt"
-    caption = run_cli("experiments.caption", "--ckpt", str(ckpt), "--before", str(pair[0]), "--after",
-                      str(pair[1]), "--out", str(tmp_path / "caption"))  # fmt: skip
-    assert caption.returncode == 0, caption.stderr[-3000:]
+    code, err = run_cli("experiments.caption", "--ckpt", str(ckpt), "--before", str(pair[0]), "--after",
+                        str(pair[1]), "--out", str(tmp_path / "caption"), capsys=capsys)  # fmt: skip
+    assert code == 0, err[-3000:]
     assert json.loads((tmp_path / "caption" / "caption.json").read_text())["caption"] is not None
-    evaluate = run_cli("experiments.evaluate", "--ckpt", str(ckpt), "--split", "val", "--out",
-                       str(tmp_path / "eval"), "--args", "data.val_size=4 generation.max_new_tokens=4 trainer.limit_val_batches=null")  # fmt: skip
-    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    code, err = run_cli("experiments.evaluate", "--ckpt", str(ckpt), "--split", "val", "--out",
+                        str(tmp_path / "eval"), "--args", "data.val_size=4 generation.max_new_tokens=4 trainer.limit_val_batches=null", capsys=capsys)  # fmt: skip
+    assert code == 0, err[-3000:]
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["stage"] == "val"
 
 
-def test_export_loads_onto_the_base_with_transformers_peft_and_mdp(trained, twin, tmp_path):
+def test_export_loads_onto_the_base_with_transformers_peft_and_mdp(trained, twin, tmp_path, capsys):
     ckpt = trained["full"] / "checkpoints" / "last.ckpt"
     out = tmp_path / "export"
-    result = run_cli("experiments.export", "--ckpt", str(ckpt), "--out", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, err = run_cli("experiments.export", "--ckpt", str(ckpt), "--out", str(out), capsys=capsys)
+    assert code == 0, err[-3000:]
     assert (out / "lm_adapter" / "adapter_config.json").is_file()
     readme = (out / "README.md").read_text()
     snippet = readme.split("```python\n", 1)[1].split("```", 1)[0].replace("{this folder}", str(out))
@@ -182,7 +180,7 @@ def test_export_loads_onto_the_base_with_transformers_peft_and_mdp(trained, twin
     assert torch.allclose(theirs, ours, atol=1e-5)  # the LoRA'd language model, loaded by peft onto LLaVA
 
 
-def test_a_changed_or_missing_base_is_refused(trained, twin, pair, tmp_path):
+def test_a_changed_or_missing_base_is_refused(trained, twin, pair, tmp_path, capsys):
     ckpt = trained["full"] / "checkpoints" / "last.ckpt"
     weights = twin / "model.safetensors"
     state = load_file(weights)
@@ -201,17 +199,19 @@ def test_a_changed_or_missing_base_is_refused(trained, twin, pair, tmp_path):
             "--out",
             str(tmp_path),
         ]
-        result = run_cli("experiments.caption", *args)
-        assert result.returncode == 2 and "has changed" in result.stderr and str(twin) in result.stderr
-        resume = run_cli("experiments.train", "--resume", str(ckpt), "--args", " ".join(twin_run(twin)))
-        assert resume.returncode == 2 and "has changed" in resume.stderr
+        code, err = run_cli("experiments.caption", *args, capsys=capsys)
+        assert code == 2 and "has changed" in err and str(twin) in err
+        code, err = run_cli(
+            "experiments.train", "--resume", str(ckpt), "--args", " ".join(twin_run(twin)), capsys=capsys
+        )
+        assert code == 2 and "has changed" in err
     finally:
         state[key] = original
         save_file(state, weights)
     moved = twin.with_name("moved")
     twin.rename(moved)
     try:
-        result = run_cli("experiments.evaluate", "--ckpt", str(ckpt), "--split", "val")
-        assert result.returncode == 2 and "is not there" in result.stderr
+        code, err = run_cli("experiments.evaluate", "--ckpt", str(ckpt), "--split", "val", capsys=capsys)
+        assert code == 2 and "is not there" in err
     finally:
         moved.rename(twin)

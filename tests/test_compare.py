@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from support.tiny import TINY_MODEL
 
 from experiments.common.config import REPO_ROOT, load_config
 from experiments.compare import cli, report
 from experiments.compare.runs import Run, budget, plan_runs
 
-TINY = (
-    "backbone.image_size=32 model.lm.num_layers=1 model.lm.hidden_size=64 model.lm.num_heads=2 "
-    "model.lm.vocab_size=128 model.lm.tokenizer_captions=40 mdp.num_heads=2 generation.max_new_tokens=4 "
-    "data.train_size=32 data.val_size=6 data.batch_size=4 data.eval_batch_size=6 data.num_workers=0 "
-    "trainer.max_steps=2 metrics.num_panels=1"
+TINY = " ".join(TINY_MODEL) + (
+    " model.lm.tokenizer_captions=40 generation.max_new_tokens=4 data.train_size=32 data.val_size=6"
+    " data.batch_size=4 data.eval_batch_size=6 data.num_workers=0 trainer.max_steps=2 metrics.num_panels=1"
 )
 
 

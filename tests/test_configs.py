@@ -12,6 +12,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 from support.data import BUILDERS, build_mini
+from support.tiny import TINY_MODEL
 
 from experiments.common import assembly, trainer
 from experiments.common.config import CONF_DIR, EXPERIMENTS_DIR, REPO_ROOT, ConfigError, load_config
@@ -26,16 +27,13 @@ ABLATIONS = ("mdp_off", "single_scale", "no_gate", "subtract", "no_cross_attenti
 # The ~400M-parameter encoder takes seconds to initialise: its settings are checked without building it.
 HEAVY = {("backbone", "siglip_so400m")}
 
-# Tiny sizes for any config: the model and data keys every config has.
+# Tiny sizes for any config: the tiny model's keys every config has (each backbone keeps its own image size), and
+# the data keys.
 TINY = [
     "backbone.pretrained=null",
-    "model.lm.num_layers=1",
-    "model.lm.hidden_size=64",
-    "model.lm.num_heads=2",
-    "model.lm.vocab_size=128",
+    *(o for o in TINY_MODEL if not o.startswith("backbone.image_size")),
     "model.lm.tokenizer_captions=40",
     "model.max_caption_tokens=16",
-    "mdp.num_heads=2",
     "generation.max_new_tokens=4",
     "data.batch_size=2",
     "data.eval_batch_size=2",

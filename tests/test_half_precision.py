@@ -150,15 +150,33 @@ def test_the_paper_run_keeps_float32_master_weights_and_moves_the_tower(paper_ru
     )  # ... and most of those updates would have rounded away in half precision
 
 
+def kit_caption(ckpt: Path, folder: Path) -> tuple[tuple[Path, Path], str]:
+    """``make caption`` from a checkpoint, in this process (the entry point's ``main``, as make runs it)."""
+    from experiments import caption
+
+    images = pair_images(folder)
+    argv = ["--ckpt", str(ckpt), "--before", str(images[0]), "--after", str(images[1])]
+    assert caption.main([*argv, "--out", str(folder / "caption")]) == 0
+    return images, json.loads((folder / "caption" / "caption.json").read_text())["caption"]
+
+
 @pytest.mark.slow
 def test_caption_eval_and_resume_work_from_the_run(paper_run, tmp_path):
-    images = pair_images(tmp_path)
-    caption = run("experiments.caption", "--ckpt", str(paper_run["ckpt"]), "--before", str(images[0]),
-                  "--after", str(images[1]), "--out", str(tmp_path / "caption"))  # fmt: skip
-    assert caption.returncode == 0, caption.stderr[-3000:]
-    evaluate = run("experiments.evaluate", "--ckpt", str(paper_run["ckpt"]), "--split", "val", "--out",
-                   str(tmp_path / "eval"), "--args", "trainer.limit_val_batches=null generation.max_new_tokens=4")  # fmt: skip
-    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    from experiments import evaluate
+
+    assert kit_caption(paper_run["ckpt"], tmp_path)[1]  # make caption runs from the half-precision base's run
+    args = "trainer.limit_val_batches=null generation.max_new_tokens=4"
+    argv = [
+        "--ckpt",
+        str(paper_run["ckpt"]),
+        "--split",
+        "val",
+        "--out",
+        str(tmp_path / "eval"),
+        "--args",
+        args,
+    ]
+    assert evaluate.main(argv) == 0
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["stage"] == "val"
     resumed = run(
         "experiments.train", *paper_args(paper_run["twin"], paper_run["logs"], steps=4), "--resume", "last"
@@ -182,12 +200,13 @@ def pair_images(folder: Path) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 def test_export_readme_code_run_without_the_kit_gives_the_kit_s_caption(paper_run, tmp_path):
+    from experiments import export
+
     out = tmp_path / "export"
-    result = run("experiments.export", "--ckpt", str(paper_run["ckpt"]), "--out", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert export.main(["--ckpt", str(paper_run["ckpt"]), "--out", str(out)]) == 0
     readme = (out / "README.md").read_text()
     assert "float32" in readme and "729" not in readme  # dtypes said; no hard-coded token count
-    images = pair_images(tmp_path)
+    images, kit_text = kit_caption(paper_run["ckpt"], tmp_path)
     code = readme.split("```python\n", 1)[1].split("```", 1)[0].replace("{this folder}", str(out))
     # A folder without the kit: only the mdp library (as installed from this checkout) is importable.
     site, work = tmp_path / "site", tmp_path / "work"
@@ -201,10 +220,7 @@ def test_export_readme_code_run_without_the_kit_gives_the_kit_s_caption(paper_ru
     alone = run("", "readme_code.py", cwd=work, env={"PYTHONPATH": str(site)})
     assert alone.returncode == 0, alone.stderr[-3000:]
     text, ids = json.loads(alone.stdout.strip().splitlines()[-1])
-    caption = run("experiments.caption", "--ckpt", str(paper_run["ckpt"]), "--before", str(images[0]),
-                  "--after", str(images[1]), "--out", str(tmp_path / "caption"))  # fmt: skip
-    assert caption.returncode == 0, caption.stderr[-3000:]
-    assert text == json.loads((tmp_path / "caption" / "caption.json").read_text())["caption"]
+    assert text == kit_text
     kit_ids = kit_caption_ids(paper_run["ckpt"], out, images)
     assert ids == kit_ids and len(ids) > 3  # token for token
 
