@@ -25,7 +25,7 @@ from lightning_modules.model.language_model import is_tiny_lm
 from lightning_modules.model.m3diff import heatmaps
 from lightning_modules.model.prompt import InstructionPrompts, Segments, prompt_for
 from lightning_modules.model.tokenizer import load_pretrained_tokenizer, tokenizer_from_json
-from lightning_modules.pair_metrics import PairCount, PairLoss
+from lightning_modules.pair_metrics import PairCount, PairLoss, evaluation_record
 from lightning_modules.schedules import warmup_cosine
 
 
@@ -148,13 +148,7 @@ class CaptionerModule(L.LightningModule):
         cut = torch.tensor([len(s) >= generation["max_new_tokens"] for s in sequences], device=self.device)
         self.cut_captions[stage].update(keys, cut, torch.ones_like(cut))
         predictions = self.decode(sequences)
-        return {
-            "pair_id": list(batch["pair_id"]),
-            "prediction": predictions,
-            "references": batch["captions"],
-            "categories": batch["categories"],
-            "benchmark": batch["benchmark"],
-        }
+        return evaluation_record(batch, predictions)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, list]:
         return self.evaluation_step(batch, "val")

@@ -165,3 +165,15 @@ class PairCount(PairLoss):
 
     def compute(self) -> torch.Tensor:
         return self.unique_sums()[0].float()
+
+
+def evaluation_record(batch: dict[str, Any], predictions: list[str]) -> dict[str, list]:
+    """What a LightningModule's ``validation_step`` / ``test_step`` returns for the metrics callback: the batch's
+    pairs with one generated caption each (the contract in ``callbacks/caption_metrics.py``)."""
+    return {
+        "pair_id": list(batch["pair_id"]),
+        "prediction": predictions,
+        "references": batch["captions"],
+        "categories": batch["categories"],
+        "benchmark": batch["benchmark"],
+    }

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from lightning_modules.model.transformers_vlm import TransformersCaptioner, to_pil
-from lightning_modules.pair_metrics import PairCount
+from lightning_modules.pair_metrics import PairCount, evaluation_record
 
 
 class TransformersCaptionerModule(L.LightningModule):
@@ -72,13 +72,7 @@ class TransformersCaptionerModule(L.LightningModule):
         keys = [f"{b}/{p}" for b, p in zip(batch["benchmark"], batch["pair_id"])]
         flags = torch.tensor(cut, device=self.device)
         self.cut_captions[stage].update(keys, flags, torch.ones_like(flags))
-        return {
-            "pair_id": list(batch["pair_id"]),
-            "prediction": predictions,
-            "references": batch["captions"],
-            "categories": batch["categories"],
-            "benchmark": batch["benchmark"],
-        }
+        return evaluation_record(batch, predictions)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, list]:
         return self.evaluation_step(batch, "val")
