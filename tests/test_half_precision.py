@@ -165,18 +165,8 @@ def test_caption_eval_and_resume_work_from_the_run(paper_run, tmp_path):
     from experiments import evaluate
 
     assert kit_caption(paper_run["ckpt"], tmp_path)[1]  # make caption runs from the half-precision base's run
-    args = "trainer.limit_val_batches=null generation.max_new_tokens=4"
-    argv = [
-        "--ckpt",
-        str(paper_run["ckpt"]),
-        "--split",
-        "val",
-        "--out",
-        str(tmp_path / "eval"),
-        "--args",
-        args,
-    ]
-    assert evaluate.main(argv) == 0
+    argv = ["--ckpt", str(paper_run["ckpt"]), "--split", "val", "--out", str(tmp_path / "eval")]
+    assert evaluate.main([*argv, "--args", "trainer.limit_val_batches=null generation.max_new_tokens=4"]) == 0
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["stage"] == "val"
     resumed = run(
         "experiments.train", *paper_args(paper_run["twin"], paper_run["logs"], steps=4), "--resume", "last"
